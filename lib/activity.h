@@ -1,0 +1,67 @@
+/*
+ * activity - what the daemons record about their decisions: one syslog line per
+ * decision (key=value), and, off the request path, decision rows and the usage
+ * table (user x mechanism x client network) in activity.db, written by one
+ * writer thread in batched transactions, plus a heartbeat row with counters.
+ *
+ * activity_record() never blocks on SQLite: records go to a bounded queue; a
+ * full queue or an unwritable activity.db drops records, counts the loss and
+ * logs it (at most once a minute).
+ */
+#ifndef SASLGATE_ACTIVITY_H
+#define SASLGATE_ACTIVITY_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "engine.h"
+#include "request.h"
+#include "util.h"
+
+struct activity;
+
+struct activity_options {
+	const char *dir;	   /* store directory */
+	const char *program;	   /* "policyd" or "milter" */
+	unsigned queue_max;	   /* records held before dropping (e.g. 10000) */
+	unsigned flush_ms;	   /* writer batches at most this long (e.g. 200) */
+	unsigned heartbeat_s;	   /* heartbeat interval (e.g. 5) */
+	unsigned retention_days;   /* not applied by the writer; recorded for status */
+	int log_decisions;	   /* 1: one syslog line per decision */
+};
+
+/* Counters shown in heartbeats. Updated by the daemon; read by the writer. */
+struct activity_counters {
+	uint64_t requests, blocks, allows, would_blocks, not_authenticated, errors;
+};
+
+/* Starts the writer. Never fails because activity.db is unwritable (that is
+ * retried and counted); NULL only when the thread cannot start (err). */
+struct activity *activity_open(const struct activity_options *opt, struct sg_err *err);
+
+/* Logs the decision line and queues the decision row and the usage update.
+ * Thread-safe; never blocks on I/O. snap_generation is the policy generation the
+ * decision was made with. */
+void activity_record(struct activity *act, const struct request *req,
+		     const struct decision *d, int64_t snap_generation, time_t now);
+
+/* Counts a request that ended in on_error (no decision). Thread-safe. */
+void activity_count_error(struct activity *act);
+
+/* Status shown in the next heartbeat: generation in service and degradation
+ * (reason NULL when healthy). Thread-safe. */
+void activity_set_status(struct activity *act, int64_t generation, int degraded,
+			 const char *reason);
+
+/* Activity records dropped so far (queue full or activity.db unwritable). */
+uint64_t activity_dropped(struct activity *act);
+
+/* Flushes what is queued, writes a final heartbeat, stops the writer, frees;
+ * sets *act to NULL. NULL-safe. */
+void activity_close(struct activity **act);
+
+/* Formats the decision line logged to syslog (without a trailing newline). */
+void activity_format_line(char *buf, size_t len, const struct request *req,
+			  const struct decision *d);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * daemon - process plumbing shared by the two daemons: detaching, pid files,
+ * dropping privileges after binding, and signal-safe stop flags.
+ */
+#ifndef SASLGATE_DAEMON_H
+#define SASLGATE_DAEMON_H
+
+#include <sys/types.h>
+
+#include "util.h"
+
+/* Forks into the background, starts a new session, chdir("/"), redirects stdio to
+ * /dev/null. The parent exits 0. 0 in the child, or -1 with err. */
+int daemon_detach(struct sg_err *err);
+
+/* Writes the pid to path (O_EXCL after removing a stale file whose pid is not
+ * running); refuses if another live process holds it. 0 or -1 with err. */
+int daemon_pidfile_write(const char *path, struct sg_err *err);
+/* Removes the pid file if it holds our pid. */
+void daemon_pidfile_remove(const char *path);
+
+/* Looks up user and group (group NULL: the user's primary group). */
+int daemon_lookup_ids(const char *user, const char *group, uid_t *uid, gid_t *gid,
+		      struct sg_err *err);
+
+/* Drops to user/group (setgroups, setgid, setuid, then verifies it cannot regain
+ * root). user NULL or "": no change, but logs a warning if running as root.
+ * 0 or -1 with err. */
+int daemon_drop_privileges(const char *user, const char *group, struct sg_err *err);
+
+#endif

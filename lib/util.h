@@ -1,0 +1,58 @@
+/*
+ * util - small helpers shared by every saslgate module: error reasons,
+ * checked allocation, bounded string copies and ASCII case handling.
+ *
+ * Errors travel back to callers as a struct sg_err holding a human-readable
+ * reason; the caller decides whether the error is fatal.
+ */
+#ifndef SASLGATE_UTIL_H
+#define SASLGATE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SG_ERR_MAX 512
+
+struct sg_err {
+	char text[SG_ERR_MAX];
+};
+
+#define SG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define SG_UNUSED __attribute__((unused))
+
+/* Sets the reason; err may be NULL (the reason is then dropped). Always returns -1
+ * so that "return sg_err_set(err, ...);" reads naturally. */
+int sg_err_set(struct sg_err *err, const char *fmt, ...) SG_PRINTF(2, 3);
+
+/* Allocation that cannot fail: on exhaustion the process logs and aborts.
+ * Used only where a failure could not be handled sensibly. */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *ptr, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Copies src into dst (size dstsize), always NUL-terminates when dstsize > 0.
+ * Returns strlen(src); a result >= dstsize means the copy was truncated. */
+size_t sg_strlcpy(char *dst, const char *src, size_t dstsize);
+
+/* snprintf into buf that reports truncation: 0 on success, -1 if the output did
+ * not fit (buf then holds a truncated, NUL-terminated prefix). */
+int sg_snprintf(char *buf, size_t len, const char *fmt, ...) SG_PRINTF(3, 4);
+
+/* ASCII-only case handling (never locale dependent). sg_lower copies src into
+ * dst lower-cased, same contract as sg_strlcpy. */
+size_t sg_lower(char *dst, const char *src, size_t dstsize);
+size_t sg_upper(char *dst, const char *src, size_t dstsize);
+int sg_strcasecmp(const char *a, const char *b);
+
+/*
+ * Comma-separated lists, as stored in policy.db ("legacy,XOAUTH2").
+ * list_next() walks a list: *cursor starts at the list text; each call stores the
+ * next item (trimmed of blanks, empty items skipped) into item/itemlen and returns
+ * 1, or returns 0 at the end, or -1 if an item does not fit in itemlen.
+ */
+int list_next(const char **cursor, char *item, size_t itemlen);
+
+#endif
