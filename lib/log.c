@@ -1,0 +1,170 @@
+/*
+ * log - stderr or syslog, one whole line per call. The configuration (ident,
+ * destination, level) is set at start-up; the atomics make later switches
+ * (log_open again, log_set_level) safe against concurrent writers.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "log.h"
+
+#define LOG_LINE_MAX 2048
+
+static char log_ident[64] = "saslgate";
+static atomic_int log_to_stderr = 1;
+static atomic_int log_facility = LOG_MAIL;
+static atomic_int log_min_level = LOG_LEVEL_INFO;
+
+void log_open(const char *ident, int to_stderr, int facility)
+{
+	if (ident != NULL) {
+		const char *slash = strrchr(ident, '/');
+
+		sg_strlcpy(log_ident, slash ? slash + 1 : ident, sizeof(log_ident));
+	}
+	atomic_store(&log_facility, facility);
+	atomic_store(&log_to_stderr, to_stderr);
+	closelog();
+	if (!to_stderr)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+void log_reopen(void)
+{
+	if (atomic_load(&log_to_stderr))
+		return;
+	closelog();
+	openlog(log_ident, LOG_PID | LOG_NDELAY, atomic_load(&log_facility));
+}
+
+void log_set_level(enum log_level level)
+{
+	atomic_store(&log_min_level, (int)level);
+}
+
+static const char *level_name(enum log_level level)
+{
+	switch (level) {
+	case LOG_LEVEL_DEBUG:
+		return "debug";
+	case LOG_LEVEL_INFO:
+		return "info";
+	case LOG_LEVEL_WARNING:
+		return "warning";
+	case LOG_LEVEL_ERROR:
+		return "error";
+	}
+	return "error";
+}
+
+static int level_priority(enum log_level level)
+{
+	switch (level) {
+	case LOG_LEVEL_DEBUG:
+		return LOG_DEBUG;
+	case LOG_LEVEL_INFO:
+		return LOG_INFO;
+	case LOG_LEVEL_WARNING:
+		return LOG_WARNING;
+	case LOG_LEVEL_ERROR:
+		return LOG_ERR;
+	}
+	return LOG_ERR;
+}
+
+/* Control characters from remote input would let a client forge log lines. */
+static void sanitize(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+SG_PRINTF(2, 0)
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_MAX];
+
+	if ((int)level < atomic_load(&log_min_level))
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	sanitize(line);
+	if (atomic_load(&log_to_stderr))
+		fprintf(stderr, "%s: %s: %s\n", log_ident, level_name(level), line);
+	else
+		syslog(level_priority(level), "%s", line);
+}
+
+void log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_DEBUG, fmt, ap);
+	va_end(ap);
+}
+
+void log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_INFO, fmt, ap);
+	va_end(ap);
+}
+
+void log_warning(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_WARNING, fmt, ap);
+	va_end(ap);
+}
+
+void log_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_ERROR, fmt, ap);
+	va_end(ap);
+}
+
+void fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LEVEL_ERROR, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+static const struct {
+	const char *name;
+	int facility;
+} facilities[] = {
+    {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},     {"local0", LOG_LOCAL0},
+    {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+};
+
+int log_facility_parse(const char *name, int *facility)
+{
+	size_t i;
+
+	if (name == NULL)
+		return -1;
+	for (i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++) {
+		if (sg_strcasecmp(name, facilities[i].name) == 0) {
+			*facility = facilities[i].facility;
+			return 0;
+		}
+	}
+	return -1;
+}

@@ -1,0 +1,183 @@
+/*
+ * util - error reasons, checked allocation, bounded strings, ASCII case.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+int sg_err_set(struct sg_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void oom(size_t size)
+{
+	log_error("out of memory (%zu bytes)", size);
+	abort();
+}
+
+void *xmalloc(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+
+	if (p == NULL)
+		oom(size);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p;
+
+	if (n == 0 || size == 0)
+		n = size = 1;
+	p = calloc(n, size);
+	if (p == NULL)
+		oom(n * size);
+	return p;
+}
+
+void *xrealloc(void *ptr, size_t size)
+{
+	void *p = realloc(ptr, size ? size : 1);
+
+	if (p == NULL)
+		oom(size);
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = xmalloc(len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+size_t sg_strlcpy(char *dst, const char *src, size_t dstsize)
+{
+	size_t len = strlen(src);
+
+	if (dstsize > 0) {
+		size_t n = len < dstsize - 1 ? len : dstsize - 1;
+
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int sg_snprintf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return 0;
+}
+
+static int ascii_lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static int ascii_upper(int c)
+{
+	return c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c;
+}
+
+static size_t copy_mapped(char *dst, const char *src, size_t dstsize, int (*map)(int))
+{
+	size_t i;
+
+	for (i = 0; src[i] != '\0'; i++)
+		if (dstsize > 0 && i < dstsize - 1)
+			dst[i] = (char)map((unsigned char)src[i]);
+	if (dstsize > 0)
+		dst[i < dstsize - 1 ? i : dstsize - 1] = '\0';
+	return i;
+}
+
+size_t sg_lower(char *dst, const char *src, size_t dstsize)
+{
+	return copy_mapped(dst, src, dstsize, ascii_lower);
+}
+
+size_t sg_upper(char *dst, const char *src, size_t dstsize)
+{
+	return copy_mapped(dst, src, dstsize, ascii_upper);
+}
+
+int sg_strcasecmp(const char *a, const char *b)
+{
+	const unsigned char *p = (const unsigned char *)a;
+	const unsigned char *q = (const unsigned char *)b;
+	int d;
+
+	for (;; p++, q++) {
+		d = ascii_lower(*p) - ascii_lower(*q);
+		if (d != 0 || *p == '\0')
+			return d;
+	}
+}
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int list_next(const char **cursor, char *item, size_t itemlen)
+{
+	const char *p = *cursor;
+
+	if (p == NULL)
+		return 0;
+	for (;;) {
+		const char *start, *end, *next;
+		size_t n;
+
+		while (is_blank(*p) || *p == ',')
+			p++;
+		if (*p == '\0') {
+			*cursor = p;
+			return 0;
+		}
+		start = p;
+		while (*p != '\0' && *p != ',')
+			p++;
+		next = p;
+		end = p;
+		while (end > start && is_blank(end[-1]))
+			end--;
+		n = (size_t)(end - start);
+		*cursor = next;
+		if (n == 0)
+			continue;
+		if (n >= itemlen)
+			return -1;
+		memcpy(item, start, n);
+		item[n] = '\0';
+		return 1;
+	}
+}
