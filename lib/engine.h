@@ -42,7 +42,7 @@ struct trace_entry {
 	enum trace_status status;
 	int enforcing;	       /* effective state now: 1 enforce, 0 report-only */
 	enum trace_condition failed;
-	char detail[192];      /* human-readable reason for the status */
+	char detail[768];      /* human-readable reason for the status */
 	int64_t exception_id;  /* the excepting exception (TRACE_EXCEPTED), else 0 */
 	int64_t expired_ids[TRACE_EXPIRED_MAX]; /* matching but expired exceptions */
 	size_t n_expired;

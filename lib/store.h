@@ -1,7 +1,7 @@
 /*
  * store - the SQLite files of saslgate: policy.db (written only by saslgatectl,
  * read-only for the daemons) and activity.db (written by the daemons). Opening,
- * schema migrations (compiled in from schema/*.sql), transactions, change
+ * schema migrations (compiled in from the schema directory), transactions, change
  * detection, the admin audit trail and the integrity check.
  *
  * Both databases run in WAL mode with a busy timeout.

@@ -1,0 +1,409 @@
+/*
+ * store - opening policy.db and activity.db, migrations, transactions, change
+ * detection and the audit trail (see store.h).
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "schema_sql.h"
+#include "store.h"
+
+const char *store_dir(const char *arg)
+{
+	const char *env;
+
+	if (arg != NULL && *arg != '\0')
+		return arg;
+	env = getenv("SASLGATE_DIR");
+	if (env != NULL && *env != '\0')
+		return env;
+	return STORE_DEFAULT_DIR;
+}
+
+int store_path(const char *dir, const char *file, char *buf, size_t len, struct sg_err *err)
+{
+	if (sg_snprintf(buf, len, "%s/%s", dir, file) < 0)
+		return sg_err_set(err, "path too long: %s/%s", dir, file);
+	return 0;
+}
+
+static int migration_count(const char *const *migrations)
+{
+	int n = 0;
+
+	while (migrations[n] != NULL)
+		n++;
+	return n;
+}
+
+int store_policy_schema_version(void)
+{
+	return migration_count(schema_policy_migrations);
+}
+
+int store_activity_schema_version(void)
+{
+	return migration_count(schema_activity_migrations);
+}
+
+int store_exec(sqlite3 *db, const char *sql, struct sg_err *err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sg_err_set(err, "%s", msg != NULL ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+int store_schema_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Brings db from its recorded version to the newest, one transaction per step. */
+static int migrate(sqlite3 *db, const char *const *migrations, const char *what,
+		   struct sg_err *err)
+{
+	int newest = migration_count(migrations);
+	int v = store_schema_version(db);
+	char sql[64];
+
+	if (v < 0)
+		return sg_err_set(err, "%s: cannot read schema version: %s", what,
+				  sqlite3_errmsg(db));
+	if (v > newest)
+		return sg_err_set(err, "%s: schema version %d is newer than this program's (%d)",
+				  what, v, newest);
+	for (; v < newest; v++) {
+		if (store_exec(db, "BEGIN IMMEDIATE", err) < 0)
+			return -1;
+		/* Another process may have migrated while we waited for the lock. */
+		if (store_schema_version(db) > v) {
+			store_exec(db, "COMMIT", NULL);
+			continue;
+		}
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		if (store_exec(db, migrations[v], err) < 0 || store_exec(db, sql, err) < 0) {
+			store_rollback(db);
+			return -1;
+		}
+		if (store_exec(db, "COMMIT", err) < 0) {
+			store_rollback(db);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *err)
+{
+	*db = NULL;
+	if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
+		sg_err_set(err, "%s: %s", path,
+			   *db != NULL ? sqlite3_errmsg(*db) : "cannot allocate a connection");
+		store_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(*db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_extended_result_codes(*db, 1);
+	return 0;
+}
+
+/* Settings every read-write connection needs: WAL, foreign keys. */
+static int configure_rw(sqlite3 *db, const char *path, struct sg_err *err)
+{
+	struct sg_err e;
+
+	if (store_exec(db, "PRAGMA journal_mode=WAL", &e) < 0 ||
+	    store_exec(db, "PRAGMA foreign_keys=ON", &e) < 0 ||
+	    store_exec(db, "PRAGMA synchronous=NORMAL", &e) < 0)
+		return sg_err_set(err, "%s: %s", path, e.text);
+	return 0;
+}
+
+int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err)
+{
+	char path[4096];
+	struct stat sb;
+
+	*db = NULL;
+	if (store_path(dir, STORE_POLICY_DB, path, sizeof(path), err) < 0)
+		return -1;
+	if (create) {
+		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+			return sg_err_set(err, "cannot create store directory %s: %s", dir,
+					  strerror(errno));
+		if (stat(path, &sb) == 0)
+			return sg_err_set(err, "%s already exists; refusing to overwrite a store",
+					  path);
+	} else if (stat(path, &sb) < 0) {
+		return sg_err_set(err, "%s: %s (create the store with \"saslgatectl init\")", path,
+				  strerror(errno));
+	}
+	if (stat(dir, &sb) == 0 && (sb.st_mode & S_IWOTH) && !(sb.st_mode & S_ISVTX))
+		return sg_err_set(err,
+				  "store directory %s is world-writable; refusing to use it "
+				  "(chmod o-w %s)",
+				  dir, dir);
+	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db,
+		      err) < 0)
+		return -1;
+	if (configure_rw(*db, path, err) < 0 ||
+	    migrate(*db, schema_policy_migrations, path, err) < 0) {
+		store_close(db);
+		return -1;
+	}
+	return 0;
+}
+
+int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err)
+{
+	char path[4096];
+	int v, newest = store_policy_schema_version();
+
+	*db = NULL;
+	if (store_path(dir, STORE_POLICY_DB, path, sizeof(path), err) < 0)
+		return -1;
+	if (access(path, R_OK) < 0)
+		return sg_err_set(err, "%s: %s", path, strerror(errno));
+	if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
+		return -1;
+	v = store_schema_version(*db);
+	if (v != newest) {
+		if (v < 0)
+			sg_err_set(err, "%s: not a saslgate store: %s", path, sqlite3_errmsg(*db));
+		else
+			sg_err_set(err, "%s: schema version %d, this program needs %d%s", path, v,
+				   newest, v < newest ? " (run \"saslgatectl check\")" : "");
+		store_close(db);
+		return -1;
+	}
+	return 0;
+}
+
+int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_err *err)
+{
+	char path[4096];
+
+	*db = NULL;
+	if (store_path(dir, STORE_ACTIVITY_DB, path, sizeof(path), err) < 0)
+		return -1;
+	if (readonly) {
+		if (access(path, R_OK) < 0)
+			return sg_err_set(err, "%s: %s (no daemon has recorded activity yet)",
+					  path, strerror(errno));
+		if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
+			return -1;
+		if (store_schema_version(*db) != store_activity_schema_version()) {
+			sg_err_set(err, "%s: unexpected schema version %d", path,
+				   store_schema_version(*db));
+			store_close(db);
+			return -1;
+		}
+		return 0;
+	}
+	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, db, err) < 0)
+		return -1;
+	if (configure_rw(*db, path, err) < 0 ||
+	    migrate(*db, schema_activity_migrations, path, err) < 0) {
+		store_close(db);
+		return -1;
+	}
+	return 0;
+}
+
+void store_close(sqlite3 **db)
+{
+	if (db == NULL || *db == NULL)
+		return;
+	sqlite3_close_v2(*db);
+	*db = NULL;
+}
+
+int store_data_version(sqlite3 *db, int64_t *version, struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "data_version: %s", sqlite3_errmsg(db));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return sg_err_set(err, "data_version: %s", sqlite3_errmsg(db));
+	return 0;
+}
+
+int store_begin(sqlite3 *db, struct sg_err *err)
+{
+	return store_exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int store_commit(sqlite3 *db, struct sg_err *err)
+{
+	if (store_exec(db, "COMMIT", err) < 0) {
+		store_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+void store_rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+const char *store_actor(void)
+{
+	static char actor[64];
+	const char *sudo = getenv("SUDO_USER");
+	struct passwd *pw;
+
+	if (sudo != NULL && *sudo != '\0')
+		return sudo;
+	if (actor[0] == '\0') {
+		pw = getpwuid(getuid());
+		if (pw != NULL)
+			sg_strlcpy(actor, pw->pw_name, sizeof(actor));
+		else
+			snprintf(actor, sizeof(actor), "uid:%ld", (long)getuid());
+	}
+	return actor;
+}
+
+int store_audit(sqlite3 *db, const char *action, const char *object, const char *before_json,
+		const char *after_json, struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO audit (at, actor, action, object, before, after) "
+			       "VALUES (?, ?, ?, ?, ?, ?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "audit: %s", sqlite3_errmsg(db));
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL));
+	sqlite3_bind_text(st, 2, store_actor(), -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, object, -1, SQLITE_STATIC);
+	if (before_json != NULL)
+		sqlite3_bind_text(st, 5, before_json, -1, SQLITE_STATIC);
+	if (after_json != NULL)
+		sqlite3_bind_text(st, 6, after_json, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sg_err_set(err, "audit: %s", sqlite3_errmsg(db));
+	return store_exec(db,
+			  "UPDATE settings SET value = CAST(value AS INTEGER) + 1 "
+			  "WHERE key = 'generation'",
+			  err);
+}
+
+int store_setting_get(sqlite3 *db, const char *key, char *buf, size_t len, struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return sg_err_set(err, "settings: %s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+
+		if (sg_strlcpy(buf, v != NULL ? v : "", len) >= len) {
+			sqlite3_finalize(st);
+			return sg_err_set(err, "setting %s: value too long", key);
+		}
+		found = 1;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sg_err_set(err, "settings: %s", sqlite3_errmsg(db));
+	return found;
+}
+
+int store_setting_set(sqlite3 *db, const char *key, const char *value, struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db,
+			       "INSERT INTO settings (key, value) VALUES (?, ?) "
+			       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+			       -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "settings: %s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sg_err_set(err, "settings: %s", sqlite3_errmsg(db));
+	return 0;
+}
+
+int64_t store_generation(sqlite3 *db)
+{
+	char buf[32];
+
+	if (store_setting_get(db, "generation", buf, sizeof(buf), NULL) != 1)
+		return -1;
+	return strtoll(buf, NULL, 10);
+}
+
+int store_check(sqlite3 *db, struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc, bad = 0;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "integrity_check: %s", sqlite3_errmsg(db));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+
+		if (r == NULL || strcmp(r, "ok") != 0) {
+			sg_err_set(err, "integrity check: %s", r != NULL ? r : "(null)");
+			bad = 1;
+		}
+	} else {
+		sg_err_set(err, "integrity check: %s", sqlite3_errmsg(db));
+		bad = 1;
+	}
+	sqlite3_finalize(st);
+	if (bad)
+		return -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "foreign_key_check: %s", sqlite3_errmsg(db));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		sg_err_set(err, "foreign key violation in table %s (row %lld)",
+			   (const char *)sqlite3_column_text(st, 0),
+			   (long long)sqlite3_column_int64(st, 1));
+		bad = 1;
+	}
+	sqlite3_finalize(st);
+	return bad ? -1 : 0;
+}
