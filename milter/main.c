@@ -1,0 +1,504 @@
+/*
+ * saslgate-milter - process plumbing: options and settings, the libmilter
+ * socket (bound as root, mode and owner set explicitly), privilege drop,
+ * detaching, the pid file, the activity writer and the heartbeat thread.
+ *
+ * libmilter owns SIGHUP, SIGTERM and SIGINT (all three stop smfi_main); policy
+ * changes are picked up by change detection, never by a signal.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "activity.h"
+#include "daemon.h"
+#include "log.h"
+#include "milter.h"
+#include "settings.h"
+#include "source.h"
+#include "store.h"
+
+#ifndef SASLGATE_VERSION
+#define SASLGATE_VERSION "0.1.0"
+#endif
+
+#define PROGRAM          "saslgate-milter"
+#define DEFAULT_PID_DIR  "/run/saslgate"
+#define DEFAULT_PID_FILE DEFAULT_PID_DIR "/" PROGRAM ".pid"
+#define MAX_OVERRIDES    128
+
+/* A command-line setting, applied after the config file in command-line order. */
+struct override {
+	const char *key; /* NULL: value is "key=value" (-o) */
+	const char *value;
+};
+
+struct options {
+	int foreground;
+	int check;
+	const char *config_file;
+	struct override overrides[MAX_OVERRIDES];
+	size_t n_overrides;
+};
+
+/* Settings resolved into the types the daemon uses. */
+struct milter_settings {
+	const char *socket;
+	const char *socket_path; /* NULL for inet sockets */
+	mode_t socket_mode;
+	uid_t socket_uid; /* (uid_t)-1: unchanged */
+	gid_t socket_gid;
+	const char *store_dir;
+	const char *user, *group;
+	const char *pid_file;
+	int facility;
+	struct filter_config filter;
+	struct activity_options activity;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: " PROGRAM " [-f] [-n] [-d DIR] [-c FILE] [-u USER] [-g GROUP]\n"
+	             "                       [-o key=value]... -p SOCKET\n"
+	             "  -p SOCKET  libmilter socket: unix:/path, local:/path, inet:port@host,\n"
+	             "             inet6:port@host (setting \"socket\")\n"
+	             "  -d DIR     store directory holding policy.db and activity.db\n"
+	             "  -c FILE    configuration file (\"key = value\" lines)\n"
+	             "  -o K=V     set a setting (after the configuration file)\n"
+	             "  -u USER    run as USER after binding; -g GROUP: and as GROUP\n"
+	             "  -f         stay in the foreground and log to stderr\n"
+	             "  -n         print the effective settings, check them and the store, exit\n"
+	             "  -h         this help; -V: the version\n");
+}
+
+static void add_override(struct options *opt, const char *key, const char *value)
+{
+	if (opt->n_overrides == MAX_OVERRIDES)
+		fatal("too many command-line settings (at most %d)", MAX_OVERRIDES);
+	opt->overrides[opt->n_overrides].key = key;
+	opt->overrides[opt->n_overrides].value = value;
+	opt->n_overrides++;
+}
+
+static void parse_options(int argc, char **argv, struct options *opt)
+{
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(opt, 0, sizeof(*opt));
+	while ((c = getopt_long(argc, argv, "fnd:c:u:g:o:p:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			opt->foreground = 1;
+			break;
+		case 'n':
+			opt->check = 1;
+			break;
+		case 'd':
+			add_override(opt, "store_dir", optarg);
+			break;
+		case 'c':
+			opt->config_file = optarg;
+			break;
+		case 'u':
+			add_override(opt, "user", optarg);
+			break;
+		case 'g':
+			add_override(opt, "group", optarg);
+			break;
+		case 'o':
+			add_override(opt, NULL, optarg);
+			break;
+		case 'p':
+			add_override(opt, "socket", optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V': {
+			unsigned major = 0, minor = 0, patch = 0;
+
+			smfi_version(&major, &minor, &patch);
+			printf(PROGRAM " " SASLGATE_VERSION " (libmilter %u.%u.%u)\n", major, minor,
+			       patch);
+			exit(0);
+		}
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, PROGRAM ": unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
+}
+
+static int load_settings(const struct options *opt, struct settings *s, struct sg_err *err)
+{
+	size_t i;
+
+	settings_init(s, SETTINGS_MILTER);
+	if (opt->config_file != NULL && settings_load_file(s, opt->config_file, err) != 0)
+		return -1;
+	for (i = 0; i < opt->n_overrides; i++) {
+		const struct override *o = &opt->overrides[i];
+		int rc = o->key ? settings_set(s, o->key, o->value, err)
+		                : settings_set_pair(s, o->value, err);
+
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_mode(const char *text, mode_t *out, struct sg_err *err)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 8);
+	if (errno != 0 || end == text || *end != '\0' || v < 0 || v > 07777)
+		return sg_err_set(err, "socket_mode: \"%s\" is not an octal mode such as 0660",
+		                  text);
+	*out = (mode_t)v;
+	return 0;
+}
+
+/* Resolves and validates every setting the daemon needs; the -n check. */
+static int resolve_settings(const struct settings *s, struct milter_settings *m, struct sg_err *err)
+{
+	const char *v;
+
+	memset(m, 0, sizeof(*m));
+	m->socket = settings_str(s, "socket");
+	if (m->socket == NULL || m->socket[0] == '\0')
+		return sg_err_set(err, "socket: not set (use -p SOCKET)");
+	m->socket_path = milter_socket_path(m->socket);
+	if (m->socket_path == NULL && strncmp(m->socket, "inet:", 5) != 0 &&
+	    strncmp(m->socket, "inet6:", 6) != 0)
+		return sg_err_set(err,
+		                  "socket: \"%s\" is not unix:/path, local:/path, inet:port@host "
+		                  "or inet6:port@host",
+		                  m->socket);
+	if (m->socket_path != NULL && m->socket_path[0] != '/')
+		return sg_err_set(err, "socket: \"%s\" needs an absolute path", m->socket);
+	if (parse_mode(settings_str(s, "socket_mode"), &m->socket_mode, err) != 0)
+		return -1;
+	m->socket_uid = (uid_t)-1;
+	m->socket_gid = (gid_t)-1;
+	v = settings_str(s, "socket_owner");
+	if (v[0] != '\0') {
+		struct passwd *pw = getpwnam(v);
+
+		if (pw == NULL)
+			return sg_err_set(err, "socket_owner: no user \"%s\"", v);
+		m->socket_uid = pw->pw_uid;
+	}
+	v = settings_str(s, "socket_group");
+	if (v[0] != '\0') {
+		struct group *gr = getgrnam(v);
+
+		if (gr == NULL)
+			return sg_err_set(err, "socket_group: no group \"%s\"", v);
+		m->socket_gid = gr->gr_gid;
+	}
+
+	v = settings_str(s, "store_dir");
+	m->store_dir = store_dir(v[0] ? v : NULL);
+	m->user = settings_str(s, "user");
+	m->group = settings_str(s, "group");
+	if (m->user[0] != '\0') {
+		uid_t uid;
+		gid_t gid;
+
+		if (daemon_lookup_ids(m->user, m->group[0] ? m->group : NULL, &uid, &gid, err) != 0)
+			return -1;
+	} else if (m->group[0] != '\0') {
+		return sg_err_set(err, "group: set without user");
+	}
+	m->pid_file = settings_str(s, "pid_file");
+	if (log_facility_parse(settings_str(s, "syslog_facility"), &m->facility) != 0)
+		return sg_err_set(err, "syslog_facility: unknown facility \"%s\"",
+		                  settings_str(s, "syslog_facility"));
+
+	if (milter_on_error_parse(settings_str(s, "on_error"), &m->filter.on_error) != 0)
+		return sg_err_set(err, "on_error: unknown action \"%s\"",
+		                  settings_str(s, "on_error"));
+	/* on_error_reply serves the action whose class it has; the other action
+	 * uses a built-in reply of its own class. */
+	if (milter_reply_parse("451 4.3.0 saslgate: temporary policy error, try again later",
+	                       &m->filter.tempfail_reply, err) != 0 ||
+	    milter_reply_parse("550 5.3.0 saslgate: policy error", &m->filter.reject_reply, err) !=
+	        0)
+		return -1;
+	{
+		struct milter_reply r;
+
+		if (milter_reply_parse(settings_str(s, "on_error_reply"), &r, err) != 0) {
+			char reason[SG_ERR_MAX];
+
+			sg_strlcpy(reason, err->text, sizeof(reason));
+			return sg_err_set(err, "on_error_reply: %s", reason);
+		}
+		if (r.code[0] == '4')
+			m->filter.tempfail_reply = r;
+		else
+			m->filter.reject_reply = r;
+	}
+
+	m->activity.dir = m->store_dir;
+	m->activity.program = "milter";
+	m->activity.queue_max = (unsigned)settings_int(s, "activity_queue_max");
+	m->activity.flush_ms = (unsigned)settings_int(s, "activity_flush_ms");
+	m->activity.heartbeat_s = (unsigned)settings_int(s, "heartbeat_interval");
+	m->activity.retention_days = 0;
+	m->activity.log_decisions = settings_bool(s, "log_decisions");
+	return 0;
+}
+
+/* -n: settings, then the store as the daemon would open it. */
+static int check_config(const struct settings *s, const struct milter_settings *m, int ok,
+                        const struct sg_err *setting_err)
+{
+	struct sg_err err;
+	struct source *src;
+	struct snapshot *snap;
+
+	settings_print(s, stdout);
+	if (!ok) {
+		fprintf(stderr, PROGRAM ": %s\n", setting_err->text);
+		return 1;
+	}
+	printf("# macros requested at CONNECT: %s\n", filter_connect_macros);
+	printf("# macros requested at MAIL: %s\n", filter_envfrom_macros);
+	src = source_open(m->store_dir, &err);
+	if (src == NULL) {
+		fprintf(stderr, PROGRAM ": %s\n", err.text);
+		return 1;
+	}
+	snap = source_acquire(src);
+	printf("# store %s: generation %lld, %zu policies, %zu exceptions, %zu locations\n",
+	       m->store_dir, (long long)snapshot_generation(snap), snapshot_policy_count(snap),
+	       snapshot_exception_count(snap), snapshot_location_count(snap));
+	snapshot_unref(&snap);
+	source_close(&src);
+	return 0;
+}
+
+static void setup_socket(const struct milter_settings *m)
+{
+	if (smfi_setconn((char *)(uintptr_t)m->socket) != MI_SUCCESS)
+		fatal("socket %s: smfi_setconn failed", m->socket);
+	/* 1: remove a stale UNIX socket left by a previous run. */
+	if (smfi_opensocket(1) != MI_SUCCESS)
+		fatal("socket %s: cannot listen (in use, or bad address?)", m->socket);
+	if (m->socket_path == NULL)
+		return;
+	if (chmod(m->socket_path, m->socket_mode) != 0)
+		fatal("socket %s: chmod %04o: %s", m->socket_path, (unsigned)m->socket_mode,
+		      strerror(errno));
+	if ((m->socket_uid != (uid_t)-1 || m->socket_gid != (gid_t)-1) &&
+	    chown(m->socket_path, m->socket_uid, m->socket_gid) != 0)
+		fatal("socket %s: chown: %s", m->socket_path, strerror(errno));
+}
+
+/* The default pid directory belongs to the daemon user so that it can remove
+ * its pid file after dropping privileges. */
+static void prepare_pid_dir(const struct milter_settings *m, const char *pid_file)
+{
+	uid_t uid;
+	gid_t gid;
+	struct sg_err err;
+
+	if (pid_file == NULL || strcmp(pid_file, DEFAULT_PID_FILE) != 0)
+		return;
+	if (mkdir(DEFAULT_PID_DIR, 0755) != 0 && errno != EEXIST)
+		fatal("%s: %s", DEFAULT_PID_DIR, strerror(errno));
+	if (m->user[0] != '\0' && geteuid() == 0 &&
+	    daemon_lookup_ids(m->user, m->group[0] ? m->group : NULL, &uid, &gid, &err) == 0 &&
+	    chown(DEFAULT_PID_DIR, uid, gid) != 0)
+		log_warning("%s: chown: %s", DEFAULT_PID_DIR, strerror(errno));
+}
+
+struct heartbeat {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int stop;
+	unsigned interval_s;
+	struct source *source;
+	struct activity *activity;
+};
+
+/* Reports the source's health; acquiring also picks up a committed change (or
+ * notices a broken store) when no mail arrives. */
+static void heartbeat_beat(struct heartbeat *hb)
+{
+	struct snapshot *snap = source_acquire(hb->source);
+	struct source_stats st;
+	char reason[256];
+	int degraded;
+
+	snapshot_unref(&snap);
+	source_stats(hb->source, &st);
+	degraded = source_degraded(hb->source, reason, sizeof(reason));
+	activity_set_status(hb->activity, st.generation, degraded, degraded ? reason : NULL);
+}
+
+static void *heartbeat_main(void *arg)
+{
+	struct heartbeat *hb = arg;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&hb->lock);
+	while (!hb->stop) {
+		pthread_mutex_unlock(&hb->lock);
+		heartbeat_beat(hb);
+		pthread_mutex_lock(&hb->lock);
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += hb->interval_s;
+		while (!hb->stop && pthread_cond_timedwait(&hb->cond, &hb->lock, &deadline) == 0)
+			;
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return NULL;
+}
+
+static void heartbeat_start(struct heartbeat *hb)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	pthread_mutex_init(&hb->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&hb->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	hb->stop = 0;
+	rc = pthread_create(&hb->thread, NULL, heartbeat_main, hb);
+	if (rc != 0)
+		fatal("cannot start the heartbeat thread: %s", strerror(rc));
+}
+
+static void heartbeat_stop(struct heartbeat *hb)
+{
+	pthread_mutex_lock(&hb->lock);
+	hb->stop = 1;
+	pthread_cond_signal(&hb->cond);
+	pthread_mutex_unlock(&hb->lock);
+	pthread_join(hb->thread, NULL);
+	pthread_cond_destroy(&hb->cond);
+	pthread_mutex_destroy(&hb->lock);
+}
+
+/* Threads started from here on inherit this mask, so the signals libmilter
+ * waits for reach its sigwait thread and never kill a worker. */
+static void block_stop_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt;
+	struct settings settings;
+	struct milter_settings m;
+	struct sg_err err;
+	struct source *src;
+	struct heartbeat hb;
+	const char *pid_file;
+	int ok, rc;
+
+	parse_options(argc, argv, &opt);
+	if (load_settings(&opt, &settings, &err) != 0) {
+		fprintf(stderr, PROGRAM ": %s\n", err.text);
+		return opt.check ? 1 : 2;
+	}
+	ok = resolve_settings(&settings, &m, &err) == 0;
+	if (opt.check)
+		return check_config(&settings, &m, ok, &err);
+	if (!ok) {
+		fprintf(stderr, PROGRAM ": %s\n", err.text);
+		return 2;
+	}
+
+	log_open(PROGRAM, 1, m.facility);
+	block_stop_signals();
+	pid_file = m.pid_file[0] ? m.pid_file : (opt.foreground ? NULL : DEFAULT_PID_FILE);
+
+	if (filter_register(&err) != 0)
+		fatal("%s", err.text);
+	smfi_settimeout((int)settings_int(&settings, "milter_timeout"));
+	smfi_setbacklog((int)settings_int(&settings, "milter_backlog"));
+	setup_socket(&m);
+	prepare_pid_dir(&m, pid_file);
+	if (daemon_drop_privileges(m.user, m.group[0] ? m.group : NULL, &err) != 0)
+		fatal("%s", err.text);
+
+	/* Open the store as the daemon user, so that a problem shows on the
+	 * terminal; a detached child reopens it (no SQLite handle crosses fork). */
+	src = source_open(m.store_dir, &err);
+	if (src == NULL)
+		fatal("%s", err.text);
+	if (!opt.foreground) {
+		source_close(&src);
+		if (daemon_detach(&err) != 0)
+			fatal("%s", err.text);
+		log_open(PROGRAM, 0, m.facility);
+		src = source_open(m.store_dir, &err);
+		if (src == NULL)
+			fatal("%s", err.text);
+	}
+	if (pid_file != NULL && daemon_pidfile_write(pid_file, &err) != 0)
+		fatal("%s", err.text);
+
+	m.filter.source = src;
+	m.filter.activity = activity_open(&m.activity, &err);
+	if (m.filter.activity == NULL)
+		fatal("%s", err.text);
+	filter_configure(&m.filter);
+	memset(&hb, 0, sizeof(hb));
+	hb.interval_s = m.activity.heartbeat_s;
+	hb.source = src;
+	hb.activity = m.filter.activity;
+	heartbeat_start(&hb);
+
+	log_info("listening on %s (store %s)", m.socket, m.store_dir);
+	rc = smfi_main();
+	log_info("stopping");
+
+	heartbeat_stop(&hb);
+	heartbeat_beat(&hb);
+	activity_close(&m.filter.activity);
+	source_close(&src);
+	if (pid_file != NULL)
+		daemon_pidfile_remove(pid_file);
+	settings_free(&settings);
+	return rc == MI_SUCCESS ? 0 : 1;
+}
