@@ -1,0 +1,203 @@
+/*
+ * source - the daemon side of policy.db: change detection and snapshot swaps
+ * (see source.h).
+ *
+ * Two checks run before a snapshot is handed out:
+ *  - on every acquire, PRAGMA data_version: a commit by saslgatectl is seen by
+ *    the very next request;
+ *  - at most once a second, the identity of the file (inode, size, mtime): a
+ *    file that was removed, replaced or overwritten behind SQLite's back forces
+ *    a reopen, and a store that cannot be read leaves the last good snapshot in
+ *    service with the source marked degraded.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "source.h"
+#include "store.h"
+
+struct source {
+	pthread_mutex_t lock;
+	char *dir;
+	char path[4096];
+	sqlite3 *db;
+	struct snapshot *current;
+	int64_t data_version;
+	struct stat identity;
+	time_t last_identity_check;
+	int degraded;
+	char reason[256];
+	struct source_stats stats;
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static void set_degraded(struct source *src, const char *reason)
+{
+	if (!src->degraded || strcmp(src->reason, reason) != 0)
+		log_error("policy store degraded, keeping policy generation %lld in service: %s",
+			  src->current ? (long long)snapshot_generation(src->current) : -1LL,
+			  reason);
+	src->degraded = 1;
+	sg_strlcpy(src->reason, reason, sizeof(src->reason));
+	src->stats.failures++;
+}
+
+static void clear_degraded(struct source *src)
+{
+	if (src->degraded)
+		log_info("policy store readable again (generation %lld)",
+			 (long long)snapshot_generation(src->current));
+	src->degraded = 0;
+	src->reason[0] = '\0';
+}
+
+/* Builds a snapshot from the open connection and swaps it in. Lock held. */
+static int rebuild(struct source *src, struct sg_err *err)
+{
+	uint64_t start = now_us();
+	struct snapshot *snap = snapshot_load(src->db, err);
+
+	if (snap == NULL)
+		return -1;
+	snapshot_unref(&src->current);
+	src->current = snap;
+	src->stats.generation = snapshot_generation(snap);
+	src->stats.rebuilds++;
+	src->stats.last_rebuild_us = now_us() - start;
+	return 0;
+}
+
+/* (Re)opens the connection and rebuilds. Lock held (or not yet shared). */
+static int reopen(struct source *src, struct sg_err *err)
+{
+	sqlite3 *db;
+
+	if (store_open_readonly(src->dir, &db, err) < 0)
+		return -1;
+	store_close(&src->db);
+	src->db = db;
+	if (stat(src->path, &src->identity) < 0)
+		memset(&src->identity, 0, sizeof(src->identity));
+	if (store_data_version(src->db, &src->data_version, err) < 0)
+		return -1;
+	return rebuild(src, err);
+}
+
+struct source *source_open(const char *dir, struct sg_err *err)
+{
+	struct source *src = xcalloc(1, sizeof(*src));
+
+	pthread_mutex_init(&src->lock, NULL);
+	src->dir = xstrdup(dir);
+	if (store_path(dir, STORE_POLICY_DB, src->path, sizeof(src->path), err) < 0 ||
+	    reopen(src, err) < 0) {
+		source_close(&src);
+		return NULL;
+	}
+	src->last_identity_check = time(NULL);
+	return src;
+}
+
+/* Once a second: has the file been removed, replaced or rewritten? Lock held. */
+static void check_identity(struct source *src, time_t now)
+{
+	struct stat sb;
+	struct sg_err err;
+	char reason[sizeof(src->reason)];
+
+	if (now == src->last_identity_check)
+		return;
+	src->last_identity_check = now;
+	if (stat(src->path, &sb) < 0) {
+		sg_snprintf(reason, sizeof(reason), "%s: %s", src->path, strerror(errno));
+		set_degraded(src, reason);
+		return;
+	}
+	if (same_identity(&sb, &src->identity) && !src->degraded)
+		return;
+	err.text[0] = '\0';
+	if (reopen(src, &err) < 0) {
+		src->identity = sb; /* do not retry until the file changes again */
+		set_degraded(src, err.text);
+		return;
+	}
+	clear_degraded(src);
+}
+
+struct snapshot *source_acquire(struct source *src)
+{
+	struct snapshot *snap;
+	struct sg_err err;
+	int64_t version;
+
+	pthread_mutex_lock(&src->lock);
+	check_identity(src, time(NULL));
+	err.text[0] = '\0';
+	if (src->db != NULL && store_data_version(src->db, &version, &err) == 0) {
+		if (version != src->data_version) {
+			if (rebuild(src, &err) < 0) {
+				set_degraded(src, err.text);
+			} else {
+				src->data_version = version;
+				clear_degraded(src);
+			}
+		}
+	} else if (src->db != NULL) {
+		set_degraded(src, err.text);
+	}
+	snap = snapshot_ref(src->current);
+	pthread_mutex_unlock(&src->lock);
+	return snap;
+}
+
+int source_degraded(struct source *src, char *reason, size_t len)
+{
+	int d;
+
+	pthread_mutex_lock(&src->lock);
+	d = src->degraded;
+	if (reason != NULL && len > 0)
+		sg_strlcpy(reason, d ? src->reason : "", len);
+	pthread_mutex_unlock(&src->lock);
+	return d;
+}
+
+void source_stats(struct source *src, struct source_stats *out)
+{
+	pthread_mutex_lock(&src->lock);
+	*out = src->stats;
+	pthread_mutex_unlock(&src->lock);
+}
+
+void source_close(struct source **srcp)
+{
+	struct source *src = *srcp;
+
+	if (src == NULL)
+		return;
+	snapshot_unref(&src->current);
+	store_close(&src->db);
+	pthread_mutex_destroy(&src->lock);
+	free(src->dir);
+	free(src);
+	*srcp = NULL;
+}
