@@ -53,6 +53,9 @@ void activity_count_error(struct activity *act);
 void activity_set_status(struct activity *act, int64_t generation, int degraded,
 			 const char *reason);
 
+/* Snapshot rebuild statistics shown in the next heartbeat. Thread-safe. */
+void activity_set_rebuilds(struct activity *act, uint64_t rebuilds, uint64_t last_rebuild_us);
+
 /* Activity records dropped so far (queue full or activity.db unwritable). */
 uint64_t activity_dropped(struct activity *act);
 
