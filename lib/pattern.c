@@ -1,0 +1,361 @@
+/*
+ * pattern - user patterns and the user index.
+ *
+ * Globs are matched by a small ASCII matcher with fnmatch(3) semantics for
+ * '*', '?' and bracket expressions ('!' or '^' negation, ranges) and a literal
+ * backslash (FNM_NOESCAPE): usernames such as "DOMAIN\user" exist, and unlike
+ * fnmatch the matcher never allocates and never depends on the locale.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "pattern.h"
+
+static int is_glob_char(char c)
+{
+	return c == '*' || c == '?' || c == '[';
+}
+
+/* Length of the bracket expression starting at p ('['), or 0 if unclosed. */
+static size_t bracket_len(const char *p)
+{
+	const char *q = p + 1;
+
+	if (*q == '!' || *q == '^')
+		q++;
+	if (*q == ']')
+		q++;
+	while (*q != '\0' && *q != ']')
+		q++;
+	return *q == ']' ? (size_t)(q - p) + 1 : 0;
+}
+
+static int validate_glob(const char *text, struct sg_err *err)
+{
+	const char *p;
+
+	for (p = text; *p != '\0'; p++) {
+		size_t n;
+
+		if (*p != '[')
+			continue;
+		n = bracket_len(p);
+		if (n == 0)
+			return sg_err_set(err, "invalid user pattern \"%s\": unclosed '['", text);
+		if (strstr(p, "[:") != NULL && (size_t)(strstr(p, "[:") - p) < n)
+			return sg_err_set(err,
+			                  "invalid user pattern \"%s\": character classes such as "
+			                  "[:alpha:] are not supported",
+			                  text);
+		p += n - 1;
+	}
+	return 0;
+}
+
+int pattern_parse(const char *text, struct pattern *out, struct sg_err *err)
+{
+	size_t len, i;
+	int glob = 0;
+
+	if (text == NULL || *text == '\0')
+		return sg_err_set(err, "empty user pattern");
+	len = strlen(text);
+	if (len > PATTERN_MAX)
+		return sg_err_set(err, "user pattern too long (%zu bytes, at most %d)", len,
+		                  PATTERN_MAX);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c <= 0x20 || c >= 0x7f)
+			return sg_err_set(err,
+			                  "invalid user pattern \"%s\": only printable ASCII "
+			                  "without blanks is allowed",
+			                  text);
+		if (is_glob_char(text[i]))
+			glob = 1;
+	}
+	if (strstr(text, "@@") != NULL)
+		return sg_err_set(err, "invalid user pattern \"%s\": \"@@\"", text);
+	if (text[len - 1] == '@')
+		return sg_err_set(err, "invalid user pattern \"%s\": nothing after '@'", text);
+	if (text[0] == '@') {
+		if (glob)
+			return sg_err_set(err,
+			                  "invalid user pattern \"%s\": a domain pattern cannot "
+			                  "contain a glob (write *@domain instead)",
+			                  text);
+		if (strchr(text + 1, '@') != NULL)
+			return sg_err_set(err, "invalid user pattern \"%s\": '@' in the domain",
+			                  text);
+		out->kind = PATTERN_DOMAIN;
+		sg_lower(out->text, text + 1, sizeof(out->text));
+		return 0;
+	}
+	if (glob && validate_glob(text, err) < 0)
+		return -1;
+	out->kind = glob ? PATTERN_GLOB : PATTERN_EXACT;
+	sg_lower(out->text, text, sizeof(out->text));
+	return 0;
+}
+
+const char *pattern_kind_name(enum pattern_kind kind)
+{
+	switch (kind) {
+	case PATTERN_EXACT:
+		return "exact";
+	case PATTERN_DOMAIN:
+		return "domain";
+	case PATTERN_GLOB:
+		return "glob";
+	}
+	return "unknown";
+}
+
+/* Matches c against the bracket expression at p; *len receives its length. */
+static int bracket_match(const char *p, unsigned char c, size_t *len)
+{
+	const char *q = p + 1;
+	int negate = 0, found = 0;
+
+	*len = bracket_len(p);
+	if (*q == '!' || *q == '^') {
+		negate = 1;
+		q++;
+	}
+	/* A ']' right after the opening is a member, not the end. */
+	do {
+		unsigned char lo = (unsigned char)*q, hi = lo;
+
+		if (q[1] == '-' && q[2] != ']' && q[2] != '\0') {
+			hi = (unsigned char)q[2];
+			q += 2;
+		}
+		if (lo <= c && c <= hi)
+			found = 1;
+		q++;
+	} while (*q != ']');
+	return found != negate;
+}
+
+static int glob_match(const char *pat, const char *str)
+{
+	const char *star_p = NULL, *star_s = NULL;
+
+	for (;;) {
+		size_t blen;
+
+		if (*pat == '*') {
+			while (*pat == '*')
+				pat++;
+			if (*pat == '\0')
+				return 1;
+			star_p = pat;
+			star_s = str;
+			continue;
+		}
+		if (*str == '\0') {
+			if (*pat == '\0')
+				return 1;
+		} else if (*pat == '?') {
+			pat++;
+			str++;
+			continue;
+		} else if (*pat == '[' && bracket_len(pat) != 0) {
+			if (bracket_match(pat, (unsigned char)*str, &blen)) {
+				pat += blen;
+				str++;
+				continue;
+			}
+		} else if (*pat != '\0' && *pat == *str) {
+			pat++;
+			str++;
+			continue;
+		}
+		/* Mismatch: let the last star swallow one more character. */
+		if (star_p == NULL || *star_s == '\0')
+			return 0;
+		pat = star_p;
+		str = ++star_s;
+	}
+}
+
+int pattern_match(const struct pattern *p, const char *user_lower)
+{
+	const char *at;
+
+	switch (p->kind) {
+	case PATTERN_EXACT:
+		return strcmp(p->text, user_lower) == 0;
+	case PATTERN_DOMAIN:
+		at = strrchr(user_lower, '@');
+		return at != NULL && strcmp(at + 1, p->text) == 0;
+	case PATTERN_GLOB:
+		return glob_match(p->text, user_lower);
+	}
+	return 0;
+}
+
+/* All values added under one pattern. */
+struct userindex_entry {
+	struct pattern pattern;
+	void **values;
+	size_t n_values, cap_values;
+};
+
+struct userindex {
+	struct hash *exact;  /* text -> struct userindex_entry */
+	struct hash *domain; /* domain -> struct userindex_entry */
+	struct userindex_entry **globs;
+	size_t n_globs, cap_globs;
+	size_t count;
+};
+
+struct userindex *userindex_create(void)
+{
+	struct userindex *idx = calloc(1, sizeof(*idx));
+
+	if (idx == NULL)
+		return NULL;
+	idx->exact = hash_create(0);
+	idx->domain = hash_create(0);
+	return idx;
+}
+
+static int entry_add_value(struct userindex_entry *e, void *value)
+{
+	if (e->n_values == e->cap_values) {
+		size_t cap = e->cap_values ? e->cap_values * 2 : 1;
+		void **v = realloc(e->values, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		e->values = v;
+		e->cap_values = cap;
+	}
+	e->values[e->n_values++] = value;
+	return 0;
+}
+
+static struct userindex_entry *entry_new(const struct pattern *p)
+{
+	struct userindex_entry *e = calloc(1, sizeof(*e));
+
+	if (e != NULL)
+		e->pattern = *p;
+	return e;
+}
+
+static struct userindex_entry *glob_entry(struct userindex *idx, const struct pattern *p)
+{
+	struct userindex_entry *e;
+	size_t i;
+
+	for (i = 0; i < idx->n_globs; i++)
+		if (strcmp(idx->globs[i]->pattern.text, p->text) == 0)
+			return idx->globs[i];
+	if (idx->n_globs == idx->cap_globs) {
+		size_t cap = idx->cap_globs ? idx->cap_globs * 2 : 4;
+		struct userindex_entry **g = realloc(idx->globs, cap * sizeof(*g));
+
+		if (g == NULL)
+			return NULL;
+		idx->globs = g;
+		idx->cap_globs = cap;
+	}
+	e = entry_new(p);
+	if (e != NULL)
+		idx->globs[idx->n_globs++] = e;
+	return e;
+}
+
+int userindex_add(struct userindex *idx, const struct pattern *p, void *value)
+{
+	struct userindex_entry *e;
+
+	if (p->kind == PATTERN_GLOB) {
+		e = glob_entry(idx, p);
+	} else {
+		void **slot =
+		    hash_slot(p->kind == PATTERN_EXACT ? idx->exact : idx->domain, p->text);
+
+		if (*slot == NULL)
+			*slot = entry_new(p);
+		e = *slot;
+	}
+	if (e == NULL || entry_add_value(e, value) < 0)
+		return -1;
+	idx->count++;
+	return 0;
+}
+
+static int entry_call(const struct userindex_entry *e,
+                      int (*fn)(void *value, const struct pattern *p, void *arg), void *arg)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < e->n_values; i++) {
+		r = fn(e->values[i], &e->pattern, arg);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int userindex_lookup(const struct userindex *idx, const char *user_lower,
+                     int (*fn)(void *value, const struct pattern *p, void *arg), void *arg)
+{
+	const struct userindex_entry *e;
+	const char *at;
+	size_t i;
+	int r;
+
+	if (user_lower == NULL)
+		return 0;
+	e = hash_get(idx->exact, user_lower);
+	if (e != NULL && (r = entry_call(e, fn, arg)) != 0)
+		return r;
+	at = strrchr(user_lower, '@');
+	if (at != NULL) {
+		e = hash_get(idx->domain, at + 1);
+		if (e != NULL && (r = entry_call(e, fn, arg)) != 0)
+			return r;
+	}
+	for (i = 0; i < idx->n_globs; i++) {
+		e = idx->globs[i];
+		if (glob_match(e->pattern.text, user_lower) && (r = entry_call(e, fn, arg)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+size_t userindex_count(const struct userindex *idx)
+{
+	return idx->count;
+}
+
+static void entry_free(void *value)
+{
+	struct userindex_entry *e = value;
+
+	free(e->values);
+	free(e);
+}
+
+void userindex_free(struct userindex **idxp)
+{
+	struct userindex *idx;
+	size_t i;
+
+	if (idxp == NULL || *idxp == NULL)
+		return;
+	idx = *idxp;
+	hash_free(&idx->exact, entry_free);
+	hash_free(&idx->domain, entry_free);
+	for (i = 0; i < idx->n_globs; i++)
+		entry_free(idx->globs[i]);
+	free(idx->globs);
+	free(idx);
+	*idxp = NULL;
+}
