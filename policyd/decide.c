@@ -1,0 +1,128 @@
+/*
+ * decide - the adapter between the policy delegation protocol and the engine:
+ * attributes -> struct request, engine_decide() with the current snapshot, and
+ * the decision -> "action=..." reply.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cidr.h"
+#include "engine.h"
+#include "log.h"
+#include "policyd.h"
+#include "request.h"
+#include "snapshot.h"
+
+/* Copies text for a reply line: printable ASCII only, at most max bytes. */
+static void reply_safe(char *dst, size_t dstsize, const char *src, size_t max)
+{
+	size_t n = 0;
+
+	for (; *src != '\0' && n + 1 < dstsize && n < max; src++)
+		dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+	dst[n] = '\0';
+}
+
+static size_t finish(char *reply, size_t len, const char *action)
+{
+	int n = snprintf(reply, len, "action=%s\n\n", action);
+
+	if (n < 0 || (size_t)n >= len) {
+		/* cannot happen with POLICYD_REPLY_MAX; keep the protocol intact anyway */
+		n = snprintf(reply, len, "action=DUNNO\n\n");
+	}
+	return (size_t)n;
+}
+
+static size_t on_error_reply(const struct server *srv, char *reply, size_t len)
+{
+	switch (srv->cfg.on_error) {
+	case ON_ERROR_ACCEPT:
+		return finish(reply, len, "DUNNO");
+	case ON_ERROR_REJECT:
+		return finish(reply, len, "550 5.7.0 saslgate: policy error, submission refused");
+	case ON_ERROR_TEMPFAIL:
+	default:
+		return finish(reply, len, srv->cfg.on_error_reply);
+	}
+}
+
+static void request_from(const struct policy_parser *p, struct request *req)
+{
+	const char *service = policy_parser_get(p, POLICY_ATTR_POLICY_CONTEXT);
+
+	request_init(req);
+	req->mech = policy_parser_get(p, POLICY_ATTR_SASL_METHOD);
+	req->user = policy_parser_get(p, POLICY_ATTR_SASL_USERNAME);
+	req->client_addr = policy_parser_get(p, POLICY_ATTR_CLIENT_ADDRESS);
+	if (*req->client_addr != '\0' && ipaddr_parse(req->client_addr, &req->addr, NULL) == 0)
+		req->addr_valid = 1;
+	req->tls_protocol = policy_parser_get(p, POLICY_ATTR_ENCRYPTION_PROTOCOL);
+	req->tls_cipher = policy_parser_get(p, POLICY_ATTR_ENCRYPTION_CIPHER);
+	req->tls = *req->tls_protocol != '\0';
+	if (*service == '\0')
+		service = policy_parser_get(p, POLICY_ATTR_SERVER_PORT);
+	req->service = service;
+	req->queue_id = policy_parser_get(p, POLICY_ATTR_QUEUE_ID);
+	req->instance = policy_parser_get(p, POLICY_ATTR_INSTANCE);
+	req->sender = policy_parser_get(p, POLICY_ATTR_SENDER);
+}
+
+static size_t decision_reply(const struct server *srv, const struct request *req,
+                             const struct decision *d, char *reply, size_t len)
+{
+	char action[POLICYD_REPLY_MAX - 16];
+	char text[sizeof(d->reply_text)];
+
+	if (d->outcome == OUTCOME_BLOCK) {
+		reply_safe(text, sizeof(text), d->reply_text, sizeof(text) - 1);
+		snprintf(action, sizeof(action), "%s %s %s", d->reply_code, d->reply_enh, text);
+		return finish(reply, len, action);
+	}
+	if (d->outcome == OUTCOME_ALLOW && d->n_report_only > 0 && srv->cfg.report_warn) {
+		char mech[64], names[sizeof(d->report_only)];
+
+		reply_safe(mech, sizeof(mech), req->mech, 32);
+		reply_safe(names, sizeof(names), d->report_only, sizeof(names) - 1);
+		snprintf(action, sizeof(action),
+		         "WARN saslgate report-only: authentication mechanism %s would be refused "
+		         "by policy %s",
+		         mech, names);
+		return finish(reply, len, action);
+	}
+	return finish(reply, len, "DUNNO");
+}
+
+size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len)
+{
+	struct request req;
+	struct decision d;
+	struct snapshot *snap;
+	time_t now = time(NULL);
+	size_t n;
+
+	request_from(p, &req);
+	snap = source_acquire(srv->source);
+	if (snap == NULL) {
+		log_error("no policy snapshot available: client=%s instance=%s: applying "
+		          "on_error",
+		          req.client_addr, req.instance);
+		activity_count_error(srv->activity);
+		return on_error_reply(srv, reply, len);
+	}
+	memset(&d, 0, sizeof(d));
+	if (engine_decide(snap, &req, now, 0, &d) < 0) {
+		log_error("decision failed (out of memory): client=%s instance=%s: applying "
+		          "on_error",
+		          req.client_addr, req.instance);
+		activity_count_error(srv->activity);
+		snapshot_unref(&snap);
+		return on_error_reply(srv, reply, len);
+	}
+	activity_record(srv->activity, &req, &d, snapshot_generation(snap), now);
+	n = decision_reply(srv, &req, &d, reply, len);
+	decision_release(&d);
+	snapshot_unref(&snap);
+	return n;
+}

@@ -1,0 +1,147 @@
+/*
+ * policyd - the internals of saslgate-policyd shared by its files: the server
+ * state, endpoints (listen.c), connections (conn.c), the decision adapter
+ * (decide.c) and configuration (config.c). Single-threaded: everything below
+ * runs in the libevent loop of main.c, except the activity writer, which lives
+ * behind lib/activity.h.
+ */
+#ifndef SASLGATE_POLICYD_H
+#define SASLGATE_POLICYD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "activity.h"
+#include "request_parse.h"
+#include "settings.h"
+#include "source.h"
+#include "util.h"
+
+#define POLICYD_PROGRAM "saslgate-policyd"
+
+enum on_error { ON_ERROR_TEMPFAIL, ON_ERROR_ACCEPT, ON_ERROR_REJECT };
+
+/* Room for "action=" + code + enhanced code + the engine's 512-byte text. */
+#define POLICYD_REPLY_MAX 640
+
+/* The values the daemon consults per request, derived from the settings. All of
+ * them may change on SIGHUP. */
+struct policyd_config {
+	struct policy_limits limits;
+	int64_t idle_timeout_s;
+	size_t max_connections;
+	int report_warn; /* report_only_action = warn */
+	enum on_error on_error;
+	char on_error_reply[POLICYD_REPLY_MAX]; /* without "action=" */
+};
+
+/* Derives the configuration from validated settings. 0, or -1 with err (an
+ * on_error_reply that is no valid SMTP reply). */
+int policyd_config_derive(const struct settings *s, struct policyd_config *cfg, struct sg_err *err);
+
+/* What the command line said, kept to re-apply it over the config file on
+ * SIGHUP. */
+struct policyd_cmdline {
+	const char *config_file; /* -c, or NULL */
+	const char **pairs;      /* "key=value" from -o, -d, -u, -g, in order */
+	size_t n_pairs;
+	const char **endpoints; /* -l, appended to the listen setting */
+	size_t n_endpoints;
+};
+
+/* Defaults, then the config file, then the command line. On error nothing is
+ * left allocated in s. 0 or -1 with err. */
+int policyd_settings_build(const struct policyd_cmdline *cl, struct settings *s,
+                           struct sg_err *err);
+
+/* One listening endpoint. */
+struct endpoint {
+	char *spec;      /* as configured: "unix:/run/x.sock", "inet:[::1]:10031" */
+	char *unix_path; /* for unix: endpoints, else NULL */
+	int fd;          /* bound, listening socket, or -1 */
+	struct evconnlistener *listener;
+	struct server *srv;
+};
+
+struct conn;
+
+struct server {
+	struct event_base *base;
+	struct settings settings;
+	struct policyd_cmdline cmdline;
+	struct policyd_config cfg;
+	struct source *source;
+	struct activity *activity;
+	int foreground;
+
+	struct endpoint *endpoints;
+	size_t n_endpoints;
+
+	struct conn *conns; /* doubly linked list of open connections */
+	size_t n_conns;
+
+	int stopping;
+	int degraded; /* last reported state of the source */
+	time_t refused_logged_at;
+	uint64_t refused_unlogged;
+	time_t accept_error_logged_at;
+
+	struct event *ev_term, *ev_int, *ev_hup, *ev_heartbeat, *ev_grace, *ev_resume;
+};
+
+/* listen.c */
+
+/* Checks the syntax of an endpoint ("unix:PATH", "inet:HOST:PORT",
+ * "inet:[V6]:PORT"). 0 or -1 with err. */
+int endpoint_check(const char *spec, struct sg_err *err);
+
+/* Parses the listen setting into srv->endpoints and binds each one (UNIX
+ * sockets get socket_mode/owner/group). Runs before privileges are dropped and
+ * before the event base exists. 0 or -1 with err. */
+int endpoints_bind(struct server *srv, struct sg_err *err);
+
+/* Creates the listeners on srv->base. 0 or -1 with err. */
+int endpoints_listen(struct server *srv, struct sg_err *err);
+
+/* Stops accepting (listeners disabled, sockets still bound). */
+void endpoints_pause(struct server *srv);
+void endpoints_resume(struct server *srv);
+
+/* Frees listeners, closes the sockets, removes the UNIX socket files. */
+void endpoints_close(struct server *srv);
+
+/* conn.c */
+
+/* Takes over an accepted socket. Enforces max_connections (closing fd when
+ * over the limit). */
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
+                 const struct endpoint *ep);
+
+/* Shutdown: closes idle connections now; busy ones close after their
+ * request is answered. */
+void conns_shutdown(struct server *srv);
+
+/* Closes every connection at once (end of the grace period). */
+void conns_close_all(struct server *srv);
+
+/* Applies changed timeouts and limits to open connections (SIGHUP). */
+void conns_reconfigure(struct server *srv);
+
+/* decide.c */
+
+/* Decides a completed request and formats the whole reply, "action=...\n\n",
+ * into reply (POLICYD_REPLY_MAX bytes). Records the decision in activity.
+ * Returns the reply length. Never fails: errors give the on_error reply. */
+size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len);
+
+/* main.c */
+
+/* Called by conn.c when the last connection of a stopping server is gone. */
+void server_maybe_finish(struct server *srv);
+
+#endif

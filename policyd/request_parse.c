@@ -1,0 +1,251 @@
+/*
+ * request_parse - the Postfix policy delegation request parser (see the header
+ * for the syntax and the contract). A byte-at-a-time state machine: a limit is
+ * detected on the byte that crosses it, and only the values of the attributes
+ * saslgate uses are stored.
+ */
+#include "request_parse.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Buffers above this size are released between requests, so a connection that
+ * once sent a large request does not keep the memory while idle. */
+#define KEEP_VALS_BYTES 4096
+
+static const char *const attr_names[POLICY_ATTR_COUNT] = {
+    [POLICY_ATTR_REQUEST] = "request",
+    [POLICY_ATTR_PROTOCOL_STATE] = "protocol_state",
+    [POLICY_ATTR_PROTOCOL_NAME] = "protocol_name",
+    [POLICY_ATTR_SASL_METHOD] = "sasl_method",
+    [POLICY_ATTR_SASL_USERNAME] = "sasl_username",
+    [POLICY_ATTR_CLIENT_ADDRESS] = "client_address",
+    [POLICY_ATTR_CLIENT_NAME] = "client_name",
+    [POLICY_ATTR_ENCRYPTION_PROTOCOL] = "encryption_protocol",
+    [POLICY_ATTR_ENCRYPTION_CIPHER] = "encryption_cipher",
+    [POLICY_ATTR_POLICY_CONTEXT] = "policy_context",
+    [POLICY_ATTR_SERVER_PORT] = "server_port",
+    [POLICY_ATTR_QUEUE_ID] = "queue_id",
+    [POLICY_ATTR_INSTANCE] = "instance",
+    [POLICY_ATTR_SENDER] = "sender",
+    [POLICY_ATTR_RECIPIENT] = "recipient",
+};
+
+const char *policy_attr_name(enum policy_attr a)
+{
+	if ((unsigned)a >= POLICY_ATTR_COUNT)
+		return "?";
+	return attr_names[a];
+}
+
+static int attr_lookup(const char *name, size_t len)
+{
+	if (len >= POLICY_NAME_MAX)
+		return -1;
+	for (int i = 0; i < POLICY_ATTR_COUNT; i++) {
+		if (strlen(attr_names[i]) == len && memcmp(attr_names[i], name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void line_reset(struct policy_parser *p)
+{
+	p->name_len = 0;
+	p->line_len = 0;
+	p->in_value = 0;
+	p->cur_attr = -1;
+	p->last_cr = 0;
+}
+
+void policy_parser_init(struct policy_parser *p, const struct policy_limits *lim)
+{
+	memset(p, 0, sizeof(*p));
+	p->lim = *lim;
+	line_reset(p);
+}
+
+void policy_parser_set_limits(struct policy_parser *p, const struct policy_limits *lim)
+{
+	p->lim = *lim;
+}
+
+void policy_parser_reset(struct policy_parser *p)
+{
+	line_reset(p);
+	p->n_attributes = 0;
+	p->n_bytes = 0;
+	p->vals_len = 0;
+	memset(p->present, 0, sizeof(p->present));
+	p->failed = 0;
+	p->done = 0;
+	p->error[0] = '\0';
+	if (p->vals_cap > KEEP_VALS_BYTES) {
+		free(p->vals);
+		p->vals = NULL;
+		p->vals_cap = 0;
+	}
+}
+
+void policy_parser_free(struct policy_parser *p)
+{
+	free(p->vals);
+	p->vals = NULL;
+	p->vals_cap = 0;
+	p->vals_len = 0;
+}
+
+static enum policy_parse_status fail(struct policy_parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static enum policy_parse_status fail(struct policy_parser *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->error, sizeof(p->error), fmt, ap);
+	va_end(ap);
+	p->failed = 1;
+	return POLICY_PARSE_ERROR;
+}
+
+/* Appends one byte to the value arena. 0, or -1 if memory ran out. */
+static int vals_put(struct policy_parser *p, char c)
+{
+	if (p->vals_len == p->vals_cap) {
+		size_t cap = p->vals_cap ? p->vals_cap * 2 : 512;
+		char *n = realloc(p->vals, cap);
+
+		if (n == NULL)
+			return -1;
+		p->vals = n;
+		p->vals_cap = cap;
+	}
+	p->vals[p->vals_len++] = c;
+	return 0;
+}
+
+/* The empty line: checks the request as a whole. */
+static enum policy_parse_status request_end(struct policy_parser *p)
+{
+	if (p->n_attributes == 0)
+		return fail(p, "empty request");
+	if (!p->present[POLICY_ATTR_REQUEST])
+		return fail(p, "no request attribute");
+	if (strcmp(policy_parser_get(p, POLICY_ATTR_REQUEST), "smtpd_access_policy") != 0)
+		return fail(p, "unsupported request type");
+	p->done = 1;
+	return POLICY_PARSE_DONE;
+}
+
+/* LF: ends an attribute line or, if empty, the request. */
+static enum policy_parse_status line_end(struct policy_parser *p)
+{
+	size_t len = p->line_len - (p->last_cr ? 1 : 0);
+
+	if (len == 0) {
+		line_reset(p);
+		return request_end(p);
+	}
+	if (!p->in_value)
+		return fail(p, "line without '='");
+	if (p->cur_attr >= 0) {
+		if (p->last_cr)
+			p->vals_len--; /* the tolerated CR was stored with the value */
+		if (vals_put(p, '\0') < 0)
+			return fail(p, "out of memory");
+		p->present[p->cur_attr] = 1;
+	}
+	p->n_attributes++;
+	if (p->n_attributes > p->lim.max_attributes)
+		return fail(p, "more than %zu attributes", p->lim.max_attributes);
+	line_reset(p);
+	return POLICY_PARSE_MORE;
+}
+
+static enum policy_parse_status line_byte(struct policy_parser *p, char c)
+{
+	p->line_len++;
+	/* One byte past the limit is allowed only if it is the CR before LF. */
+	if (p->line_len > p->lim.max_line_bytes + 1 ||
+	    (p->line_len == p->lim.max_line_bytes + 1 && c != '\r'))
+		return fail(p, "line longer than %zu bytes", p->lim.max_line_bytes);
+	p->last_cr = c == '\r';
+	if (!p->in_value) {
+		if (c == '=') {
+			if (p->name_len == 0)
+				return fail(p, "empty attribute name");
+			p->in_value = 1;
+			p->cur_attr = attr_lookup(p->name, p->name_len);
+			if (p->cur_attr >= 0)
+				p->off[p->cur_attr] = p->vals_len;
+			return POLICY_PARSE_MORE;
+		}
+		if (p->name_len < POLICY_NAME_MAX)
+			p->name[p->name_len] = c;
+		p->name_len++;
+		return POLICY_PARSE_MORE;
+	}
+	if (p->cur_attr >= 0 && vals_put(p, c) < 0)
+		return fail(p, "out of memory");
+	return POLICY_PARSE_MORE;
+}
+
+enum policy_parse_status policy_parser_feed(struct policy_parser *p, const char *data, size_t len,
+                                            size_t *consumed)
+{
+	enum policy_parse_status st = POLICY_PARSE_MORE;
+	size_t i;
+
+	*consumed = 0;
+	if (p->failed)
+		return POLICY_PARSE_ERROR;
+	if (p->done)
+		policy_parser_reset(p);
+	for (i = 0; i < len; i++) {
+		char c = data[i];
+
+		if (p->n_bytes >= p->lim.max_request_bytes) {
+			st = fail(p, "request longer than %zu bytes", p->lim.max_request_bytes);
+			break;
+		}
+		p->n_bytes++;
+		if (c == '\0') {
+			st = fail(p, "NUL byte in request");
+			break;
+		}
+		st = c == '\n' ? line_end(p) : line_byte(p, c);
+		if (st == POLICY_PARSE_DONE) {
+			i++;
+			break;
+		}
+		if (st == POLICY_PARSE_ERROR)
+			break;
+	}
+	*consumed = i;
+	return st;
+}
+
+const char *policy_parser_get(const struct policy_parser *p, enum policy_attr a)
+{
+	if ((unsigned)a >= POLICY_ATTR_COUNT || !p->present[a])
+		return "";
+	return p->vals + p->off[a];
+}
+
+int policy_parser_has(const struct policy_parser *p, enum policy_attr a)
+{
+	return (unsigned)a < POLICY_ATTR_COUNT && p->present[a];
+}
+
+int policy_parser_busy(const struct policy_parser *p)
+{
+	return p->n_bytes > 0 && !p->done;
+}
+
+const char *policy_parser_error(const struct policy_parser *p)
+{
+	return p->error[0] ? p->error : "no error";
+}
