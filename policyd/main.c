@@ -290,13 +290,9 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 	int degraded;
 
 	snapshot_unref(&snap);
+	/* lib/source logs the transitions; we only report them. */
 	degraded = source_degraded(srv->source, reason, sizeof(reason));
 	source_stats(srv->source, &st);
-	if (degraded && !srv->degraded)
-		log_error("policy store degraded, deciding with generation %lld: %s",
-		          (long long)st.generation, reason);
-	else if (!degraded && srv->degraded)
-		log_info("policy store readable again: generation %lld", (long long)st.generation);
 	srv->degraded = degraded;
 	activity_set_status(srv->activity, st.generation, degraded, degraded ? reason : NULL);
 }
