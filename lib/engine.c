@@ -14,7 +14,7 @@
 #include "snapshot_int.h"
 
 #define LOCS_INLINE 32
-#define CANDS_INLINE 16
+#define CANDS_INLINE 64
 #define USER_INLINE 512
 
 struct eval {
@@ -100,9 +100,11 @@ static long first_location_in(const struct eval *ev, const uint32_t *list, size_
 
 static void add_candidate(struct eval *ev, const struct sn_exception *e)
 {
-	for (size_t i = 0; i < ev->n_cands; i++)
-		if (ev->cands[i] == e)
-			return;
+	/* Only a group exception can be reached twice (through two members). */
+	if (e->from_group)
+		for (size_t i = 0; i < ev->n_cands; i++)
+			if (ev->cands[i] == e)
+				return;
 	if (ev->n_cands == ev->cap_cands) {
 		size_t cap = ev->cap_cands * 2;
 		const struct sn_exception **c;
@@ -172,7 +174,16 @@ static void find_locations(struct eval *ev)
 		}
 		total = cidr_tree_lookup(ev->snap->location_tree, &ev->req->addr, ev->locs, total);
 	}
-	ev->n_locs = total;
+	/* A location with overlapping ranges appears once per range: keep one. */
+	ev->n_locs = 0;
+	for (size_t i = 0; i < total; i++) {
+		size_t k;
+
+		for (k = 0; k < ev->n_locs && ev->locs[k] != ev->locs[i]; k++)
+			;
+		if (k == ev->n_locs)
+			ev->locs[ev->n_locs++] = ev->locs[i];
+	}
 }
 
 static int normalise(struct eval *ev)

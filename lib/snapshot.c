@@ -619,6 +619,7 @@ static int compile_exception(struct snapshot *snap, struct snapshot_builder *b,
 			return sg_err_set(err, "%s: unknown group \"%s\"", what, d->group);
 		g = &snap->groups[idx];
 		se->has_user = 1;
+		se->from_group = 1;
 		for (size_t k = 0; k < g->n_patterns; k++)
 			userindex_add(snap->exception_users, &g->patterns[k], se);
 	} else if (se->location >= 0) {

@@ -63,6 +63,7 @@ struct sn_exception {
 	int64_t id;
 	int policy;	   /* policy index, -1 = every policy */
 	int has_user;	   /* user pattern or group */
+	int from_group;	   /* indexed once per group member: may be found twice */
 	int location;	   /* location index, -1 = any */
 	struct mech_filter mechs;
 	time_t expires_at; /* 0 = permanent */
