@@ -31,6 +31,18 @@ static size_t bracket_len(const char *p)
 	return *q == ']' ? (size_t)(q - p) + 1 : 0;
 }
 
+/* 1 if the bracket expression at p (length n) holds "[:", "[=" or "[." (POSIX
+ * classes, equivalence classes, collating symbols), which the matcher lacks. */
+static int bracket_has_class(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 1; i + 1 < n; i++)
+		if (p[i] == '[' && (p[i + 1] == ':' || p[i + 1] == '=' || p[i + 1] == '.'))
+			return 1;
+	return 0;
+}
+
 static int validate_glob(const char *text, struct sg_err *err)
 {
 	const char *p;
@@ -43,7 +55,7 @@ static int validate_glob(const char *text, struct sg_err *err)
 		n = bracket_len(p);
 		if (n == 0)
 			return sg_err_set(err, "invalid user pattern \"%s\": unclosed '['", text);
-		if (strstr(p, "[:") != NULL && (size_t)(strstr(p, "[:") - p) < n)
+		if (bracket_has_class(p, n))
 			return sg_err_set(err,
 			                  "invalid user pattern \"%s\": character classes such as "
 			                  "[:alpha:] are not supported",

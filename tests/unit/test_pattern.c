@@ -46,6 +46,10 @@ static const struct {
     {"\xc3\xa9lise", -1, 0, "printable"},
     {"user[abc", -1, 0, "unclosed"},
     {"[[:alpha:]]*", -1, 0, "character classes"},
+    {"[[.a.]]*", -1, 0, "character classes"},
+    {"[[=a=]]*", -1, 0, "character classes"},
+    {"[[]*", 0, PATTERN_GLOB, "[[]*"},
+    {"[]a]*", 0, PATTERN_GLOB, "[]a]*"},
 };
 
 static void test_parse(void **state)
@@ -137,6 +141,12 @@ static const struct {
     {"a*", "a", 1},
     {"domain\\*", "domain\\user", 1},
     {"domain\\*", "domainx", 0},
+    {"[[]*", "[x", 1},
+    {"[]a]*", "]", 1},
+    {"[]a]*", "b", 0},
+    {"[a-]", "-", 1},
+    {"[!a-c]x", "dx", 1},
+    {"[!a-c]x", "bx", 0},
 };
 
 static void test_match(void **state)
