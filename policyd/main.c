@@ -397,6 +397,7 @@ out_events:
 out_source:
 	source_close(&srv->source);
 out_pid:
+	endpoints_close(srv); /* no-op if already closed; removes UNIX sockets */
 	if (*pid_file != '\0')
 		daemon_pidfile_remove(pid_file);
 	return status;
