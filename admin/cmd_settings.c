@@ -1,0 +1,143 @@
+/*
+ * settings - the settings stored in policy.db (not the daemons' settings,
+ * which live in their configuration files): the class of mechanisms missing
+ * from the catalogue and the retention of activity.db.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "json.h"
+#include "mech.h"
+
+static int check_class(const char *value, char *norm, size_t len)
+{
+	enum mech_class c;
+
+	if (mech_class_parse(value, &c) < 0)
+		return ctl_invalid("unknown_mechanism_class",
+				   "'%s' is not a class (legacy, password, modern)", value);
+	sg_strlcpy(norm, mech_class_name(c), len);
+	return CTL_OK;
+}
+
+static int check_days(const char *value, char *norm, size_t len)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno || end == value || *end || v < 1 || v > 3650)
+		return ctl_invalid("activity_retention_days",
+				   "'%s' is not a number of days between 1 and 3650", value);
+	snprintf(norm, len, "%ld", v);
+	return CTL_OK;
+}
+
+static const struct {
+	const char *key;
+	int (*check)(const char *value, char *norm, size_t len);
+	const char *help;
+} keys[] = {
+	{"unknown_mechanism_class", check_class,
+	 "class of a mechanism missing from the catalogue"},
+	{"activity_retention_days", check_days, "days of decisions kept in activity.db"},
+};
+
+int ctl_setting_normalise(const char *key, const char *value, char *norm, size_t len)
+{
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].key, key) == 0)
+			return keys[i].check(value, norm, len);
+	return ctl_invalid("setting", "unknown setting '%s' (unknown_mechanism_class, "
+				      "activity_retention_days)",
+			   key);
+}
+
+struct list_ctx {
+	struct json *j;
+};
+
+static int print_setting(const char *key, const char *value, void *arg)
+{
+	struct list_ctx *lc = arg;
+
+	if (lc->j) {
+		json_object_begin(lc->j);
+		json_kv_string(lc->j, "key", key);
+		json_kv_string(lc->j, "value", value);
+		json_object_end(lc->j);
+	} else {
+		printf("%-26s %s\n", key, value);
+	}
+	return 0;
+}
+
+static int settings_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct list_ctx lc = {NULL};
+	struct sg_err err = {{0}};
+	struct json j;
+	sqlite3 *db;
+	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+
+	if (rc != CTL_OPT_CONTINUE)
+		return rc;
+	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+		return rc;
+	if (ctl->json) {
+		json_init(&j, stdout, 1);
+		json_array_begin(&j);
+		lc.j = &j;
+	}
+	rc = store_admin_setting_foreach(db, print_setting, &lc, &err);
+	if (ctl->json) {
+		json_array_end(&j);
+		json_finish(&j);
+	}
+	store_close(&db);
+	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
+}
+
+static int settings_set(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct sg_err err = {{0}};
+	char norm[64], old[64] = "", before[256], after[256];
+	const char *key;
+	sqlite3 *db;
+	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 2, 2);
+
+	if (rc != CTL_OPT_CONTINUE)
+		return rc;
+	key = argv[optind];
+	if ((rc = ctl_setting_normalise(key, argv[optind + 1], norm, sizeof(norm))) != CTL_OK)
+		return rc;
+	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+		return rc;
+	if ((rc = ctl_begin(db)) != CTL_OK)
+		goto out;
+	if (store_setting_get(db, key, old, sizeof(old), &err) < 0 ||
+	    store_setting_set(db, key, norm, &err) < 0) {
+		rc = ctl_abort(db, ctl_fail("%s", err.text));
+		goto out;
+	}
+	snprintf(before, sizeof(before), "{\"%s\":\"%s\"}", key, old);
+	snprintf(after, sizeof(after), "{\"%s\":\"%s\"}", key, norm);
+	rc = ctl_finish(db, "settings set", key, before, after);
+	if (rc == CTL_OK && !ctl->json)
+		printf("%s = %s\n", key, norm);
+out:
+	store_close(&db);
+	return rc;
+}
+
+const struct ctl_command ctl_settings_verbs[] = {
+	{"list", "", "list the settings of policy.db", settings_list, NULL, NULL},
+	{"set", "KEY VALUE",
+	 "set unknown_mechanism_class (legacy|password|modern) or activity_retention_days",
+	 settings_set, NULL, NULL},
+	{NULL, NULL, NULL, NULL, NULL, NULL},
+};

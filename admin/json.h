@@ -1,0 +1,58 @@
+/*
+ * json - a small streaming JSON writer for saslgatectl's --json output and
+ * export. It only writes: commas, nesting and string escaping are its job;
+ * reading JSON is left to SQLite's JSON functions (see cmd_export.c).
+ *
+ * Strings are written as UTF-8 with the escapes RFC 8259 requires; bytes that
+ * are not valid UTF-8 are replaced by U+FFFD so the output is always valid.
+ */
+#ifndef SASLGATE_JSON_H
+#define SASLGATE_JSON_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define JSON_MAX_DEPTH 32
+
+struct json {
+	FILE *out;
+	int pretty;			 /* 1: two-space indentation, one member per line */
+	int depth;
+	unsigned char has_items[JSON_MAX_DEPTH]; /* the container at each depth has items */
+	int after_key;			 /* a key was written; the value follows */
+};
+
+/* Starts writing to out (borrowed). */
+void json_init(struct json *j, FILE *out, int pretty);
+/* Ends the document with a newline (pretty or not). */
+void json_finish(struct json *j);
+
+void json_object_begin(struct json *j);
+void json_object_end(struct json *j);
+void json_array_begin(struct json *j);
+void json_array_end(struct json *j);
+/* Writes a member name; the next call writes its value. */
+void json_key(struct json *j, const char *key);
+
+/* Values. json_string(NULL) writes null. */
+void json_string(struct json *j, const char *s);
+void json_int(struct json *j, int64_t v);
+void json_bool(struct json *j, int v);
+void json_null(struct json *j);
+/* An ISO 8601 UTC time, or null when t is 0. */
+void json_time(struct json *j, time_t t);
+/* Text that already is valid JSON (e.g. produced by SQLite's json_object());
+ * NULL writes null. */
+void json_raw(struct json *j, const char *text);
+
+/* key + value shorthands. */
+void json_kv_string(struct json *j, const char *key, const char *s);
+void json_kv_int(struct json *j, const char *key, int64_t v);
+void json_kv_bool(struct json *j, const char *key, int v);
+void json_kv_time(struct json *j, const char *key, time_t t);
+
+/* Writes s as a quoted, escaped JSON string to out (no separators). */
+void json_write_string(FILE *out, const char *s);
+
+#endif
