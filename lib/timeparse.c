@@ -166,6 +166,9 @@ static int parse_iso(const char *text, time_t *out, struct sg_err *err)
 		if (t == (time_t)-1)
 			return sg_err_set(err, "invalid time \"%s\": out of range", text);
 	}
+	/* Keep to what time_format writes back: 1970 to 9999, after the offset. */
+	if (t < 0 || (int64_t)t > INT64_C(253402300799))
+		return sg_err_set(err, "invalid time \"%s\": out of range", text);
 	*out = t;
 	return 0;
 bad:

@@ -112,6 +112,10 @@ static const struct {
     {"", TIME_FUTURE, -1, NULL},
     {"-30d", TIME_PAST, -1, NULL},
     {"30", TIME_FUTURE, -1, NULL},
+    {"1970-01-01T00:00+01:00", TIME_FUTURE, -1, NULL},
+    {"1970-01-01T00:00-01:00", TIME_FUTURE, 0, "1970-01-01T01:00:00Z"},
+    {"9999-12-31T23:59:59Z", TIME_FUTURE, 0, "9999-12-31T23:59:59Z"},
+    {"9999-12-31T23:00-01:00", TIME_FUTURE, -1, NULL},
 };
 
 static void test_time_parse(void **state)
