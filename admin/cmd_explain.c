@@ -52,8 +52,10 @@ static void exception_text(struct explain *x, int64_t id, char *buf, size_t len)
 		snprintf(buf, len, "#%lld", (long long)id);
 		return;
 	}
-	snprintf(buf, len, "#%lld (\"%s\", by %s, %s %s)", (long long)id, e.reason, e.created_by,
+	snprintf(buf, len, "#%lld (\"%s\", by %s, %s%s%s)", (long long)id, e.reason,
+		 e.created_by,
 		 e.expires_at == 0 ? "permanent" : e.expires_at <= x->at ? "expired" : "expires",
+		 e.expires_at ? " " : "",
 		 e.expires_at ? ctl_time((time_t)e.expires_at, "", t, sizeof(t)) : "");
 	sa_exception_clear(&e);
 }
