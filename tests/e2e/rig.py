@@ -1,0 +1,475 @@
+"""A private mail server for end-to-end tests: Postfix 3.7 with real SASL
+(Dovecot or Cyrus SASL), protected by the real saslgate daemons.
+
+Everything runs on loopback under one temporary directory and is stopped by
+pid.  See /work/shared/E2E-NOTES.md (verified recipes) for the why of each
+setting.  Nothing here is a mock: the processes are Debian's postfix, dovecot
+and libsasl2, and saslgate's own binaries from the build directory.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pwd
+import grp
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("SASLGATE_BUILDDIR", REPO))
+
+REQUIRED = {
+    "postfix": "/usr/sbin/postfix",
+    "dovecot-core": "/usr/sbin/dovecot",
+    "swaks": "/usr/bin/swaks",
+    "sasl2-bin": "/usr/sbin/saslpasswd2",
+    "libsasl2-modules": "/usr/lib/x86_64-linux-gnu/sasl2/libplain.so",
+}
+
+ISSUER = "https://issuer.example.test"
+JWT_SECRET = b"saslgate-e2e-signing-secret-0123456789"
+PASSWORD = "secret"
+
+
+def require_packages():
+    """Fails (never skips) with the names of missing Debian packages."""
+    missing = [pkg for pkg, path in REQUIRED.items() if not os.path.exists(path)]
+    if missing:
+        raise RuntimeError(
+            "end-to-end tests need these Debian packages: %s "
+            "(run contrib/install-deps)" % " ".join(missing))
+    if os.geteuid() != 0:
+        raise RuntimeError("end-to-end tests start Postfix and must run as root")
+    for prog in ("saslgatectl", "saslgate-policyd", "saslgate-milter"):
+        if not (BUILD / prog).exists():
+            raise RuntimeError("%s is not built in %s (run make)" % (prog, BUILD))
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError("timed out waiting for %s" % what)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_pid(pid, timeout=10.0):
+    if not pid or not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_for(lambda: not pid_alive(pid), timeout, "pid %d to exit" % pid)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+
+
+def make_world_dir(prefix):
+    """A directory the unprivileged postfix and dovecot users can traverse."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    d.chmod(0o755)
+    return d
+
+
+def mint_jwt(user, lifetime=600):
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"iss": ISSUER, "sub": user, "email": user, "iat": now,
+                             "nbf": now - 5, "exp": now + lifetime}).encode())
+    signing_input = ("%s.%s" % (header, claims)).encode()
+    sig = b64(hmac.new(JWT_SECRET, signing_input, hashlib.sha256).digest())
+    return "%s.%s.%s" % (header, claims, sig)
+
+
+class Dovecot:
+    """Dovecot as a SASL server only: passwd-file for the password mechanisms,
+    oauth2 with local JWT validation for XOAUTH2 and OAUTHBEARER."""
+
+    def __init__(self, root, users):
+        self.root = root / "dovecot"
+        self.base = self.root / "run"
+        self.users = users
+        self.socket = self.base / "auth-postfix"
+
+    def start(self):
+        r = self.root
+        for d in (r, self.base, r / "state", r / "keys" / "default" / "HS256"):
+            d.mkdir(parents=True, exist_ok=True)
+        (r / "keys" / "default" / "HS256" / "default").write_text(
+            base64.b64encode(JWT_SECRET).decode())
+        (r / "passwd").write_text(
+            "".join("%s:{PLAIN}%s\n" % (u, PASSWORD) for u in self.users))
+        (r / "oauth2.conf").write_text(
+            "introspection_mode = local\n"
+            "local_validation_key_dict = fs:posix:prefix=%s/keys/\n"
+            "username_attribute = email\n"
+            "issuers = %s\n" % (r, ISSUER))
+        (r / "dovecot.conf").write_text("""
+base_dir = {base}
+state_dir = {state}
+log_path = {root}/dovecot.log
+instance_name = saslgate-e2e-{pid}
+protocols =
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login cram-md5 xoauth2 oauthbearer
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  mechanisms = plain login cram-md5
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent allow_all_users=yes
+}}
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+""".format(base=self.base, state=r / "state", root=r, pid=os.getpid()))
+        # dovecot forks and keeps its stdio: never capture it through a pipe.
+        with open(r / "start.log", "wb") as out:
+            proc = subprocess.run(["dovecot", "-c", str(r / "dovecot.conf")],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                  timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError("dovecot did not start: " +
+                               (r / "start.log").read_text(errors="replace"))
+        wait_for(self.socket.exists, 10, "the Dovecot auth socket")
+
+    def stop(self):
+        pidfile = self.base / "master.pid"
+        if pidfile.exists():
+            stop_pid(int(pidfile.read_text().strip() or 0))
+
+    def postfix_settings(self):
+        return {"smtpd_sasl_type": "dovecot", "smtpd_sasl_path": str(self.socket)}
+
+
+class CyrusSasl:
+    """Cyrus SASL inside smtpd with a private sasldb (auxprop)."""
+
+    MECHS = "PLAIN LOGIN CRAM-MD5 DIGEST-MD5 SCRAM-SHA-256"
+
+    def __init__(self, root, users, realm="example.test"):
+        self.root = root
+        self.users = users
+        self.realm = realm
+        self.sasldb = root / "sasldb2"
+
+    def start(self):
+        for user in self.users:
+            name, _, realm = user.partition("@")
+            subprocess.run(["saslpasswd2", "-p", "-f", str(self.sasldb), "-c",
+                            "-u", realm or self.realm, name],
+                           input=PASSWORD.encode(), check=True, timeout=30)
+        os.chown(self.sasldb, 0, grp.getgrnam("postfix").gr_gid)
+        self.sasldb.chmod(0o640)
+
+    def configure(self, config_dir):
+        sasl = config_dir / "sasl"
+        sasl.mkdir(exist_ok=True)
+        (sasl / "smtpd.conf").write_text(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
+            "sasldb_path: %s\nmech_list: %s\n" % (self.sasldb, self.MECHS))
+
+    def stop(self):
+        pass
+
+    def postfix_settings(self):
+        return {"smtpd_sasl_type": "cyrus", "smtpd_sasl_path": "smtpd",
+                "smtpd_sasl_local_domain": ""}
+
+
+class Postfix:
+    """A private Postfix instance: a submission listener on a free loopback port
+    that relays only for SASL-authenticated clients and delivers to discard:,
+    logging to its own maillog."""
+
+    def __init__(self, root, sasl, policy=None, milter=None, milter_default_action="tempfail",
+                 policy_default_action=None):
+        self.root = root
+        self.config = root / "postfix"
+        self.queue = root / "queue"
+        self.data = root / "data"
+        self.maillog = root / "maillog"
+        self.port = free_port()
+        self.sasl = sasl
+        self.policy = policy
+        self.milter = milter
+        self.milter_default_action = milter_default_action
+        self.policy_default_action = policy_default_action
+
+    def _main_cf(self):
+        restrictions = []
+        if self.policy:
+            restrictions.append("check_policy_service " + self.policy)
+        restrictions += ["permit_sasl_authenticated", "reject"]
+        settings = {
+            "compatibility_level": "3.6",
+            "config_directory": self.config,
+            "queue_directory": self.queue,
+            "data_directory": self.data,
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "mx.example.test",
+            "mydomain": "example.test",
+            "myorigin": "example.test",
+            "mydestination": "",
+            "mynetworks": "192.0.2.1/32",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.root,
+            "default_transport": "discard:delivered",
+            "relay_transport": "discard:delivered",
+            "local_transport": "discard:delivered",
+            "smtp_dns_support_level": "disabled",
+            "smtpd_peername_lookup": "no",
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_tls_auth_only": "no",
+            "smtpd_tls_security_level": "none",
+            "smtpd_relay_restrictions": "",
+            "smtpd_recipient_restrictions": ", ".join(restrictions),
+            "smtpd_policy_service_max_idle": "300s",
+            "smtpd_policy_service_timeout": "10s",
+            "milter_default_action": self.milter_default_action,
+            "smtpd_milters": self.milter or "",
+            "smtpd_delay_reject": "yes",
+            "biff": "no",
+            "readme_directory": "no",
+            "html_directory": "no",
+            "shlib_directory": "/usr/lib/postfix",
+            "daemon_directory": "/usr/lib/postfix/sbin",
+            "meta_directory": "/etc/postfix",
+        }
+        if self.policy_default_action:
+            settings["smtpd_policy_service_default_action"] = self.policy_default_action
+        settings.update(self.sasl.postfix_settings())
+        return "".join("%s = %s\n" % (k, v) for k, v in settings.items())
+
+    def _master_cf(self):
+        return (
+            "127.0.0.1:%d inet n - n - - smtpd\n"
+            "pickup unix n - n 60 1 pickup\n"
+            "cleanup unix n - n - 0 cleanup\n"
+            "qmgr unix n - n 300 1 qmgr\n"
+            "rewrite unix - - n - - trivial-rewrite\n"
+            "bounce unix - - n - 0 bounce\n"
+            "defer unix - - n - 0 bounce\n"
+            "trace unix - - n - 0 bounce\n"
+            "verify unix - - n - 1 verify\n"
+            "flush unix n - n 1000? 0 flush\n"
+            "proxymap unix - - n - - proxymap\n"
+            "smtp unix - - n - - smtp\n"
+            "relay unix - - n - - smtp\n"
+            "showq unix n - n - - showq\n"
+            "error unix - - n - - error\n"
+            "retry unix - - n - - error\n"
+            "discard unix - - n - - discard\n"
+            "anvil unix - - n - 1 anvil\n"
+            "scache unix - - n - 1 scache\n"
+            "postlog unix-dgram n - n - 1 postlogd\n" % self.port)
+
+    def start(self):
+        for d in (self.config, self.queue, self.data):
+            d.mkdir(parents=True, exist_ok=True)
+        pw = pwd.getpwnam("postfix")
+        os.chown(self.data, pw.pw_uid, pw.pw_gid)
+        (self.config / "main.cf").write_text(self._main_cf())
+        (self.config / "master.cf").write_text(self._master_cf())
+        if isinstance(self.sasl, CyrusSasl):
+            self.sasl.configure(self.config)
+        old = time.time() - 10
+        for f in ("main.cf", "master.cf"):
+            os.utime(self.config / f, (old, old))
+        self.maillog.touch()
+        with open(self.root / "postfix-start.log", "wb") as out:
+            proc = subprocess.run(["postfix", "-c", str(self.config), "start"],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                  timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError("postfix start failed: %s\nmaillog:\n%s" % (
+                (self.root / "postfix-start.log").read_text(errors="replace"),
+                self.maillog.read_text(errors="replace")))
+        wait_for(self._listening, 15, "Postfix to listen on port %d" % self.port)
+
+    def _listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.settimeout(5)
+                return s.recv(512).startswith(b"220")
+        except OSError:
+            return False
+
+    def master_pid(self):
+        pidfile = self.queue / "pid" / "master.pid"
+        try:
+            return int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def stop(self):
+        pid = self.master_pid()
+        subprocess.run(["postfix", "-c", str(self.config), "stop"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        if pid:
+            wait_for(lambda: not pid_alive(pid), 15, "Postfix master to exit")
+
+    def log(self):
+        return self.maillog.read_text(errors="replace")
+
+    def delivered(self, queue_id_or_rcpt):
+        """Maillog lines of discard: deliveries for a recipient or queue id."""
+        return [line for line in self.log().splitlines()
+                if "status=sent" in line and "delivered" in line and queue_id_or_rcpt in line]
+
+    def wait_delivered(self, rcpt, count=1, timeout=15):
+        return wait_for(lambda: len(self.delivered("to=<%s>" % rcpt)) >= count and
+                        self.delivered("to=<%s>" % rcpt), timeout,
+                        "delivery to %s in the maillog" % rcpt)
+
+
+class Saslgate:
+    """The saslgate store and daemons for one rig."""
+
+    def __init__(self, root):
+        self.root = root
+        self.store = root / "store"
+        self.run_dir = root / "saslgate"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o755)
+        self.policy_socket = self.run_dir / "policyd.sock"
+        self.milter_socket = self.run_dir / "milter.sock"
+        self.procs = {}
+
+    def ctl(self, *args, check=True):
+        proc = subprocess.run([str(BUILD / "saslgatectl"), "-d", str(self.store)] +
+                              [str(a) for a in args], capture_output=True, text=True,
+                              timeout=60)
+        if check and proc.returncode != 0:
+            raise RuntimeError("saslgatectl %s failed (%d): %s%s" % (
+                " ".join(map(str, args)), proc.returncode, proc.stdout, proc.stderr))
+        return proc
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl("--json", *args).stdout)
+
+    def init(self, *args):
+        return self.ctl("init", *args)
+
+    def _start(self, name, argv, socket_path):
+        log = open(self.run_dir / ("%s.log" % name), "ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs[name] = proc
+        try:
+            wait_for(lambda: socket_path.exists() or proc.poll() is not None, 10,
+                     "%s socket" % name)
+        except TimeoutError:
+            pass
+        if proc.poll() is not None or not socket_path.exists():
+            raise RuntimeError("%s did not start: %s" % (
+                name, (self.run_dir / ("%s.log" % name)).read_text(errors="replace")))
+        return proc
+
+    def start_policyd(self):
+        return self._start("policyd", [
+            str(BUILD / "saslgate-policyd"), "-f", "-d", str(self.store),
+            "-o", "socket_mode=0666", "-o", "heartbeat_interval=1s",
+            "-o", "activity_flush_ms=50",
+            "-l", "unix:%s" % self.policy_socket], self.policy_socket)
+
+    def start_milter(self):
+        return self._start("milter", [
+            str(BUILD / "saslgate-milter"), "-f", "-d", str(self.store),
+            "-o", "socket_mode=0666", "-o", "heartbeat_interval=1s",
+            "-o", "activity_flush_ms=50",
+            "-p", "unix:%s" % self.milter_socket], self.milter_socket)
+
+    def stop(self, name):
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for sock in (self.policy_socket if name == "policyd" else self.milter_socket,):
+            if sock.exists():
+                sock.unlink()
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+    def policy_endpoint(self):
+        return "unix:%s" % self.policy_socket
+
+    def milter_endpoint(self):
+        return "unix:%s" % self.milter_socket
+
+    def decisions(self):
+        """Decision rows recorded in activity.db, oldest first."""
+        import sqlite3
+        db = self.store / "activity.db"
+        if not db.exists():
+            return []
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            con.close()
+
+    def wait_decisions(self, count, timeout=10):
+        return wait_for(lambda: len(self.decisions()) >= count and self.decisions(), timeout,
+                        "%d decision rows in activity.db" % count)
