@@ -28,9 +28,22 @@ DEFAULT_REPLY = ("Authentication mechanism %m is not allowed; "
                  "use OAuth2 (XOAUTH2/OAUTHBEARER)")
 
 
+def ctl(store_dir, *args):
+    p = subprocess.run([CTL, "-d", store_dir] + list(args), capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, "saslgatectl %s: %s%s" % (" ".join(args), p.stdout, p.stderr)
+    return p.stdout
+
+
 def create_store(store_dir, policy_state="enforce"):
-    """policy.db as "saslgatectl init" leaves it: the catalogue, the policy
-    block-legacy (state policy_state) and the location loopback."""
+    """policy.db made by "saslgatectl init" (or, without saslgatectl, built
+    from the schema the same way): the catalogue, the policy block-legacy
+    (state policy_state) and the location loopback."""
+    if os.path.exists(CTL):
+        ctl(store_dir, "init")
+        if policy_state != "enforce":
+            ctl(store_dir, "policy", "set", "block-legacy", "--state", policy_state)
+        return
     os.makedirs(store_dir, exist_ok=True)
     db = sqlite3.connect(os.path.join(store_dir, "policy.db"))
     with open(SCHEMA) as f:
@@ -62,6 +75,16 @@ def store_write(store_dir, sql, params=()):
 
 
 def add_exception(store_dir, user_pattern=None, location=None, policy=None, reason="test"):
+    if os.path.exists(CTL):
+        args = ["exception", "add", "--permanent", "--reason", reason]
+        if user_pattern:
+            args += ["--user", user_pattern]
+        if location:
+            args += ["--location", location]
+        if policy:
+            args += ["--policy", policy]
+        ctl(store_dir, *args)
+        return
     store_write(store_dir,
                 "INSERT INTO exceptions (policy, user_pattern, location, reason, created_by, "
                 "created_at, expires_at) VALUES (?, ?, ?, ?, 'pytest', ?, NULL)",

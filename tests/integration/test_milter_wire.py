@@ -164,25 +164,6 @@ def test_policy_change_between_two_mails(store, milter):
         c.quit()
 
 
-def test_policy_change_with_saslgatectl(store, milter):
-    ctl = os.path.join(os.path.dirname(MILTER), "saslgatectl")
-    if not os.path.exists(ctl):
-        pytest.skip("saslgatectl not built")
-    import subprocess
-    with MilterClient(milter.address) as c:
-        c.optneg()
-        assert c.connect()[0] == SMFIR_CONTINUE
-        assert c.mail(macros=PLAIN)[0] == SMFIR_REPLYCODE
-        c.abort()
-        p = subprocess.run([ctl, "-d", store, "exception", "add", "--user",
-                            "alice@example.test", "--permanent", "--reason", "pytest"],
-                           capture_output=True, text=True, timeout=10)
-        if p.returncode != 0:
-            pytest.skip("saslgatectl exception add: %s" % p.stderr.strip())
-        assert c.mail(macros=PLAIN)[0] == SMFIR_ACCEPT
-        c.quit()
-
-
 def test_client_vanishes_mid_session(milter):
     # Gone after CONNECT, in the middle of a packet, and in the middle of a
     # length prefix.
