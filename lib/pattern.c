@@ -6,6 +6,7 @@
  * backslash (FNM_NOESCAPE): usernames such as "DOMAIN\user" exist, and unlike
  * fnmatch the matcher never allocates and never depends on the locale.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,11 +209,14 @@ int pattern_match(const struct pattern *p, const char *user_lower)
 	return 0;
 }
 
-/* All values added under one pattern. */
+/* All values added under one pattern. The pattern is stored last and only as
+ * long as its text (a full struct pattern is 324 bytes; an index may hold
+ * 100,000 patterns): callbacks may read it through the pointer they get, but
+ * must not copy it by value. */
 struct userindex_entry {
-	struct pattern pattern;
 	void **values;
 	size_t n_values, cap_values;
+	struct pattern pattern;
 };
 
 struct userindex {
@@ -251,10 +255,16 @@ static int entry_add_value(struct userindex_entry *e, void *value)
 
 static struct userindex_entry *entry_new(const struct pattern *p)
 {
-	struct userindex_entry *e = calloc(1, sizeof(*e));
+	size_t len = strnlen(p->text, PATTERN_MAX);
+	size_t size =
+	    offsetof(struct userindex_entry, pattern) + offsetof(struct pattern, text) + len + 1;
+	struct userindex_entry *e = calloc(1, size);
 
-	if (e != NULL)
-		e->pattern = *p;
+	if (e != NULL) {
+		e->pattern.kind = p->kind;
+		memcpy(e->pattern.text, p->text, len);
+		e->pattern.text[len] = '\0';
+	}
 	return e;
 }
 
