@@ -177,6 +177,7 @@ static void print_text(struct explain *x)
 	}
 }
 
+/* CTL_OPT_CONTINUE to go on, else the status to return (after --help too). */
 static int parse(struct explain *x, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -223,7 +224,7 @@ static int parse(struct explain *x, const struct ctl_command *cmd, int argc, cha
 	x->at = x->ctl->now;
 	if (at && (rc = ctl_parse_time(x->ctl, "--at", at, TIME_FUTURE, &x->at)) != CTL_OK)
 		return rc;
-	return CTL_OK;
+	return CTL_OPT_CONTINUE;
 }
 
 int cmd_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
@@ -236,7 +237,7 @@ int cmd_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char *
 	memset(&x, 0, sizeof(x));
 	x.ctl = ctl;
 	request_init(&x.req);
-	if ((rc = parse(&x, cmd, argc, argv)) != CTL_OK)
+	if ((rc = parse(&x, cmd, argc, argv)) != CTL_OPT_CONTINUE)
 		return rc;
 	if ((rc = ctl_open(ctl, &x.db)) != CTL_OK)
 		return rc;

@@ -310,7 +310,7 @@ static int import_setting_each(struct import *im, const char *json)
 			status = ctl_invalid(field, "must not be null");
 			break;
 		}
-		status = ctl_setting_normalise(key ? key : "", value, norm, sizeof(norm));
+		status = ctl_setting_normalise(field, key ? key : "", value, norm, sizeof(norm));
 		if (status == CTL_OK && store_setting_set(im->db, key, norm, &err) < 0)
 			status = ctl_fail("%s", err.text);
 	}

@@ -305,7 +305,8 @@ static void print_policy(const struct ctl *ctl, const struct sa_policy *p)
 	printf("updated:           %s\n", ctl_time((time_t)p->updated_at, "-", t3, sizeof(t3)));
 }
 
-/* Parses "VERB NAME [policy options]": options into o, the name into *name. */
+/* Parses "VERB NAME [policy options]": options into o, the name into *name.
+ * CTL_OPT_CONTINUE to go on, else the status to return (after --help too). */
 static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 			     char **argv, struct policy_opts *o, int allow_opts, const char **name)
 {
@@ -342,7 +343,7 @@ static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int
 		return ctl_usage_error(cmd, argc - optind < 1 ? "a policy name is required"
 							      : "exactly one policy name is expected");
 	*name = argv[optind];
-	return CTL_OK;
+	return CTL_OPT_CONTINUE;
 }
 
 static int policy_show(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
@@ -354,7 +355,7 @@ static int policy_show(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	sqlite3 *db;
 	int rc;
 
-	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 0, &name)) != CTL_OK)
+	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 0, &name)) != CTL_OPT_CONTINUE)
 		return rc;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
@@ -388,7 +389,7 @@ static int policy_write(struct ctl *ctl, const struct ctl_command *cmd, int argc
 	sqlite3 *db;
 	int rc, found;
 
-	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 1, &name)) != CTL_OK)
+	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 1, &name)) != CTL_OPT_CONTINUE)
 		return rc;
 	if (ctl_check_name("policy name", name) != CTL_OK)
 		return CTL_USAGE;
@@ -459,7 +460,7 @@ static int policy_remove(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	sqlite3 *db;
 	int rc, n = 0;
 
-	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 0, &name)) != CTL_OK)
+	if ((rc = parse_policy_args(ctl, cmd, argc, argv, &o, 0, &name)) != CTL_OPT_CONTINUE)
 		return rc;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;

@@ -12,18 +12,18 @@
 #include "json.h"
 #include "mech.h"
 
-static int check_class(const char *value, char *norm, size_t len)
+static int check_class(const char *field, const char *value, char *norm, size_t len)
 {
 	enum mech_class c;
 
 	if (mech_class_parse(value, &c) < 0)
-		return ctl_invalid("unknown_mechanism_class",
+		return ctl_invalid(field,
 				   "'%s' is not a class (legacy, password, modern)", value);
 	sg_strlcpy(norm, mech_class_name(c), len);
 	return CTL_OK;
 }
 
-static int check_days(const char *value, char *norm, size_t len)
+static int check_days(const char *field, const char *value, char *norm, size_t len)
 {
 	char *end;
 	long v;
@@ -31,15 +31,14 @@ static int check_days(const char *value, char *norm, size_t len)
 	errno = 0;
 	v = strtol(value, &end, 10);
 	if (errno || end == value || *end || v < 1 || v > 3650)
-		return ctl_invalid("activity_retention_days",
-				   "'%s' is not a number of days between 1 and 3650", value);
+		return ctl_invalid(field, "'%s' is not a number of days between 1 and 3650", value);
 	snprintf(norm, len, "%ld", v);
 	return CTL_OK;
 }
 
 static const struct {
 	const char *key;
-	int (*check)(const char *value, char *norm, size_t len);
+	int (*check)(const char *field, const char *value, char *norm, size_t len);
 	const char *help;
 } keys[] = {
 	{"unknown_mechanism_class", check_class,
@@ -47,12 +46,13 @@ static const struct {
 	{"activity_retention_days", check_days, "days of decisions kept in activity.db"},
 };
 
-int ctl_setting_normalise(const char *key, const char *value, char *norm, size_t len)
+int ctl_setting_normalise(const char *field, const char *key, const char *value, char *norm,
+			  size_t len)
 {
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strcmp(keys[i].key, key) == 0)
-			return keys[i].check(value, norm, len);
-	return ctl_invalid("setting", "unknown setting '%s' (unknown_mechanism_class, "
+			return keys[i].check(field ? field : key, value, norm, len);
+	return ctl_invalid(field ? field : "setting", "unknown setting '%s' (unknown_mechanism_class, "
 				      "activity_retention_days)",
 			   key);
 }
@@ -113,7 +113,7 @@ static int settings_set(struct ctl *ctl, const struct ctl_command *cmd, int argc
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
 	key = argv[optind];
-	if ((rc = ctl_setting_normalise(key, argv[optind + 1], norm, sizeof(norm))) != CTL_OK)
+	if ((rc = ctl_setting_normalise(NULL, key, argv[optind + 1], norm, sizeof(norm))) != CTL_OK)
 		return rc;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;

@@ -167,8 +167,10 @@ int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char
 		  const char *name, char **members, int n);
 int ctl_set_list(struct ctl *ctl, enum sa_kind kind);
 
-/* Validates a policy.db setting (cmd_settings.c) into its normal form. */
-int ctl_setting_normalise(const char *key, const char *value, char *norm, size_t len);
+/* Validates a policy.db setting (cmd_settings.c) into its normal form; field
+ * names it in messages (NULL: the key). */
+int ctl_setting_normalise(const char *field, const char *key, const char *value, char *norm,
+			  size_t len);
 
 /* ISO 8601 UTC, or "-" / "never" for 0 (none_text). buf: at least 32 bytes. */
 const char *ctl_time(time_t t, const char *none_text, char *buf, size_t len);
