@@ -214,6 +214,7 @@ void cidr_network_of(const struct ipaddr *addr, struct cidr *out)
 
 struct cidr_node {
 	uint64_t hi, lo;   /* prefix, host bits zero */
+	uint64_t mhi, mlo; /* its mask, precomputed for the lookup */
 	uint32_t child[2]; /* NO_NODE (0) when absent: the root is never a child */
 	uint32_t *values;
 	uint32_t n_values, cap_values;
@@ -280,8 +281,10 @@ static uint32_t node_new(struct cidr_tree *t, uint64_t hi, uint64_t lo, unsigned
 	}
 	n = &t->nodes[t->n_nodes];
 	memset(n, 0, sizeof(*n));
-	n->hi = hi & mask_hi(len);
-	n->lo = lo & mask_lo(len);
+	n->mhi = mask_hi(len);
+	n->mlo = mask_lo(len);
+	n->hi = hi & n->mhi;
+	n->lo = lo & n->mlo;
 	n->len = (uint8_t)len;
 	return t->n_nodes++;
 }
@@ -375,7 +378,7 @@ size_t cidr_tree_lookup(const struct cidr_tree *t, const struct ipaddr *addr, ui
 		const struct cidr_node *n = &nodes[cur];
 		uint32_t i;
 
-		if ((((hi ^ n->hi) & mask_hi(n->len)) | ((lo ^ n->lo) & mask_lo(n->len))) != 0)
+		if ((((hi ^ n->hi) & n->mhi) | ((lo ^ n->lo) & n->mlo)) != 0)
 			break;
 		for (i = 0; i < n->n_values; i++, total++)
 			if (total < max)
