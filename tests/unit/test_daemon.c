@@ -135,6 +135,27 @@ static void test_drop_privileges(void **state)
 	assert_int_equal(daemon_drop_privileges("", NULL, NULL), 0);
 	if (geteuid() != 0)
 		skip();
+	/* as root without a user: a warning naming -u */
+	{
+		FILE *tmp = tmpfile();
+		int saved = dup(2);
+		char buf[256];
+		size_t n;
+
+		assert_non_null(tmp);
+		log_set_level(LOG_LEVEL_INFO);
+		dup2(fileno(tmp), 2);
+		assert_int_equal(daemon_drop_privileges(NULL, NULL, NULL), 0);
+		fflush(stderr);
+		dup2(saved, 2);
+		close(saved);
+		log_set_level(LOG_LEVEL_ERROR);
+		rewind(tmp);
+		n = fread(buf, 1, sizeof(buf) - 1, tmp);
+		buf[n] = '\0';
+		fclose(tmp);
+		assert_non_null(strstr(buf, "warning: running as root; use -u"));
+	}
 	/* in a child: the drop cannot be undone */
 	pid = fork();
 	assert_true(pid >= 0);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -279,6 +280,35 @@ static void test_log_stderr(void **state)
 	assert_string_equal(buf, "saslgate-test: warning: warn\n");
 }
 
+/* fatal() logs the line and exits with status 1. */
+static void test_fatal(void **state)
+{
+	int fds[2];
+	pid_t pid;
+	int status;
+	char buf[256];
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		log_open("saslgate-test", 1, LOG_MAIL);
+		fatal("cannot bind %s", "unix:/x");
+	}
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	assert_string_equal(buf, "saslgate-test: error: cannot bind unix:/x\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,7 +317,7 @@ int main(void)
 	    cmocka_unit_test(test_case),       cmocka_unit_test(test_strcasecmp),
 	    cmocka_unit_test(test_list_next),  cmocka_unit_test(test_list_next_too_long),
 	    cmocka_unit_test(test_alloc),      cmocka_unit_test(test_facility_parse),
-	    cmocka_unit_test(test_log_stderr),
+	    cmocka_unit_test(test_log_stderr), cmocka_unit_test(test_fatal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
