@@ -106,7 +106,7 @@ static void add_candidate(struct eval *ev, const struct sn_exception *e)
 			if (ev->cands[i] == e)
 				return;
 	if (ev->n_cands == ev->cap_cands) {
-		size_t cap = ev->cap_cands * 2;
+		size_t cap = ev->cap_cands ? ev->cap_cands * 2 : CANDS_INLINE;
 		const struct sn_exception **c;
 
 		if (ev->cands == ev->cands_buf) {
@@ -358,20 +358,19 @@ static void format_reply(char *out, size_t len, const char *text, const char *me
 	out[o] = '\0';
 }
 
+/* Appends a report-only policy name to the comma list; "..." marks a cut. */
 static void note_report_only(struct decision *d, const char *name)
 {
-	size_t used = strlen(d->report_only);
+	size_t used = strlen(d->report_only), room = sizeof(d->report_only) - used;
+	size_t need = strlen(name) + (used ? 1 : 0);
 
 	d->n_report_only++;
-	if (used + strlen(name) + 2 + 4 > sizeof(d->report_only)) {
-		if (used + 4 <= sizeof(d->report_only) &&
-		    (used < 3 || strcmp(d->report_only + used - 3, "...") != 0))
-			strcat(d->report_only, used ? ",..." : "...");
+	if (used >= 3 && strcmp(d->report_only + used - 3, "...") == 0)
 		return;
-	}
-	if (used > 0)
-		strcat(d->report_only, ",");
-	strcat(d->report_only, name);
+	if (need + 4 < room) /* keep space for a later ",..." */
+		snprintf(d->report_only + used, room, "%s%s", used ? "," : "", name);
+	else
+		snprintf(d->report_only + used, room, "%s", used ? ",..." : "...");
 }
 
 static void evaluate(struct eval *ev, struct decision *d)
