@@ -321,6 +321,23 @@ static void setup_socket(const struct milter_settings *m)
 		fatal("socket %s: chown: %s", m->socket_path, strerror(errno));
 }
 
+/* Refuses to start while the pid file names a live process: a second
+ * instance would otherwise replace the first one's socket before
+ * daemon_pidfile_write() (after detaching) noticed. */
+static void check_not_running(const char *pid_file)
+{
+	FILE *f;
+	long pid = 0;
+
+	if (pid_file == NULL || (f = fopen(pid_file, "r")) == NULL)
+		return;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		fatal("already running: %s names process %ld", pid_file, pid);
+}
+
 /* The default pid directory belongs to the daemon user so that it can remove
  * its pid file after dropping privileges. */
 static void prepare_pid_dir(const struct milter_settings *m, const char *pid_file)
@@ -438,14 +455,16 @@ int main(int argc, char **argv)
 	parse_options(argc, argv, &opt);
 	if (load_settings(&opt, &settings, &err) != 0) {
 		fprintf(stderr, PROGRAM ": %s\n", err.text);
+		settings_free(&settings);
 		return opt.check ? 1 : 2;
 	}
 	ok = resolve_settings(&settings, &m, &err) == 0;
-	if (opt.check)
-		return check_config(&settings, &m, ok, &err);
-	if (!ok) {
-		fprintf(stderr, PROGRAM ": %s\n", err.text);
-		return 2;
+	if (opt.check || !ok) {
+		rc = opt.check ? check_config(&settings, &m, ok, &err) : 2;
+		if (!opt.check)
+			fprintf(stderr, PROGRAM ": %s\n", err.text);
+		settings_free(&settings);
+		return rc;
 	}
 
 	log_open(PROGRAM, 1, m.facility);
@@ -456,6 +475,7 @@ int main(int argc, char **argv)
 		fatal("%s", err.text);
 	smfi_settimeout((int)settings_int(&settings, "milter_timeout"));
 	smfi_setbacklog((int)settings_int(&settings, "milter_backlog"));
+	check_not_running(pid_file);
 	setup_socket(&m);
 	prepare_pid_dir(&m, pid_file);
 	if (daemon_drop_privileges(m.user, m.group[0] ? m.group : NULL, &err) != 0)
@@ -499,6 +519,8 @@ int main(int argc, char **argv)
 	source_close(&src);
 	if (pid_file != NULL)
 		daemon_pidfile_remove(pid_file);
+	if (m.socket_path != NULL && unlink(m.socket_path) != 0 && errno != ENOENT)
+		log_warning("%s: cannot remove: %s", m.socket_path, strerror(errno));
 	settings_free(&settings);
 	return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -153,7 +153,7 @@ def test_socket_mode_and_stale_socket(store):
     try:
         assert os.stat(m.path).st_mode & 0o7777 == 0o640
     finally:
-        m.proc.kill()  # leaves the socket behind, as a crash would
+        m.proc.kill()  # leaves the socket behind, as a crash would (a clean stop removes it)
         m.proc.wait()
     assert os.path.exists(m.path)
     # A new instance on the same path removes the stale socket and serves.
@@ -170,7 +170,40 @@ def test_socket_mode_and_stale_socket(store):
 def test_sighup_stops_cleanly(store):
     import signal
     m = Milter(store)
-    assert m.stop(signal.SIGHUP) == 0
+    assert m.stop(signal.SIGHUP, remove_dir=False) == 0
+    assert not os.path.exists(m.path)
+    os.rmdir(m.sockdir)
     # The final heartbeat marks the daemon stopped.
     rows = activity_rows(store, "SELECT stopped FROM heartbeats WHERE program = 'milter'")
     assert rows and rows[-1][0] == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_privileges_dropped_after_binding():
+    import grp
+    import pwd
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    top = tempfile.mkdtemp(prefix="sgpriv", dir="/tmp")  # pytest's tmp_path is 0700
+    os.chmod(top, 0o755)
+    store = os.path.join(top, "store")
+    create_store(store)
+    for root, dirs, files in os.walk(store):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), nobody.pw_uid, nobody.pw_gid)
+    os.chown(store, nobody.pw_uid, nobody.pw_gid)
+    m = Milter(store, extra_args=["-u", "nobody", "-o", "socket_group=%s" % grp.getgrgid(
+        nobody.pw_gid).gr_name, "-o", "socket_mode=0660"])
+    try:
+        st = os.stat(m.path)
+        assert st.st_uid == 0 and st.st_gid == nobody.pw_gid
+        assert st.st_mode & 0o7777 == 0o660
+        with open("/proc/%d/status" % m.proc.pid) as f:
+            uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
+        assert set(uids) == {str(nobody.pw_uid)}
+        cmd, _ = session(m.address, {"{auth_type}": "XOAUTH2", "{auth_authen}": "a"})
+        assert cmd == SMFIR_ACCEPT
+        wait_decisions(store, "mech = 'XOAUTH2'")
+    finally:
+        assert m.stop() == 0
+        shutil.rmtree(top, ignore_errors=True)
