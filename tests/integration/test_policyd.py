@@ -536,3 +536,30 @@ def test_sighup_rereads_config_file(tmp_path, store):
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def test_detached_daemon_pid_file(tmp_path, store):
+    sock = tmp_path / "d.sock"
+    pid_file = tmp_path / "policyd.pid"
+    r = run_policyd(["-d", store, "-o", "pid_file=%s" % pid_file, "-l", "unix:%s" % sock])
+    assert r.returncode == 0, r.stderr  # the parent returns once detached
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    pid = int(pid_file.read_text())
+    try:
+        assert wait_for(sock.exists)
+        with PolicyClient(str(sock)) as c:
+            assert c.ask() == BLOCK_REPLY
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                    open("/proc/%d/stat" % pid).read().split()[2] == "Z")
+    assert wait_for(lambda: not pid_file.exists())
+    assert not sock.exists()
+
+
+def test_detached_daemon_reports_missing_store_on_terminal(tmp_path):
+    r = run_policyd(["-d", tmp_path / "missing", "-o", "pid_file=%s/p.pid" % tmp_path,
+                     "-l", "unix:%s/s" % tmp_path])
+    assert r.returncode == 1
+    assert "policy store" in r.stderr
+    assert not (tmp_path / "p.pid").exists()
