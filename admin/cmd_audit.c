@@ -38,9 +38,9 @@ static int print_audit(const struct sa_audit *a, void *arg)
 int cmd_audit(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"since", required_argument, NULL, 's'},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"since", required_argument, NULL, 's'},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	struct audit_ctx ac = {NULL};
 	struct sg_err err = {{0}};

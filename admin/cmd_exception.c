@@ -42,7 +42,7 @@ void ctl_exception_json(struct json *j, const struct sa_exception *e, time_t now
 
 /* Resolves --expires/--permanent into *expires_at (0 = permanent). */
 static int parse_expiry(const struct ctl *ctl, const char *expires, int permanent,
-			int64_t *expires_at)
+                        int64_t *expires_at)
 {
 	time_t t;
 	int rc;
@@ -51,7 +51,7 @@ static int parse_expiry(const struct ctl *ctl, const char *expires, int permanen
 		return ctl_invalid("--expires", "give either --expires or --permanent, not both");
 	if (!expires && !permanent)
 		return ctl_invalid("--expires", "an exception needs an expiry: --expires "
-						"DURATION_OR_TIME (e.g. 30d), or --permanent");
+		                                "DURATION_OR_TIME (e.g. 30d), or --permanent");
 	if (permanent) {
 		*expires_at = 0;
 		return CTL_OK;
@@ -78,9 +78,9 @@ static int check_reason(const char *reason)
 
 /* Checks the options that need no store and fills e. */
 static int exception_from_opts(const struct ctl *ctl, struct sa_exception *e, const char *user,
-			       const char *group, const char *location, const char *mech,
-			       const char *policy, const char *expires, int permanent,
-			       const char *reason)
+                               const char *group, const char *location, const char *mech,
+                               const char *policy, const char *expires, int permanent,
+                               const char *reason)
 {
 	int rc;
 
@@ -88,7 +88,7 @@ static int exception_from_opts(const struct ctl *ctl, struct sa_exception *e, co
 		return ctl_invalid("--user", "give either --user or --group, not both");
 	if (!user && !group && !location)
 		return ctl_invalid("--user", "an exception matches a user (--user or --group), a "
-					     "location (--location), or both");
+		                             "location (--location), or both");
 	if ((rc = check_reason(reason)) != CTL_OK)
 		return rc;
 	if ((rc = parse_expiry(ctl, expires, permanent, &e->expires_at)) != CTL_OK)
@@ -122,8 +122,8 @@ static int check_refs(sqlite3 *db, const struct sa_exception *e)
 		enum sa_kind kind;
 		const char *what;
 	} refs[] = {{"--policy", SA_POLICY, "policy"},
-		    {"--group", SA_GROUP, "group"},
-		    {"--location", SA_LOCATION, "location"}};
+	            {"--group", SA_GROUP, "group"},
+	            {"--location", SA_LOCATION, "location"}};
 	const char *names[] = {e->policy, e->group_name, e->location};
 	struct sg_err err = {{0}};
 
@@ -136,7 +136,8 @@ static int check_refs(sqlite3 *db, const struct sa_exception *e)
 		if (found < 0)
 			return ctl_fail("%s", err.text);
 		if (!found)
-			return ctl_invalid(refs[i].field, "unknown %s '%s'", refs[i].what, names[i]);
+			return ctl_invalid(refs[i].field, "unknown %s '%s'", refs[i].what,
+			                   names[i]);
 	}
 	return CTL_OK;
 }
@@ -144,16 +145,16 @@ static int check_refs(sqlite3 *db, const struct sa_exception *e)
 static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"user", required_argument, NULL, OPT_USER},
-		{"group", required_argument, NULL, OPT_GROUP},
-		{"location", required_argument, NULL, OPT_LOCATION},
-		{"mech", required_argument, NULL, OPT_MECH},
-		{"policy", required_argument, NULL, OPT_POLICY},
-		{"expires", required_argument, NULL, OPT_EXPIRES},
-		{"permanent", no_argument, NULL, OPT_PERMANENT},
-		{"reason", required_argument, NULL, OPT_REASON},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"user", required_argument, NULL, OPT_USER},
+	    {"group", required_argument, NULL, OPT_GROUP},
+	    {"location", required_argument, NULL, OPT_LOCATION},
+	    {"mech", required_argument, NULL, OPT_MECH},
+	    {"policy", required_argument, NULL, OPT_POLICY},
+	    {"expires", required_argument, NULL, OPT_EXPIRES},
+	    {"permanent", no_argument, NULL, OPT_PERMANENT},
+	    {"reason", required_argument, NULL, OPT_REASON},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	const char *user = NULL, *group = NULL, *location = NULL, *mech = NULL, *policy = NULL;
 	const char *expires = NULL, *reason = NULL;
@@ -167,14 +168,30 @@ static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	ctl_opt_start();
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_USER: user = optarg; break;
-		case OPT_GROUP: group = optarg; break;
-		case OPT_LOCATION: location = optarg; break;
-		case OPT_MECH: mech = optarg; break;
-		case OPT_POLICY: policy = optarg; break;
-		case OPT_EXPIRES: expires = optarg; break;
-		case OPT_PERMANENT: permanent = 1; break;
-		case OPT_REASON: reason = optarg; break;
+		case OPT_USER:
+			user = optarg;
+			break;
+		case OPT_GROUP:
+			group = optarg;
+			break;
+		case OPT_LOCATION:
+			location = optarg;
+			break;
+		case OPT_MECH:
+			mech = optarg;
+			break;
+		case OPT_POLICY:
+			policy = optarg;
+			break;
+		case OPT_EXPIRES:
+			expires = optarg;
+			break;
+		case OPT_PERMANENT:
+			permanent = 1;
+			break;
+		case OPT_REASON:
+			reason = optarg;
+			break;
 		default:
 			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
 				return rc;
@@ -183,7 +200,7 @@ static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	if (optind != argc)
 		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 	rc = exception_from_opts(ctl, &e, user, group, location, mech, policy, expires, permanent,
-				 reason);
+	                         reason);
 	if (rc != CTL_OK)
 		goto out;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK || (rc = ctl_begin(db)) != CTL_OK)
@@ -210,8 +227,8 @@ static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	} else {
 		printf("%lld\n", (long long)id);
 		fprintf(stderr, "exception #%lld added, %s%s\n", (long long)id,
-			e.expires_at ? "expires " : "permanent",
-			e.expires_at ? ctl_time((time_t)e.expires_at, "", t, sizeof(t)) : "");
+		        e.expires_at ? "expires " : "permanent",
+		        e.expires_at ? ctl_time((time_t)e.expires_at, "", t, sizeof(t)) : "");
 	}
 out:
 	free(after);
@@ -248,13 +265,12 @@ static int print_exception(const struct sa_exception *e, void *arg)
 	return 0;
 }
 
-static int exception_list(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			  char **argv)
+static int exception_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"all", no_argument, NULL, OPT_ALL},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"all", no_argument, NULL, OPT_ALL},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	struct list_ctx lc = {ctl, NULL};
 	struct sg_err err = {{0}};
@@ -295,8 +311,8 @@ static int exception_list(struct ctl *ctl, const struct ctl_command *cmd, int ar
 }
 
 /* remove (expires == NULL && !permanent && remove) or extend an exception. */
-static int exception_change(struct ctl *ctl, const char *id_text, int remove,
-			    const char *expires, int permanent)
+static int exception_change(struct ctl *ctl, const char *id_text, int remove, const char *expires,
+                            int permanent)
 {
 	struct sg_err err = {{0}};
 	char *before = NULL, *after = NULL, object[32];
@@ -315,17 +331,17 @@ static int exception_change(struct ctl *ctl, const char *id_text, int remove,
 	if (store_admin_exception_json(db, id, &before, &err) < 0)
 		goto sqlfail;
 	if (before == NULL) {
-		rc = ctl_abort(db, ctl_invalid("exception id", "no exception #%lld",
-					       (long long)id));
+		rc =
+		    ctl_abort(db, ctl_invalid("exception id", "no exception #%lld", (long long)id));
 		goto out;
 	}
 	if (remove ? store_admin_exception_delete(db, id, &err) < 0
-		   : store_admin_exception_set_expiry(db, id, expires_at, &err) < 0 ||
-			     store_admin_exception_json(db, id, &after, &err) < 0)
+	           : store_admin_exception_set_expiry(db, id, expires_at, &err) < 0 ||
+	                 store_admin_exception_json(db, id, &after, &err) < 0)
 		goto sqlfail;
 	snprintf(object, sizeof(object), "exception #%lld", (long long)id);
-	rc = ctl_finish(db, remove ? "exception remove" : "exception extend", object, before,
-			after);
+	rc =
+	    ctl_finish(db, remove ? "exception remove" : "exception extend", object, before, after);
 	if (rc == CTL_OK && !ctl->json)
 		printf("exception #%lld %s\n", (long long)id, remove ? "removed" : "extended");
 	goto out;
@@ -338,22 +354,20 @@ out:
 	return rc;
 }
 
-static int exception_remove(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			    char **argv)
+static int exception_remove(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 1, 1);
 
 	return rc != CTL_OPT_CONTINUE ? rc : exception_change(ctl, argv[optind], 1, NULL, 0);
 }
 
-static int exception_extend(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			    char **argv)
+static int exception_extend(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"expires", required_argument, NULL, OPT_EXPIRES},
-		{"permanent", no_argument, NULL, OPT_PERMANENT},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"expires", required_argument, NULL, OPT_EXPIRES},
+	    {"permanent", no_argument, NULL, OPT_PERMANENT},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	const char *expires = NULL;
 	int permanent = 0, c, rc;
@@ -373,14 +387,14 @@ static int exception_extend(struct ctl *ctl, const struct ctl_command *cmd, int 
 }
 
 const struct ctl_command ctl_exception_verbs[] = {
-	{"add",
-	 "[--user PATTERN | --group GROUP] [--location LOCATION] [--mech M,...]\n"
-	 "      [--policy POLICY] (--expires DURATION_OR_TIME | --permanent) --reason TEXT",
-	 "add an exception; prints its id", exception_add, NULL, NULL},
-	{"list", "[--all]", "list active exceptions (--all: with expired ones)", exception_list,
-	 NULL, NULL},
-	{"remove", "ID", "remove an exception", exception_remove, NULL, NULL},
-	{"extend", "ID (--expires DURATION_OR_TIME | --permanent)", "change the expiry",
-	 exception_extend, NULL, NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"add",
+     "[--user PATTERN | --group GROUP] [--location LOCATION] [--mech M,...]\n"
+     "      [--policy POLICY] (--expires DURATION_OR_TIME | --permanent) --reason TEXT",
+     "add an exception; prints its id", exception_add, NULL, NULL},
+    {"list", "[--all]", "list active exceptions (--all: with expired ones)", exception_list, NULL,
+     NULL},
+    {"remove", "ID", "remove an exception", exception_remove, NULL, NULL},
+    {"extend", "ID (--expires DURATION_OR_TIME | --permanent)", "change the expiry",
+     exception_extend, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

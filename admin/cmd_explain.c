@@ -52,11 +52,12 @@ static void exception_text(struct explain *x, int64_t id, char *buf, size_t len)
 		snprintf(buf, len, "#%lld", (long long)id);
 		return;
 	}
-	snprintf(buf, len, "#%lld (\"%s\", by %s, %s%s%s)", (long long)id, e.reason,
-		 e.created_by,
-		 e.expires_at == 0 ? "permanent" : e.expires_at <= x->at ? "expired" : "expires",
-		 e.expires_at ? " " : "",
-		 e.expires_at ? ctl_time((time_t)e.expires_at, "", t, sizeof(t)) : "");
+	snprintf(buf, len, "#%lld (\"%s\", by %s, %s%s%s)", (long long)id, e.reason, e.created_by,
+	         e.expires_at == 0       ? "permanent"
+	         : e.expires_at <= x->at ? "expired"
+	                                 : "expires",
+	         e.expires_at ? " " : "",
+	         e.expires_at ? ctl_time((time_t)e.expires_at, "", t, sizeof(t)) : "");
 	sa_exception_clear(&e);
 }
 
@@ -71,9 +72,9 @@ static void print_json(struct explain *x)
 	json_key(&j, "request");
 	json_object_begin(&j);
 	json_kv_string(&j, "user", x->req.user);
-	json_kv_string(&j, "ip", ipaddr_format(&x->req.addr, addr, sizeof(addr)) == 0
-					  ? addr
-					  : x->req.client_addr);
+	json_kv_string(&j, "ip",
+	               ipaddr_format(&x->req.addr, addr, sizeof(addr)) == 0 ? addr
+	                                                                    : x->req.client_addr);
 	json_kv_string(&j, "mech", x->req.mech);
 	json_kv_bool(&j, "tls", x->req.tls);
 	json_kv_string(&j, "service", x->req.service);
@@ -81,9 +82,9 @@ static void print_json(struct explain *x)
 	json_kv_time(&j, "at", x->at);
 	json_kv_string(&j, "outcome", outcome_name(d->outcome));
 	json_kv_string(&j, "label", decision_label(d));
-	json_kv_string(&j, "mech_class", d->outcome == OUTCOME_NOT_AUTHENTICATED
-						 ? NULL
-						 : mech_class_name(d->mech_class));
+	json_kv_string(&j, "mech_class",
+	               d->outcome == OUTCOME_NOT_AUTHENTICATED ? NULL
+	                                                       : mech_class_name(d->mech_class));
 	json_kv_string(&j, "policy", d->policy);
 	json_key(&j, "reply");
 	if (d->outcome == OUTCOME_BLOCK) {
@@ -110,9 +111,9 @@ static void print_json(struct explain *x)
 		json_kv_string(&j, "name", t->policy);
 		json_kv_string(&j, "status", trace_status_name(t->status));
 		json_kv_bool(&j, "enforcing", t->enforcing);
-		json_kv_string(&j, "failed_condition", t->status == TRACE_NOT_APPLIED
-							       ? trace_condition_name(t->failed)
-							       : NULL);
+		json_kv_string(&j, "failed_condition",
+		               t->status == TRACE_NOT_APPLIED ? trace_condition_name(t->failed)
+		                                              : NULL);
 		json_kv_string(&j, "detail", t->detail);
 		json_key(&j, "exception");
 		if (t->status == TRACE_EXCEPTED)
@@ -139,8 +140,8 @@ static void print_text(struct explain *x)
 	printf("submission: user %s, mechanism %s", x->req.user, x->req.mech);
 	if (d->outcome != OUTCOME_NOT_AUTHENTICATED)
 		printf(" (class %s)", mech_class_name(d->mech_class));
-	printf(", client %s, %s, service %s\n", x->req.client_addr,
-	       x->req.tls ? "TLS" : "no TLS", x->req.service ? x->req.service : "-");
+	printf(", client %s, %s, service %s\n", x->req.client_addr, x->req.tls ? "TLS" : "no TLS",
+	       x->req.service ? x->req.service : "-");
 	printf("at:         %s\n", ctl_time(x->at, "-", t, sizeof(t)));
 	printf("outcome:    %s\n", decision_label(d));
 	if (d->outcome == OUTCOME_BLOCK)
@@ -159,7 +160,8 @@ static void print_text(struct explain *x)
 			printf("off\n");
 			break;
 		case TRACE_NOT_APPLIED:
-			printf("not applied: %s [%s]\n", e->detail, trace_condition_name(e->failed));
+			printf("not applied: %s [%s]\n", e->detail,
+			       trace_condition_name(e->failed));
 			break;
 		case TRACE_EXCEPTED:
 			exception_text(x, e->exception_id, buf, sizeof(buf));
@@ -167,7 +169,7 @@ static void print_text(struct explain *x)
 			break;
 		case TRACE_APPLIED:
 			printf("%s\n", e->enforcing ? "APPLIED: blocks"
-						    : "applied (report-only): would block");
+			                            : "applied (report-only): would block");
 			break;
 		}
 		for (size_t k = 0; k < e->n_expired; k++) {
@@ -181,14 +183,14 @@ static void print_text(struct explain *x)
 static int parse(struct explain *x, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"user", required_argument, NULL, OPT_USER},
-		{"ip", required_argument, NULL, OPT_IP},
-		{"mech", required_argument, NULL, OPT_MECH},
-		{"tls", no_argument, NULL, OPT_TLS},
-		{"service", required_argument, NULL, OPT_SERVICE},
-		{"at", required_argument, NULL, OPT_AT},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"user", required_argument, NULL, OPT_USER},
+	    {"ip", required_argument, NULL, OPT_IP},
+	    {"mech", required_argument, NULL, OPT_MECH},
+	    {"tls", no_argument, NULL, OPT_TLS},
+	    {"service", required_argument, NULL, OPT_SERVICE},
+	    {"at", required_argument, NULL, OPT_AT},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	struct sg_err err = {{0}};
 	const char *at = NULL;
@@ -197,12 +199,24 @@ static int parse(struct explain *x, const struct ctl_command *cmd, int argc, cha
 	ctl_opt_start();
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_USER: x->req.user = optarg; break;
-		case OPT_IP: x->req.client_addr = optarg; break;
-		case OPT_MECH: x->req.mech = optarg; break;
-		case OPT_TLS: x->req.tls = 1; break;
-		case OPT_SERVICE: x->req.service = optarg; break;
-		case OPT_AT: at = optarg; break;
+		case OPT_USER:
+			x->req.user = optarg;
+			break;
+		case OPT_IP:
+			x->req.client_addr = optarg;
+			break;
+		case OPT_MECH:
+			x->req.mech = optarg;
+			break;
+		case OPT_TLS:
+			x->req.tls = 1;
+			break;
+		case OPT_SERVICE:
+			x->req.service = optarg;
+			break;
+		case OPT_AT:
+			at = optarg;
+			break;
 		default:
 			if ((rc = ctl_opt_common(x->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
 				return rc;

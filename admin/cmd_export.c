@@ -21,8 +21,8 @@
 #include "mech.h"
 #include "pattern.h"
 
-#define EXPORT_FORMAT "saslgate-policy"
-#define EXPORT_VERSION 1
+#define EXPORT_FORMAT    "saslgate-policy"
+#define EXPORT_VERSION   1
 #define IMPORT_MAX_BYTES (64 * 1024 * 1024)
 
 /* ---- export ---- */
@@ -155,8 +155,8 @@ int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 struct import {
 	struct ctl *ctl;
 	sqlite3 *db;
-	const char *doc; /* the whole file */
-	sqlite3_stmt *get;  /* json_type/json_extract of (?1 json, ?2 path) */
+	const char *doc;   /* the whole file */
+	sqlite3_stmt *get; /* json_type/json_extract of (?1 json, ?2 path) */
 	int counts[5];
 	const char *set_name; /* the group or location being imported */
 };
@@ -166,8 +166,8 @@ enum { N_MECH, N_GROUP, N_LOCATION, N_POLICY, N_EXCEPTION };
 /* The type ("null", "text", "integer", "array", "object", ...) of path in json
  * and its value as text (malloc'ed; JSON text for arrays and objects). *type is
  * "" when the path is absent. -1 on a store error (printed). */
-static int jget(struct import *im, const char *json, const char *path, char *type,
-		size_t tlen, char **value)
+static int jget(struct import *im, const char *json, const char *path, char *type, size_t tlen,
+                char **value)
 {
 	const unsigned char *t, *v;
 	int rc;
@@ -195,7 +195,7 @@ static int jget(struct import *im, const char *json, const char *path, char *typ
 /* A member of an entry object that must be a string (or null/absent when
  * optional). *out is malloc'ed or NULL. */
 static int jstring(struct import *im, const char *ctx, const char *entry, const char *key,
-		   int required, char **out)
+                   int required, char **out)
 {
 	char path[80], type[16];
 
@@ -208,19 +208,17 @@ static int jstring(struct import *im, const char *ctx, const char *entry, const 
 	*out = NULL;
 	if ((type[0] == '\0' || strcmp(type, "null") == 0) && !required)
 		return CTL_OK;
-	return ctl_invalid(ctx, "\"%s\" %s", key,
-			   type[0] ? "must be a string" : "is required");
+	return ctl_invalid(ctx, "\"%s\" %s", key, type[0] ? "must be a string" : "is required");
 }
 
 /* Checks that entry is an object whose keys are all in allowed (NULL-ended). */
 static int check_keys(struct import *im, const char *ctx, const char *entry,
-		      const char *const *allowed)
+                      const char *const *allowed)
 {
 	sqlite3_stmt *st;
 	int rc, status = CTL_OK;
 
-	if (sqlite3_prepare_v2(im->db, "SELECT key FROM json_each(?1)", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(im->db, "SELECT key FROM json_each(?1)", -1, &st, NULL) != SQLITE_OK)
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	sqlite3_bind_text(st, 1, entry, -1, SQLITE_STATIC);
 	while (status == CTL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -239,8 +237,8 @@ static int check_keys(struct import *im, const char *ctx, const char *entry,
 
 /* Calls fn for every element of the array at path (absent: no call). */
 static int each(struct import *im, const char *json, const char *path, const char *what,
-		int (*fn)(struct import *im, const char *ctx, const char *type, const char *value),
-		int *n)
+                int (*fn)(struct import *im, const char *ctx, const char *type, const char *value),
+                int *n)
 {
 	char type[16], ctx[200];
 	char *arr;
@@ -258,15 +256,16 @@ static int each(struct import *im, const char *json, const char *path, const cha
 		return ctl_invalid(what, "must be an array");
 	}
 	if (sqlite3_prepare_v2(im->db, "SELECT key, type, value FROM json_each(?1)", -1, &st,
-			       NULL) != SQLITE_OK) {
+	                       NULL) != SQLITE_OK) {
 		free(arr);
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	}
 	sqlite3_bind_text(st, 1, arr, -1, SQLITE_STATIC);
 	while (status == CTL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		snprintf(ctx, sizeof(ctx), "%s[%lld]", what, (long long)sqlite3_column_int64(st, 0));
+		snprintf(ctx, sizeof(ctx), "%s[%lld]", what,
+		         (long long)sqlite3_column_int64(st, 0));
 		status = fn(im, ctx, (const char *)sqlite3_column_text(st, 1),
-			    (const char *)sqlite3_column_text(st, 2));
+		            (const char *)sqlite3_column_text(st, 2));
 		if (status == CTL_OK && n)
 			(*n)++;
 	}
@@ -293,7 +292,7 @@ static int import_setting_each(struct import *im, const char *json)
 		return ctl_invalid("settings", "must be an object");
 	}
 	if (sqlite3_prepare_v2(im->db, "SELECT key, type, value FROM json_each(?1)", -1, &st,
-			       NULL) != SQLITE_OK) {
+	                       NULL) != SQLITE_OK) {
 		free(obj);
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	}
@@ -355,7 +354,7 @@ struct set_entry {
 
 /* Parses created_at (optional ISO time). */
 static int import_time(struct import *im, const char *ctx, const char *entry, const char *key,
-		       time_t *out)
+                       time_t *out)
 {
 	char *text = NULL, field[240];
 	int rc = jstring(im, ctx, entry, key, 0, &text);
@@ -369,8 +368,8 @@ static int import_time(struct import *im, const char *ctx, const char *entry, co
 	return rc;
 }
 
-static int import_member(struct import *im, const char *ctx, const char *type,
-			 const char *value, enum sa_kind kind, const char *name)
+static int import_member(struct import *im, const char *ctx, const char *type, const char *value,
+                         enum sa_kind kind, const char *name)
 {
 	struct sg_err err = {{0}};
 	char norm[PATTERN_MAX + 64];
@@ -397,19 +396,19 @@ static int import_member(struct import *im, const char *ctx, const char *type,
 }
 
 static int import_group_member(struct import *im, const char *ctx, const char *type,
-			       const char *value)
+                               const char *value)
 {
 	return import_member(im, ctx, type, value, SA_GROUP, im->set_name);
 }
 
 static int import_location_net(struct import *im, const char *ctx, const char *type,
-			       const char *value)
+                               const char *value)
 {
 	return import_member(im, ctx, type, value, SA_LOCATION, im->set_name);
 }
 
 static int import_set(struct import *im, const char *ctx, const char *type, const char *entry,
-		      enum sa_kind kind)
+                      enum sa_kind kind)
 {
 	static const char *const group_keys[] = {"name", "members", "created_at", NULL};
 	static const char *const location_keys[] = {"name", "nets", "created_at", NULL};
@@ -421,7 +420,7 @@ static int import_set(struct import *im, const char *ctx, const char *type, cons
 	if (strcmp(type, "object") != 0)
 		return ctl_invalid(ctx, "must be an object");
 	if ((rc = check_keys(im, ctx, entry, kind == SA_GROUP ? group_keys : location_keys)) !=
-		    CTL_OK ||
+	        CTL_OK ||
 	    (rc = jstring(im, ctx, entry, "name", 1, &name)) != CTL_OK ||
 	    (rc = import_time(im, ctx, entry, "created_at", &created)) != CTL_OK)
 		goto out;
@@ -433,18 +432,17 @@ static int import_set(struct import *im, const char *ctx, const char *type, cons
 		rc = found < 0 ? ctl_fail("%s", err.text) : ctl_invalid(what, "duplicate name");
 		goto out;
 	}
-	if ((kind == SA_GROUP ? store_admin_group_insert(im->db, name,
-							 created ? created : im->ctl->now, &err)
-			      : store_admin_location_insert(im->db, name,
-							    created ? created : im->ctl->now,
-							    &err)) < 0) {
+	if ((kind == SA_GROUP
+	         ? store_admin_group_insert(im->db, name, created ? created : im->ctl->now, &err)
+	         : store_admin_location_insert(im->db, name, created ? created : im->ctl->now,
+	                                       &err)) < 0) {
 		rc = ctl_fail("%s", err.text);
 		goto out;
 	}
 	im->set_name = name;
 	strncat(what, kind == SA_GROUP ? ".members" : ".nets", sizeof(what) - strlen(what) - 1);
 	rc = each(im, entry, kind == SA_GROUP ? "$.members" : "$.nets", what,
-		  kind == SA_GROUP ? import_group_member : import_location_net, NULL);
+	          kind == SA_GROUP ? import_group_member : import_location_net, NULL);
 	im->set_name = NULL;
 out:
 	free(name);
@@ -456,25 +454,43 @@ static int import_group(struct import *im, const char *ctx, const char *type, co
 	return import_set(im, ctx, type, entry, SA_GROUP);
 }
 
-static int import_location(struct import *im, const char *ctx, const char *type,
-			   const char *entry)
+static int import_location(struct import *im, const char *ctx, const char *type, const char *entry)
 {
 	return import_set(im, ctx, type, entry, SA_LOCATION);
 }
 
-static const char *const policy_keys[] = {
-	"name",		  "state",	      "enforce_from",	   "mechs",	 "include_users",
-	"include_groups", "exclude_users",    "exclude_groups",	   "include_locations",
-	"exclude_locations", "tls",	      "services",	   "reply",	 "created_at",
-	"updated_at",	  NULL};
+static const char *const policy_keys[] = {"name",
+                                          "state",
+                                          "enforce_from",
+                                          "mechs",
+                                          "include_users",
+                                          "include_groups",
+                                          "exclude_users",
+                                          "exclude_groups",
+                                          "include_locations",
+                                          "exclude_locations",
+                                          "tls",
+                                          "services",
+                                          "reply",
+                                          "created_at",
+                                          "updated_at",
+                                          NULL};
 
 static int import_policy(struct import *im, const char *ctx, const char *type, const char *entry)
 {
 	/* Same order as policy_keys[1..12]; reply included. */
-	static const char *const opt_keys[] = {
-		"state",	  "enforce_from",  "mechs",	     "include_users",
-		"include_groups", "exclude_users", "exclude_groups", "include_locations",
-		"exclude_locations", "tls",	   "services",	     "reply"};
+	static const char *const opt_keys[] = {"state",
+	                                       "enforce_from",
+	                                       "mechs",
+	                                       "include_users",
+	                                       "include_groups",
+	                                       "exclude_users",
+	                                       "exclude_groups",
+	                                       "include_locations",
+	                                       "exclude_locations",
+	                                       "tls",
+	                                       "services",
+	                                       "reply"};
 	char *values[12] = {NULL};
 	struct policy_opts o;
 	struct sa_policy p;
@@ -502,8 +518,9 @@ static int import_policy(struct import *im, const char *ctx, const char *type, c
 		rc = found < 0 ? ctl_fail("%s", err.text) : ctl_invalid(what, "duplicate name");
 		goto out;
 	}
-	o = (struct policy_opts){values[0], values[1], values[2], values[3], values[4], values[5],
-				 values[6], values[7], values[8], values[9], values[10], values[11]};
+	o = (struct policy_opts){values[0], values[1], values[2],  values[3],
+	                         values[4], values[5], values[6],  values[7],
+	                         values[8], values[9], values[10], values[11]};
 	sa_policy_defaults(&p, name);
 	if ((rc = ctl_policy_apply(im->db, im->ctl, what, &p, &o, 1)) != CTL_OK)
 		goto out;
@@ -521,8 +538,7 @@ out:
 	return rc;
 }
 
-static int import_exception_refs(struct import *im, const char *what,
-				 const struct sa_exception *e)
+static int import_exception_refs(struct import *im, const char *what, const struct sa_exception *e)
 {
 	const char *names[] = {e->policy, e->group_name, e->location};
 	const enum sa_kind kinds[] = {SA_POLICY, SA_GROUP, SA_LOCATION};
@@ -544,7 +560,7 @@ static int import_exception_refs(struct import *im, const char *what,
 }
 
 static int import_exception_fields(struct import *im, const char *what, const char *entry,
-				   struct sa_exception *e)
+                                   struct sa_exception *e)
 {
 	char type[16], *text = NULL, *mechs = NULL;
 	time_t t;
@@ -569,7 +585,7 @@ static int import_exception_fields(struct import *im, const char *what, const ch
 	}
 	if (type[0] == '\0') {
 		rc = ctl_invalid(what, "\"expires_at\" is required (a time, or null for a "
-				       "permanent exception)");
+		                       "permanent exception)");
 		goto out;
 	}
 	if (strcmp(type, "null") != 0) {
@@ -596,12 +612,11 @@ out:
 	return rc;
 }
 
-static int import_exception(struct import *im, const char *ctx, const char *type,
-			    const char *entry)
+static int import_exception(struct import *im, const char *ctx, const char *type, const char *entry)
 {
-	static const char *const keys[] = {"id",	 "policy",     "user",	     "group",
-					   "location",	 "mechs",      "reason",     "created_by",
-					   "created_at", "expires_at", "expired",    NULL};
+	static const char *const keys[] = {"id",         "policy",     "user",    "group",
+	                                   "location",   "mechs",      "reason",  "created_by",
+	                                   "created_at", "expires_at", "expired", NULL};
 	struct sa_exception e = {0};
 	struct sg_err err = {{0}};
 	char what[240], idtype[16], *idtext = NULL;
@@ -667,9 +682,9 @@ static int import_default_mechs(struct import *im)
 /* Checks the document as a whole: valid JSON, an object, our format. */
 static int import_check_doc(struct import *im, const char *file)
 {
-	static const char *const keys[] = {"format",	 "version", "exported_at", "settings",
-					   "mechanisms", "groups",  "locations",   "policies",
-					   "exceptions", NULL};
+	static const char *const keys[] = {"format",     "version", "exported_at", "settings",
+	                                   "mechanisms", "groups",  "locations",   "policies",
+	                                   "exceptions", NULL};
 	sqlite3_stmt *st;
 	char type[16], *v = NULL;
 	int valid = 0, rc;
@@ -701,7 +716,7 @@ static int import_check_doc(struct import *im, const char *file)
 	rc = CTL_OK;
 	if (type[0] && (strcmp(type, "integer") != 0 || atoi(v) != EXPORT_VERSION))
 		rc = ctl_invalid(file, "unsupported version (this saslgatectl reads version %d)",
-				 EXPORT_VERSION);
+		                 EXPORT_VERSION);
 	free(v);
 	return rc;
 }
@@ -719,20 +734,20 @@ static int import_all(struct import *im)
 	if (jget(im, im->doc, "$.mechanisms", type, sizeof(type), &v) < 0)
 		return CTL_FAIL;
 	free(v);
-	rc = type[0] ? each(im, im->doc, "$.mechanisms", "mechanisms", import_mech,
-			    &im->counts[N_MECH])
-		     : import_default_mechs(im);
+	rc = type[0]
+	         ? each(im, im->doc, "$.mechanisms", "mechanisms", import_mech, &im->counts[N_MECH])
+	         : import_default_mechs(im);
 	if (rc == CTL_OK)
 		rc = each(im, im->doc, "$.groups", "groups", import_group, &im->counts[N_GROUP]);
 	if (rc == CTL_OK)
 		rc = each(im, im->doc, "$.locations", "locations", import_location,
-			  &im->counts[N_LOCATION]);
+		          &im->counts[N_LOCATION]);
 	if (rc == CTL_OK)
 		rc = each(im, im->doc, "$.policies", "policies", import_policy,
-			  &im->counts[N_POLICY]);
+		          &im->counts[N_POLICY]);
 	if (rc == CTL_OK)
 		rc = each(im, im->doc, "$.exceptions", "exceptions", import_exception,
-			  &im->counts[N_EXCEPTION]);
+		          &im->counts[N_EXCEPTION]);
 	return rc;
 }
 
@@ -790,8 +805,8 @@ int cmd_import(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 	im.doc = doc;
 	if ((rc = ctl_open(ctl, &im.db)) != CTL_OK)
 		goto out;
-	if (sqlite3_prepare_v2(im.db, "SELECT json_type(?1, ?2), json_extract(?1, ?2)", -1,
-			       &im.get, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(im.db, "SELECT json_type(?1, ?2), json_extract(?1, ?2)", -1, &im.get,
+	                       NULL) != SQLITE_OK) {
 		rc = ctl_fail("import: %s", sqlite3_errmsg(im.db));
 		goto out;
 	}
@@ -803,10 +818,10 @@ int cmd_import(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 		goto out;
 	}
 	snprintf(after, sizeof(after),
-		 "{\"mechanisms\":%d,\"groups\":%d,\"locations\":%d,\"policies\":%d,"
-		 "\"exceptions\":%d}",
-		 im.counts[N_MECH], im.counts[N_GROUP], im.counts[N_LOCATION], im.counts[N_POLICY],
-		 im.counts[N_EXCEPTION]);
+	         "{\"mechanisms\":%d,\"groups\":%d,\"locations\":%d,\"policies\":%d,"
+	         "\"exceptions\":%d}",
+	         im.counts[N_MECH], im.counts[N_GROUP], im.counts[N_LOCATION], im.counts[N_POLICY],
+	         im.counts[N_EXCEPTION]);
 	sqlite3_finalize(im.get);
 	im.get = NULL;
 	if ((rc = ctl_finish(im.db, "import", file, NULL, after)) == CTL_OK && !ctl->json)

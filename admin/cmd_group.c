@@ -5,14 +5,14 @@
 #include "ctl.h"
 
 static int run(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
-	       enum set_op op, int min, int max)
+               enum set_op op, int min, int max)
 {
 	int rc = ctl_parse_plain(ctl, cmd, argc, argv, min, max);
 
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
 	return ctl_set_write(ctl, SA_GROUP, op, cmd->path, argv[optind], argv + optind + 1,
-			     argc - optind - 1);
+	                     argc - optind - 1);
 }
 
 static int group_add(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
@@ -25,14 +25,13 @@ static int group_remove(struct ctl *ctl, const struct ctl_command *cmd, int argc
 	return run(ctl, cmd, argc, argv, SET_REMOVE, 1, 1);
 }
 
-static int group_add_member(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			    char **argv)
+static int group_add_member(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	return run(ctl, cmd, argc, argv, SET_ADD_MEMBER, 2, -1);
 }
 
 static int group_remove_member(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			       char **argv)
+                               char **argv)
 {
 	return run(ctl, cmd, argc, argv, SET_REMOVE_MEMBER, 2, -1);
 }
@@ -45,13 +44,11 @@ static int group_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, 
 }
 
 const struct ctl_command ctl_group_verbs[] = {
-	{"add", "NAME [PATTERN...]", "create a group", group_add, NULL, NULL},
-	{"remove", "NAME", "remove a group that no policy or exception uses", group_remove, NULL,
-	 NULL},
-	{"add-member", "NAME PATTERN...", "add user patterns to a group", group_add_member, NULL,
-	 NULL},
-	{"remove-member", "NAME PATTERN...", "remove user patterns from a group",
-	 group_remove_member, NULL, NULL},
-	{"list", "", "list groups and their members", group_list, NULL, NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"add", "NAME [PATTERN...]", "create a group", group_add, NULL, NULL},
+    {"remove", "NAME", "remove a group that no policy or exception uses", group_remove, NULL, NULL},
+    {"add-member", "NAME PATTERN...", "add user patterns to a group", group_add_member, NULL, NULL},
+    {"remove-member", "NAME PATTERN...", "remove user patterns from a group", group_remove_member,
+     NULL, NULL},
+    {"list", "", "list groups and their members", group_list, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

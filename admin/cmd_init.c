@@ -12,7 +12,7 @@
 #include "mech.h"
 #include "store.h"
 
-#define WEBMAIL_COMMAND \
+#define WEBMAIL_COMMAND                                                                            \
 	"saslgatectl exception add --location loopback --permanent --reason \"local webmail\""
 
 static int populate(sqlite3 *db, const char *state, time_t now, struct sg_err *err)
@@ -106,12 +106,13 @@ static void report(const struct ctl *ctl, const char *state)
 int cmd_init(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"report-only", no_argument, NULL, 'r'},
-		CTL_OPT_COMMON,
-		{NULL, 0, NULL, 0},
+	    {"report-only", no_argument, NULL, 'r'},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
 	};
 	struct sg_err err = {{0}};
 	const char *state = "enforce";
+	char after[128];
 	sqlite3 *db = NULL;
 	int c, rc;
 
@@ -134,8 +135,9 @@ int cmd_init(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **ar
 		rc = ctl_abort(db, ctl_fail("init: %s", err.text));
 		goto failed;
 	}
-	if ((rc = ctl_finish(db, "init", "store", NULL, "{\"policy\":\"block-legacy\"}")) !=
-	    CTL_OK)
+	snprintf(after, sizeof(after),
+	         "{\"policy\":\"block-legacy\",\"state\":\"%s\",\"location\":\"loopback\"}", state);
+	if ((rc = ctl_finish(db, "init", "store", NULL, after)) != CTL_OK)
 		goto failed;
 	store_close(&db);
 	report(ctl, state);

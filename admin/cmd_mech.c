@@ -28,8 +28,7 @@ struct installed_set {
 	size_t n;
 };
 
-static void collect_plugin(server_sasl_mechanism_t *m, sasl_info_callback_stage_t stage,
-			   void *rock)
+static void collect_plugin(server_sasl_mechanism_t *m, sasl_info_callback_stage_t stage, void *rock)
 {
 	struct installed_set *set = rock;
 
@@ -60,13 +59,10 @@ static const struct {
 	unsigned flag;
 	const char *name;
 } sasl_flags[] = {
-	{SASL_SEC_NOPLAINTEXT, "noplaintext"},
-	{SASL_SEC_NOACTIVE, "noactive"},
-	{SASL_SEC_NODICTIONARY, "nodictionary"},
-	{SASL_SEC_FORWARD_SECRECY, "forward_secrecy"},
-	{SASL_SEC_NOANONYMOUS, "noanonymous"},
-	{SASL_SEC_PASS_CREDENTIALS, "pass_credentials"},
-	{SASL_SEC_MUTUAL_AUTH, "mutual_auth"},
+    {SASL_SEC_NOPLAINTEXT, "noplaintext"},   {SASL_SEC_NOACTIVE, "noactive"},
+    {SASL_SEC_NODICTIONARY, "nodictionary"}, {SASL_SEC_FORWARD_SECRECY, "forward_secrecy"},
+    {SASL_SEC_NOANONYMOUS, "noanonymous"},   {SASL_SEC_PASS_CREDENTIALS, "pass_credentials"},
+    {SASL_SEC_MUTUAL_AUTH, "mutual_auth"},
 };
 
 static void flags_text(unsigned flags, char *buf, size_t len)
@@ -103,7 +99,7 @@ struct mech_ctx {
 };
 
 static void print_entry(struct mech_ctx *mc, const char *name, const char *cls, int in_catalogue,
-			const struct installed *inst)
+                        const struct installed *inst)
 {
 	char flags[160];
 
@@ -195,19 +191,20 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 	int rc;
 
 	if (!mech_name_valid(name))
-		return ctl_invalid("mechanism", "'%s' is not a SASL mechanism name (1..20 of A-Z "
-						"0-9 - _)",
-				   name);
+		return ctl_invalid("mechanism",
+		                   "'%s' is not a SASL mechanism name (1..20 of A-Z "
+		                   "0-9 - _)",
+		                   name);
 	if (mech_class_parse(cls_text, &cls) < 0)
 		return ctl_invalid("class", "'%s' is not a class (legacy, password, modern)",
-				   cls_text);
+		                   cls_text);
 	sg_upper(upper, name, sizeof(upper));
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
 	if ((rc = ctl_begin(db)) != CTL_OK)
 		goto out;
-	if (sqlite3_prepare_v2(db, "SELECT class FROM mechanisms WHERE name = ?1", -1, &st,
-			       NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, "SELECT class FROM mechanisms WHERE name = ?1", -1, &st, NULL) ==
+	    SQLITE_OK) {
 		sqlite3_bind_text(st, 1, upper, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			sg_strlcpy(old, (const char *)sqlite3_column_text(st, 0), sizeof(old));
@@ -219,7 +216,7 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 	}
 	snprintf(before, sizeof(before), "{\"name\":\"%s\",\"class\":\"%s\"}", upper, old);
 	snprintf(after, sizeof(after), "{\"name\":\"%s\",\"class\":\"%s\"}", upper,
-		 mech_class_name(cls));
+	         mech_class_name(cls));
 	rc = ctl_finish(db, "mech set", upper, old[0] ? before : NULL, after);
 	if (rc == CTL_OK && !ctl->json)
 		printf("%s: %s\n", upper, mech_class_name(cls));
@@ -236,9 +233,8 @@ static int mech_set(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 }
 
 const struct ctl_command ctl_mech_verbs[] = {
-	{"list", "", "the catalogue and the mechanisms Cyrus SASL has installed", mech_list, NULL,
-	 NULL},
-	{"set", "NAME legacy|password|modern", "set the class of a mechanism", mech_set, NULL,
-	 NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"list", "", "the catalogue and the mechanisms Cyrus SASL has installed", mech_list, NULL,
+     NULL},
+    {"set", "NAME legacy|password|modern", "set the class of a mechanism", mech_set, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

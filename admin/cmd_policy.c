@@ -25,21 +25,21 @@ enum {
 };
 
 static const struct option policy_longopts[] = {
-	{"state", required_argument, NULL, OPT_STATE},
-	{"enforce-from", required_argument, NULL, OPT_ENFORCE_FROM},
-	{"mech", required_argument, NULL, OPT_MECH},
-	{"mechs", required_argument, NULL, OPT_MECH},
-	{"include-users", required_argument, NULL, OPT_INCLUDE_USERS},
-	{"include-groups", required_argument, NULL, OPT_INCLUDE_GROUPS},
-	{"exclude-users", required_argument, NULL, OPT_EXCLUDE_USERS},
-	{"exclude-groups", required_argument, NULL, OPT_EXCLUDE_GROUPS},
-	{"include-locations", required_argument, NULL, OPT_INCLUDE_LOCATIONS},
-	{"exclude-locations", required_argument, NULL, OPT_EXCLUDE_LOCATIONS},
-	{"tls", required_argument, NULL, OPT_TLS},
-	{"services", required_argument, NULL, OPT_SERVICES},
-	{"reply", required_argument, NULL, OPT_REPLY},
-	CTL_OPT_COMMON,
-	{NULL, 0, NULL, 0},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"enforce-from", required_argument, NULL, OPT_ENFORCE_FROM},
+    {"mech", required_argument, NULL, OPT_MECH},
+    {"mechs", required_argument, NULL, OPT_MECH},
+    {"include-users", required_argument, NULL, OPT_INCLUDE_USERS},
+    {"include-groups", required_argument, NULL, OPT_INCLUDE_GROUPS},
+    {"exclude-users", required_argument, NULL, OPT_EXCLUDE_USERS},
+    {"exclude-groups", required_argument, NULL, OPT_EXCLUDE_GROUPS},
+    {"include-locations", required_argument, NULL, OPT_INCLUDE_LOCATIONS},
+    {"exclude-locations", required_argument, NULL, OPT_EXCLUDE_LOCATIONS},
+    {"tls", required_argument, NULL, OPT_TLS},
+    {"services", required_argument, NULL, OPT_SERVICES},
+    {"reply", required_argument, NULL, OPT_REPLY},
+    CTL_OPT_COMMON,
+    {NULL, 0, NULL, 0},
 };
 
 /* The name of a field in messages: the option, or ctx.key for import. */
@@ -66,7 +66,7 @@ static void take(char **slot, char *value)
 }
 
 static int apply_lists(sqlite3 *db, const char *ctx, struct sa_policy *p,
-		       const struct policy_opts *o)
+                       const struct policy_opts *o)
 {
 	char f[160];
 	char *v;
@@ -79,13 +79,13 @@ static int apply_lists(sqlite3 *db, const char *ctx, struct sa_policy *p,
 	}
 	if (o->include_users) {
 		if ((rc = ctl_norm_patterns(field(f, sizeof(f), ctx, "include-users"),
-					    o->include_users, 1, &v)) != CTL_OK)
+		                            o->include_users, 1, &v)) != CTL_OK)
 			return rc;
 		take(&p->include_users, v);
 	}
 	if (o->include_groups) {
 		if ((rc = ctl_norm_names(db, field(f, sizeof(f), ctx, "include-groups"),
-					 o->include_groups, SA_GROUP, NULL, &v)) != CTL_OK)
+		                         o->include_groups, SA_GROUP, NULL, &v)) != CTL_OK)
 			return rc;
 		take(&p->include_groups, v);
 		/* Naming groups means "these users", unless users were given too. */
@@ -94,31 +94,31 @@ static int apply_lists(sqlite3 *db, const char *ctx, struct sa_policy *p,
 	}
 	if (o->exclude_users) {
 		if ((rc = ctl_norm_patterns(field(f, sizeof(f), ctx, "exclude-users"),
-					    o->exclude_users, 0, &v)) != CTL_OK)
+		                            o->exclude_users, 0, &v)) != CTL_OK)
 			return rc;
 		take(&p->exclude_users, v);
 	}
 	if (o->exclude_groups) {
 		if ((rc = ctl_norm_names(db, field(f, sizeof(f), ctx, "exclude-groups"),
-					 o->exclude_groups, SA_GROUP, NULL, &v)) != CTL_OK)
+		                         o->exclude_groups, SA_GROUP, NULL, &v)) != CTL_OK)
 			return rc;
 		take(&p->exclude_groups, v);
 	}
 	if (o->include_locations) {
 		if ((rc = ctl_norm_names(db, field(f, sizeof(f), ctx, "include-locations"),
-					 o->include_locations, SA_LOCATION, "any", &v)) != CTL_OK)
+		                         o->include_locations, SA_LOCATION, "any", &v)) != CTL_OK)
 			return rc;
 		take(&p->include_locations, v);
 	}
 	if (o->exclude_locations) {
 		if ((rc = ctl_norm_names(db, field(f, sizeof(f), ctx, "exclude-locations"),
-					 o->exclude_locations, SA_LOCATION, NULL, &v)) != CTL_OK)
+		                         o->exclude_locations, SA_LOCATION, NULL, &v)) != CTL_OK)
 			return rc;
 		take(&p->exclude_locations, v);
 	}
 	if (o->services) {
 		if ((rc = ctl_norm_services(field(f, sizeof(f), ctx, "services"), o->services,
-					    &v)) != CTL_OK)
+		                            &v)) != CTL_OK)
 			return rc;
 		take(&p->services, v);
 	}
@@ -126,7 +126,7 @@ static int apply_lists(sqlite3 *db, const char *ctx, struct sa_policy *p,
 }
 
 int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct sa_policy *p,
-		     const struct policy_opts *o, int is_new)
+                     const struct policy_opts *o, int is_new)
 {
 	char f[160];
 	int rc;
@@ -136,8 +136,8 @@ int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct
 
 		if (policy_state_parse(o->state, &s) < 0)
 			return ctl_invalid(field(f, sizeof(f), ctx, "state"),
-					   "'%s' is not a state (off, report-only, enforce)",
-					   o->state);
+			                   "'%s' is not a state (off, report-only, enforce)",
+			                   o->state);
 		sa_set(&p->state, policy_state_name(s));
 	}
 	if (o->enforce_from) {
@@ -147,7 +147,7 @@ int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct
 			p->enforce_from = 0;
 		} else {
 			if ((rc = ctl_parse_time(ctl, field(f, sizeof(f), ctx, "enforce-from"),
-						 o->enforce_from, TIME_FUTURE, &t)) != CTL_OK)
+			                         o->enforce_from, TIME_FUTURE, &t)) != CTL_OK)
 				return rc;
 			p->enforce_from = t;
 		}
@@ -156,16 +156,16 @@ int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct
 		enum tls_condition t;
 
 		if (tls_condition_parse(o->tls, &t) < 0)
-			return ctl_invalid(field(f, sizeof(f), ctx, "tls"),
-					   "'%s' is not a TLS condition (any, plaintext, encrypted)",
-					   o->tls);
+			return ctl_invalid(
+			    field(f, sizeof(f), ctx, "tls"),
+			    "'%s' is not a TLS condition (any, plaintext, encrypted)", o->tls);
 		sa_set(&p->tls, tls_condition_name(t));
 	}
 	if (o->reply) {
 		char *code, *enh, *text;
 
 		if ((rc = ctl_parse_reply(field(f, sizeof(f), ctx, "reply"), o->reply, &code, &enh,
-					  &text)) != CTL_OK)
+		                          &text)) != CTL_OK)
 			return rc;
 		take(&p->reply_code, code);
 		take(&p->reply_enh, enh);
@@ -174,9 +174,9 @@ int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct
 	if ((rc = apply_lists(db, ctx, p, o)) != CTL_OK)
 		return rc;
 	if (*p->include_users == '\0' && *p->include_groups == '\0')
-		return ctl_invalid(field(f, sizeof(f), ctx, "include-users"),
-				   "policy '%s' would include no user (give 'all', users or groups)",
-				   p->name);
+		return ctl_invalid(
+		    field(f, sizeof(f), ctx, "include-users"),
+		    "policy '%s' would include no user (give 'all', users or groups)", p->name);
 	if (is_new)
 		p->created_at = ctl->now;
 	p->updated_at = ctl->now;
@@ -239,8 +239,9 @@ static int print_policy_row(const struct sa_policy *p, void *arg)
 		ctl_policy_json(lc->j, p);
 		return 0;
 	}
-	snprintf(users, sizeof(users), "%s%s%s", p->include_users,
-		 *p->include_users && *p->include_groups ? "," : "", p->include_groups);
+	snprintf(users, sizeof(users), "%s%s%s%s", p->include_users,
+	         *p->include_users && *p->include_groups ? "," : "",
+	         *p->include_groups ? "group:" : "", p->include_groups);
 	snprintf(locs, sizeof(locs), "%s", p->include_locations);
 	printf("%-20s %-12s %-16s %-24s %-16s %s\n", p->name, effective_state(p, lc->ctl->now),
 	       p->mechs, users, locs, p->tls);
@@ -307,8 +308,8 @@ static void print_policy(const struct ctl *ctl, const struct sa_policy *p)
 
 /* Parses "VERB NAME [policy options]": options into o, the name into *name.
  * CTL_OPT_CONTINUE to go on, else the status to return (after --help too). */
-static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			     char **argv, struct policy_opts *o, int allow_opts, const char **name)
+static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+                             struct policy_opts *o, int allow_opts, const char **name)
 {
 	int c, rc;
 
@@ -318,18 +319,42 @@ static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int
 		const char **slot = NULL;
 
 		switch (c) {
-		case OPT_STATE: slot = &o->state; break;
-		case OPT_ENFORCE_FROM: slot = &o->enforce_from; break;
-		case OPT_MECH: slot = &o->mech; break;
-		case OPT_INCLUDE_USERS: slot = &o->include_users; break;
-		case OPT_INCLUDE_GROUPS: slot = &o->include_groups; break;
-		case OPT_EXCLUDE_USERS: slot = &o->exclude_users; break;
-		case OPT_EXCLUDE_GROUPS: slot = &o->exclude_groups; break;
-		case OPT_INCLUDE_LOCATIONS: slot = &o->include_locations; break;
-		case OPT_EXCLUDE_LOCATIONS: slot = &o->exclude_locations; break;
-		case OPT_TLS: slot = &o->tls; break;
-		case OPT_SERVICES: slot = &o->services; break;
-		case OPT_REPLY: slot = &o->reply; break;
+		case OPT_STATE:
+			slot = &o->state;
+			break;
+		case OPT_ENFORCE_FROM:
+			slot = &o->enforce_from;
+			break;
+		case OPT_MECH:
+			slot = &o->mech;
+			break;
+		case OPT_INCLUDE_USERS:
+			slot = &o->include_users;
+			break;
+		case OPT_INCLUDE_GROUPS:
+			slot = &o->include_groups;
+			break;
+		case OPT_EXCLUDE_USERS:
+			slot = &o->exclude_users;
+			break;
+		case OPT_EXCLUDE_GROUPS:
+			slot = &o->exclude_groups;
+			break;
+		case OPT_INCLUDE_LOCATIONS:
+			slot = &o->include_locations;
+			break;
+		case OPT_EXCLUDE_LOCATIONS:
+			slot = &o->exclude_locations;
+			break;
+		case OPT_TLS:
+			slot = &o->tls;
+			break;
+		case OPT_SERVICES:
+			slot = &o->services;
+			break;
+		case OPT_REPLY:
+			slot = &o->reply;
+			break;
 		default:
 			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
 				return rc;
@@ -340,8 +365,9 @@ static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int
 		*slot = optarg;
 	}
 	if (argc - optind != 1)
-		return ctl_usage_error(cmd, argc - optind < 1 ? "a policy name is required"
-							      : "exactly one policy name is expected");
+		return ctl_usage_error(cmd, argc - optind < 1
+		                                ? "a policy name is required"
+		                                : "exactly one policy name is expected");
 	*name = argv[optind];
 	return CTL_OPT_CONTINUE;
 }
@@ -379,7 +405,7 @@ static int policy_show(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 }
 
 static int policy_write(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
-			int is_new)
+                        int is_new)
 {
 	struct policy_opts o;
 	struct sg_err err = {{0}};
@@ -405,9 +431,10 @@ static int policy_write(struct ctl *ctl, const struct ctl_command *cmd, int argc
 	}
 	if (is_new && found) {
 		sa_policy_clear(&p);
-		rc = ctl_abort(db, ctl_invalid("policy", "policy '%s' already exists (use "
-							 "\"policy set\")",
-					       name));
+		rc = ctl_abort(db, ctl_invalid("policy",
+		                               "policy '%s' already exists (use "
+		                               "\"policy set\")",
+		                               name));
 		goto out;
 	}
 	if (!is_new && !found) {
@@ -423,7 +450,7 @@ static int policy_write(struct ctl *ctl, const struct ctl_command *cmd, int argc
 		goto done;
 	}
 	if ((is_new ? store_admin_policy_insert(db, &p, &err)
-		    : store_admin_policy_update(db, &p, &err)) < 0 ||
+	            : store_admin_policy_update(db, &p, &err)) < 0 ||
 	    store_admin_object_json(db, SA_POLICY, name, &after, &err) < 0)
 		goto sqlfail;
 	rc = ctl_finish(db, is_new ? "policy add" : "policy set", name, before, after);
@@ -487,20 +514,21 @@ out:
 	return rc;
 }
 
-#define POLICY_OPTIONS                                                                           \
-	"[--state off|report-only|enforce] [--enforce-from TIME|none]\n"                          \
-	"      [--mech CLASS_OR_NAME,...] [--include-users all|U,...] [--include-groups G,...]\n" \
-	"      [--exclude-users U,...|none] [--exclude-groups G,...|none]\n"                      \
-	"      [--include-locations any|L,...] [--exclude-locations L,...|none]\n"                \
-	"      [--tls any|plaintext|encrypted] [--services any|S,...] [--reply \"550 5.7.9 TEXT\"]"
+#define POLICY_OPTIONS                                                                             \
+	"[--state off|report-only|enforce] [--enforce-from TIME|none]\n"                           \
+	"      [--mech CLASS_OR_NAME,...] [--include-users all|U,...] [--include-groups G,...]\n"  \
+	"      [--exclude-users U,...|none] [--exclude-groups G,...|none]\n"                       \
+	"      [--include-locations any|L,...] [--exclude-locations L,...|none]\n"                 \
+	"      [--tls any|plaintext|encrypted] [--services any|S,...] [--reply \"550 5.7.9 "       \
+	"TEXT\"]"
 
 const struct ctl_command ctl_policy_verbs[] = {
-	{"list", "", "list the policies", policy_list, NULL, NULL},
-	{"show", "NAME", "show one policy", policy_show, NULL, NULL},
-	{"add", "NAME " POLICY_OPTIONS, "add a policy (default: enforce, class legacy, all users)",
-	 policy_add, NULL, NULL},
-	{"set", "NAME " POLICY_OPTIONS, "change a policy", policy_set, NULL, NULL},
-	{"remove", "NAME", "remove a policy and the exceptions scoped to it", policy_remove, NULL,
-	 NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"list", "", "list the policies", policy_list, NULL, NULL},
+    {"show", "NAME", "show one policy", policy_show, NULL, NULL},
+    {"add", "NAME " POLICY_OPTIONS, "add a policy (default: enforce, class legacy, all users)",
+     policy_add, NULL, NULL},
+    {"set", "NAME " POLICY_OPTIONS, "change a policy", policy_set, NULL, NULL},
+    {"remove", "NAME", "remove a policy and the exceptions scoped to it", policy_remove, NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

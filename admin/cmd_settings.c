@@ -17,8 +17,7 @@ static int check_class(const char *field, const char *value, char *norm, size_t 
 	enum mech_class c;
 
 	if (mech_class_parse(value, &c) < 0)
-		return ctl_invalid(field,
-				   "'%s' is not a class (legacy, password, modern)", value);
+		return ctl_invalid(field, "'%s' is not a class (legacy, password, modern)", value);
 	sg_strlcpy(norm, mech_class_name(c), len);
 	return CTL_OK;
 }
@@ -41,20 +40,20 @@ static const struct {
 	int (*check)(const char *field, const char *value, char *norm, size_t len);
 	const char *help;
 } keys[] = {
-	{"unknown_mechanism_class", check_class,
-	 "class of a mechanism missing from the catalogue"},
-	{"activity_retention_days", check_days, "days of decisions kept in activity.db"},
+    {"unknown_mechanism_class", check_class, "class of a mechanism missing from the catalogue"},
+    {"activity_retention_days", check_days, "days of decisions kept in activity.db"},
 };
 
 int ctl_setting_normalise(const char *field, const char *key, const char *value, char *norm,
-			  size_t len)
+                          size_t len)
 {
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strcmp(keys[i].key, key) == 0)
 			return keys[i].check(field ? field : key, value, norm, len);
-	return ctl_invalid(field ? field : "setting", "unknown setting '%s' (unknown_mechanism_class, "
-				      "activity_retention_days)",
-			   key);
+	return ctl_invalid(field ? field : "setting",
+	                   "unknown setting '%s' (unknown_mechanism_class, "
+	                   "activity_retention_days)",
+	                   key);
 }
 
 struct list_ctx {
@@ -135,9 +134,9 @@ out:
 }
 
 const struct ctl_command ctl_settings_verbs[] = {
-	{"list", "", "list the settings of policy.db", settings_list, NULL, NULL},
-	{"set", "KEY VALUE",
-	 "set unknown_mechanism_class (legacy|password|modern) or activity_retention_days",
-	 settings_set, NULL, NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"list", "", "list the settings of policy.db", settings_list, NULL, NULL},
+    {"set", "KEY VALUE",
+     "set unknown_mechanism_class (legacy|password|modern) or activity_retention_days",
+     settings_set, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };

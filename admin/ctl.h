@@ -32,13 +32,12 @@ enum ctl_status { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
 
 struct ctl {
 	const char *dir; /* store directory, resolved with store_dir() */
-	int json;	 /* --json: machine-readable output */
-	time_t now;	 /* the time of this invocation */
+	int json;        /* --json: machine-readable output */
+	time_t now;      /* the time of this invocation */
 };
 
 struct ctl_command;
-typedef int (*ctl_handler)(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-			   char **argv);
+typedef int (*ctl_handler)(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 
 /* One command: a verb with a handler, or a noun with a table of verbs. */
 struct ctl_command {
@@ -47,7 +46,7 @@ struct ctl_command {
 	const char *summary; /* one line */
 	ctl_handler handler;
 	const struct ctl_command *verbs; /* NULL-name terminated, or NULL */
-	const char *path;		 /* "policy add": filled in by the dispatcher */
+	const char *path;                /* "policy add": filled in by the dispatcher */
 };
 
 /* Noun tables, one per cmd_*.c file. */
@@ -72,7 +71,11 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
  * ctl_opt_common(), which handles help/json and bad options.
  */
 #define CTL_OPT_JSON 0x1000
-#define CTL_OPT_COMMON {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, CTL_OPT_JSON}
+#define CTL_OPT_COMMON                                                                             \
+	{"help", no_argument, NULL, 'h'},                                                          \
+	{                                                                                          \
+		"json", no_argument, NULL, CTL_OPT_JSON                                            \
+	}
 void ctl_opt_start(void);
 /* Handles the getopt result c that the command itself does not know: --json
  * (returns CTL_OPT_CONTINUE), -h/--help (prints the usage, returns CTL_OK) or a
@@ -83,8 +86,8 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
 /* For commands with positional arguments only: parses the common options and
  * checks that min..max (max -1: unbounded) arguments remain; they start at
  * argv[optind]. Returns CTL_OPT_CONTINUE to go on, else the status to return. */
-int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
-		    int min, int max);
+int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv, int min,
+                    int max);
 
 /* Prints "usage: saslgatectl PATH USAGE" (and the verbs of a noun). */
 void ctl_usage(FILE *out, const struct ctl_command *cmd);
@@ -103,7 +106,7 @@ int ctl_begin(sqlite3 *db);
  * snapshot, and commits; rolls back on any error. CTL_OK, CTL_USAGE (the change
  * would not compile) or CTL_FAIL. */
 int ctl_finish(sqlite3 *db, const char *action, const char *object, const char *before,
-	       const char *after);
+               const char *after);
 /* Rolls back and returns status. */
 int ctl_abort(sqlite3 *db, int status);
 
@@ -123,7 +126,7 @@ int ctl_norm_patterns(const char *field, const char *text, int allow_all, char *
 /* Names of existing groups or locations; any_word ("any") alone is accepted
  * if not NULL. */
 int ctl_norm_names(sqlite3 *db, const char *field, const char *text, enum sa_kind kind,
-		   const char *any_word, char **out);
+                   const char *any_word, char **out);
 /* "any" or service names. */
 int ctl_norm_services(const char *field, const char *text, char **out);
 /* "550 5.7.9 text": splits and validates with policy_reply_valid(). text may be
@@ -131,7 +134,7 @@ int ctl_norm_services(const char *field, const char *text, char **out);
 int ctl_parse_reply(const char *field, const char *reply, char **code, char **enh, char **text);
 /* A time (ISO 8601, "now" or a duration from now in dir). */
 int ctl_parse_time(const struct ctl *ctl, const char *field, const char *text,
-		   enum time_direction dir, time_t *out);
+                   enum time_direction dir, time_t *out);
 /* An exception id: a positive integer. */
 int ctl_parse_id(const char *field, const char *text, int64_t *id);
 
@@ -147,7 +150,7 @@ struct policy_opts {
 	const char *tls, *services, *reply;
 };
 int ctl_policy_apply(sqlite3 *db, const struct ctl *ctl, const char *ctx, struct sa_policy *p,
-		     const struct policy_opts *o, int is_new);
+                     const struct policy_opts *o, int is_new);
 /* Writes the policy as a JSON object (the export format). */
 struct json;
 void ctl_policy_json(struct json *j, const struct sa_policy *p);
@@ -164,13 +167,13 @@ int ctl_references(sqlite3 *db, enum sa_kind kind, const char *name, char *buf, 
  * nothing references the set) and writes in one audited transaction. */
 enum set_op { SET_ADD, SET_REMOVE, SET_ADD_MEMBER, SET_REMOVE_MEMBER };
 int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char *action,
-		  const char *name, char **members, int n);
+                  const char *name, char **members, int n);
 int ctl_set_list(struct ctl *ctl, enum sa_kind kind);
 
 /* Validates a policy.db setting (cmd_settings.c) into its normal form; field
  * names it in messages (NULL: the key). */
 int ctl_setting_normalise(const char *field, const char *key, const char *value, char *norm,
-			  size_t len);
+                          size_t len);
 
 /* ISO 8601 UTC, or "-" / "never" for 0 (none_text). buf: at least 32 bytes. */
 const char *ctl_time(time_t t, const char *none_text, char *buf, size_t len);

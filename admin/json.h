@@ -17,10 +17,10 @@
 
 struct json {
 	FILE *out;
-	int pretty;			 /* 1: two-space indentation, one member per line */
+	int pretty; /* 1: two-space indentation, one member per line */
 	int depth;
 	unsigned char has_items[JSON_MAX_DEPTH]; /* the container at each depth has items */
-	int after_key;			 /* a key was written; the value follows */
+	int after_key;                           /* a key was written; the value follows */
 };
 
 /* Starts writing to out (borrowed). */

@@ -15,40 +15,39 @@
 #include "store.h"
 
 static const struct ctl_command nouns[] = {
-	{"init", "[--report-only]", "create the store with the default policy", cmd_init, NULL,
-	 NULL},
-	{"policy", "list|show|add|set|remove ...", "list and edit policies", NULL, ctl_policy_verbs,
-	 NULL},
-	{"exception", "add|list|remove|extend ...", "list and edit exceptions", NULL,
-	 ctl_exception_verbs, NULL},
-	{"group", "add|remove|add-member|remove-member|list ...", "named sets of user patterns",
-	 NULL, ctl_group_verbs, NULL},
-	{"location", "add|remove|add-net|remove-net|list ...", "named sets of networks", NULL,
-	 ctl_location_verbs, NULL},
-	{"mech", "list|set ...", "the mechanism catalogue", NULL, ctl_mech_verbs, NULL},
-	{"settings", "list|set ...", "policy settings stored in policy.db", NULL,
-	 ctl_settings_verbs, NULL},
-	{"explain",
-	 "--user USER --ip ADDR --mech MECH [--tls] [--service SERVICE] [--at TIME]",
-	 "show how a submission would be decided, policy by policy", cmd_explain, NULL, NULL},
-	{"export", "", "write the whole policy as JSON to standard output", cmd_export, NULL, NULL},
-	{"import", "FILE", "replace the whole policy with an exported JSON file", cmd_import, NULL,
-	 NULL},
-	{"audit", "[--since TIME]", "the admin change history", cmd_audit, NULL, NULL},
-	{"check", "", "check the schema version and integrity of the store", cmd_check, NULL, NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"init", "[--report-only]", "create the store with the default policy", cmd_init, NULL, NULL},
+    {"policy", "list|show|add|set|remove ...", "list and edit policies", NULL, ctl_policy_verbs,
+     NULL},
+    {"exception", "add|list|remove|extend ...", "list and edit exceptions", NULL,
+     ctl_exception_verbs, NULL},
+    {"group", "add|remove|add-member|remove-member|list ...", "named sets of user patterns", NULL,
+     ctl_group_verbs, NULL},
+    {"location", "add|remove|add-net|remove-net|list ...", "named sets of networks", NULL,
+     ctl_location_verbs, NULL},
+    {"mech", "list|set ...", "the mechanism catalogue", NULL, ctl_mech_verbs, NULL},
+    {"settings", "list|set ...", "policy settings stored in policy.db", NULL, ctl_settings_verbs,
+     NULL},
+    {"explain", "--user USER --ip ADDR --mech MECH [--tls] [--service SERVICE] [--at TIME]",
+     "show how a submission would be decided, policy by policy", cmd_explain, NULL, NULL},
+    {"export", "", "write the whole policy as JSON to standard output", cmd_export, NULL, NULL},
+    {"import", "FILE", "replace the whole policy with an exported JSON file", cmd_import, NULL,
+     NULL},
+    {"audit", "[--since TIME]", "the admin change history", cmd_audit, NULL, NULL},
+    {"check", "", "check the schema version and integrity of the store", cmd_check, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
 static void main_usage(FILE *out)
 {
-	fprintf(out, "usage: saslgatectl [-d DIR] [--json] COMMAND [ARGS...]\n"
-		     "       saslgatectl COMMAND -h\n\n"
-		     "options:\n"
-		     "  -d, --dir DIR   store directory (default $SASLGATE_DIR or %s)\n"
-		     "      --json      machine-readable output\n"
-		     "  -h, --help      this help\n"
-		     "      --version   print the version\n\ncommands:\n",
-		STORE_DEFAULT_DIR);
+	fprintf(out,
+	        "usage: saslgatectl [-d DIR] [--json] COMMAND [ARGS...]\n"
+	        "       saslgatectl COMMAND -h\n\n"
+	        "options:\n"
+	        "  -d, --dir DIR   store directory (default $SASLGATE_DIR or %s)\n"
+	        "      --json      machine-readable output\n"
+	        "  -h, --help      this help\n"
+	        "      --version   print the version\n\ncommands:\n",
+	        STORE_DEFAULT_DIR);
 	for (const struct ctl_command *c = nouns; c->name; c++)
 		fprintf(out, "  %-10s %s\n", c->name, c->summary);
 }
@@ -59,7 +58,7 @@ void ctl_usage(FILE *out, const struct ctl_command *cmd)
 
 	if (cmd->verbs == NULL) {
 		fprintf(out, "usage: saslgatectl %s%s%s\n", path, *cmd->usage ? " " : "",
-			cmd->usage);
+		        cmd->usage);
 		if (cmd->summary)
 			fprintf(out, "  %s\n", cmd->summary);
 		return;
@@ -67,7 +66,7 @@ void ctl_usage(FILE *out, const struct ctl_command *cmd)
 	fprintf(out, "usage:\n");
 	for (const struct ctl_command *v = cmd->verbs; v->name; v++)
 		fprintf(out, "  saslgatectl %s %s%s%s\n", path, v->name, *v->usage ? " " : "",
-			v->usage);
+		        v->usage);
 }
 
 int ctl_usage_error(const struct ctl_command *cmd, const char *fmt, ...)
@@ -131,8 +130,8 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
 	}
 }
 
-int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
-		    int min, int max)
+int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv, int min,
+                    int max)
 {
 	static const struct option longopts[] = {CTL_OPT_COMMON, {NULL, 0, NULL, 0}};
 	int c, rc, n;
@@ -174,7 +173,7 @@ int ctl_abort(sqlite3 *db, int status)
 }
 
 int ctl_finish(sqlite3 *db, const char *action, const char *object, const char *before,
-	       const char *after)
+               const char *after)
 {
 	struct sg_err err = {{0}};
 	struct snapshot *snap;
@@ -184,8 +183,8 @@ int ctl_finish(sqlite3 *db, const char *action, const char *object, const char *
 	/* The daemons must be able to compile what we commit. */
 	snap = snapshot_load(db, &err);
 	if (snap == NULL)
-		return ctl_abort(db, ctl_invalid(object, "the change was not applied: %s",
-						 err.text));
+		return ctl_abort(db,
+		                 ctl_invalid(object, "the change was not applied: %s", err.text));
 	snapshot_unref(&snap);
 	if (store_commit(db, &err) < 0)
 		return ctl_abort(db, ctl_fail("cannot commit: %s", err.text));
@@ -222,11 +221,11 @@ static int run_noun(struct ctl *ctl, const struct ctl_command *noun, int argc, c
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, CTL_OPT_JSON},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, CTL_OPT_JSON},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ctl ctl = {0};
 	const char *dir = NULL;

@@ -41,18 +41,18 @@ static int normalise_member(enum sa_kind kind, const char *text, char *buf, size
 }
 
 static int member_write(sqlite3 *db, enum sa_kind kind, const char *name, const char *member,
-			int add, struct sg_err *err)
+                        int add, struct sg_err *err)
 {
 	if (kind == SA_GROUP)
 		return add ? store_admin_group_member_add(db, name, member, err)
-			   : store_admin_group_member_remove(db, name, member, err);
+		           : store_admin_group_member_remove(db, name, member, err);
 	return add ? store_admin_location_net_add(db, name, member, err)
-		   : store_admin_location_net_remove(db, name, member, err);
+	           : store_admin_location_net_remove(db, name, member, err);
 }
 
 /* Adds or removes members; an unknown member to remove is invalid input. */
-static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char **members,
-			  int n, int add)
+static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char **members, int n,
+                          int add)
 {
 	struct sg_err err = {{0}};
 
@@ -67,13 +67,13 @@ static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char
 			return ctl_fail("%s", err.text);
 		if (rc == 0 && !add)
 			return ctl_invalid(kind == SA_GROUP ? "pattern" : "cidr",
-					   "'%s' is not in %s %s", norm, kind_name(kind), name);
+			                   "'%s' is not in %s %s", norm, kind_name(kind), name);
 	}
 	return CTL_OK;
 }
 
 static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, enum set_op op,
-			    time_t now)
+                            time_t now)
 {
 	struct sg_err err = {{0}};
 	char refs[1024];
@@ -81,7 +81,7 @@ static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, en
 
 	if (op == SET_ADD) {
 		r = kind == SA_GROUP ? store_admin_group_insert(db, name, now, &err)
-				     : store_admin_location_insert(db, name, now, &err);
+		                     : store_admin_location_insert(db, name, now, &err);
 		return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 	}
 	r = ctl_references(db, kind, name, refs, sizeof(refs));
@@ -89,14 +89,14 @@ static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, en
 		return CTL_FAIL;
 	if (r > 0)
 		return ctl_invalid(kind_name(kind), "%s '%s' is still used by %s", kind_name(kind),
-				   name, refs);
+		                   name, refs);
 	r = kind == SA_GROUP ? store_admin_group_delete(db, name, &err)
-			     : store_admin_location_delete(db, name, &err);
+	                     : store_admin_location_delete(db, name, &err);
 	return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 
 int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char *action,
-		  const char *name, char **members, int n)
+                  const char *name, char **members, int n)
 {
 	struct sg_err err = {{0}};
 	char *before = NULL, *after = NULL;
@@ -105,8 +105,8 @@ int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char
 	int rc;
 
 	/* Everything that needs no store is checked before opening it. */
-	if (op == SET_ADD && ctl_check_name(kind == SA_GROUP ? "group name" : "location name",
-					    name) != CTL_OK)
+	if (op == SET_ADD &&
+	    ctl_check_name(kind == SA_GROUP ? "group name" : "location name", name) != CTL_OK)
 		return CTL_USAGE;
 	for (int i = 0; i < n; i++)
 		if ((rc = normalise_member(kind, members[i], norm, sizeof(norm))) != CTL_OK)
@@ -208,7 +208,8 @@ int ctl_set_list(struct ctl *ctl, enum sa_kind kind)
 		json_array_begin(&j);
 		nc.j = &j;
 	} else {
-		printf("%-20s %-20s %s\n", "NAME", "CREATED", kind == SA_GROUP ? "MEMBERS" : "NETS");
+		printf("%-20s %-20s %s\n", "NAME", "CREATED",
+		       kind == SA_GROUP ? "MEMBERS" : "NETS");
 	}
 	rc = store_admin_name_foreach(nc.db, kind, print_named_set, &nc, &nc.err);
 	if (ctl->json) {

@@ -94,9 +94,9 @@ int ctl_check_name(const char *field, const char *name)
 
 		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
 			return ctl_invalid(field,
-					   "name '%s' may only contain letters, digits, '.', '_' "
-					   "and '-'",
-					   name);
+			                   "name '%s' may only contain letters, digits, '.', '_' "
+			                   "and '-'",
+			                   name);
 	}
 	if (is_word(name, "all") || is_word(name, "any") || is_word(name, "none"))
 		return ctl_invalid(field, "'%s' is a reserved word, not a name", name);
@@ -122,9 +122,9 @@ int ctl_norm_mechs(const char *field, const char *text, char **out)
 		if (!mech_name_valid(item)) {
 			free(ctl_list_take(&l));
 			return ctl_invalid(field,
-					   "'%s' is neither a class (legacy, password, modern) nor "
-					   "a SASL mechanism name",
-					   item);
+			                   "'%s' is neither a class (legacy, password, modern) nor "
+			                   "a SASL mechanism name",
+			                   item);
 		}
 		sg_upper(norm, item, sizeof(norm));
 		ctl_list_add(&l, norm);
@@ -181,7 +181,7 @@ int ctl_norm_patterns(const char *field, const char *text, int allow_all, char *
 }
 
 int ctl_norm_names(sqlite3 *db, const char *field, const char *text, enum sa_kind kind,
-		   const char *any_word, char **out)
+                   const char *any_word, char **out)
 {
 	static const char *const what[] = {"policy", "group", "location"};
 	struct ctl_list l = {0};
@@ -198,7 +198,7 @@ int ctl_norm_names(sqlite3 *db, const char *field, const char *text, enum sa_kin
 	if (is_empty_list(text)) {
 		if (any_word)
 			return ctl_invalid(field, "the list must not be empty (use '%s')",
-					   any_word);
+			                   any_word);
 		*out = xstrdup("");
 		return CTL_OK;
 	}
@@ -279,7 +279,7 @@ int ctl_parse_reply(const char *field, const char *reply, char **code, char **en
 	n = (size_t)(p - s);
 	if (n == 0 || n >= sizeof(c))
 		return ctl_invalid(field, "expected \"CODE ENHANCED-CODE TEXT\", e.g. \"550 5.7.9 "
-					  "Use OAuth2\"");
+		                          "Use OAuth2\"");
 	memcpy(c, s, n);
 	c[n] = '\0';
 	while (*p == ' ')
@@ -289,7 +289,7 @@ int ctl_parse_reply(const char *field, const char *reply, char **code, char **en
 	n = (size_t)(p - s);
 	if (n == 0 || n >= sizeof(e))
 		return ctl_invalid(field, "an enhanced status code (e.g. 5.7.9) must follow "
-					  "the code");
+		                          "the code");
 	memcpy(e, s, n);
 	e[n] = '\0';
 	while (*p == ' ')
@@ -305,7 +305,7 @@ int ctl_parse_reply(const char *field, const char *reply, char **code, char **en
 }
 
 int ctl_parse_time(const struct ctl *ctl, const char *field, const char *text,
-		   enum time_direction dir, time_t *out)
+                   enum time_direction dir, time_t *out)
 {
 	struct sg_err err = {{0}};
 
@@ -358,9 +358,9 @@ static int policy_refs(const struct sa_policy *p, void *arg)
 	char what[200];
 
 	if (r->kind == SA_GROUP
-		    ? list_has(p->include_groups, r->name) || list_has(p->exclude_groups, r->name)
-		    : list_has(p->include_locations, r->name) ||
-			      list_has(p->exclude_locations, r->name)) {
+	        ? list_has(p->include_groups, r->name) || list_has(p->exclude_groups, r->name)
+	        : list_has(p->include_locations, r->name) ||
+	              list_has(p->exclude_locations, r->name)) {
 		snprintf(what, sizeof(what), "policy %s", p->name);
 		ctl_list_add(&r->found, what);
 	}

@@ -104,11 +104,20 @@ void sa_policy_defaults(struct sa_policy *p, const char *name)
 
 void sa_policy_clear(struct sa_policy *p)
 {
-	char **fields[] = {&p->name,		  &p->state,	      &p->mechs,
-			   &p->include_users,	  &p->include_groups, &p->exclude_users,
-			   &p->exclude_groups,	  &p->include_locations, &p->exclude_locations,
-			   &p->tls,		  &p->services,	      &p->reply_code,
-			   &p->reply_enh,	  &p->reply_text};
+	char **fields[] = {&p->name,
+	                   &p->state,
+	                   &p->mechs,
+	                   &p->include_users,
+	                   &p->include_groups,
+	                   &p->exclude_users,
+	                   &p->exclude_groups,
+	                   &p->include_locations,
+	                   &p->exclude_locations,
+	                   &p->tls,
+	                   &p->services,
+	                   &p->reply_code,
+	                   &p->reply_enh,
+	                   &p->reply_text};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
@@ -132,9 +141,9 @@ void sa_exception_clear(struct sa_exception *e)
 int store_admin_exists(sqlite3 *db, enum sa_kind kind, const char *name, struct sg_err *err)
 {
 	static const char *const sql[] = {
-		[SA_POLICY] = "SELECT 1 FROM policies WHERE name = ?1",
-		[SA_GROUP] = "SELECT 1 FROM groups WHERE name = ?1",
-		[SA_LOCATION] = "SELECT 1 FROM locations WHERE name = ?1",
+	    [SA_POLICY] = "SELECT 1 FROM policies WHERE name = ?1",
+	    [SA_GROUP] = "SELECT 1 FROM groups WHERE name = ?1",
+	    [SA_LOCATION] = "SELECT 1 FROM locations WHERE name = ?1",
 	};
 	sqlite3_stmt *st;
 	int rc;
@@ -165,7 +174,7 @@ static int query_text(sqlite3 *db, sqlite3_stmt *st, char **out, struct sg_err *
 	return 0;
 }
 
-#define POLICY_JSON                                                                              \
+#define POLICY_JSON                                                                                \
 	"json_object('name', name, 'state', state, 'enforce_from', enforce_from, 'mechs', mechs, " \
 	"'include_users', include_users, 'include_groups', include_groups, 'exclude_users', "      \
 	"exclude_users, 'exclude_groups', exclude_groups, 'include_locations', "                   \
@@ -173,16 +182,16 @@ static int query_text(sqlite3 *db, sqlite3_stmt *st, char **out, struct sg_err *
 	"services, 'reply_code', reply_code, 'reply_enh', reply_enh, 'reply_text', reply_text)"
 
 int store_admin_object_json(sqlite3 *db, enum sa_kind kind, const char *name, char **json,
-			    struct sg_err *err)
+                            struct sg_err *err)
 {
 	static const char *const sql[] = {
-		[SA_POLICY] = "SELECT " POLICY_JSON " FROM policies WHERE name = ?1",
-		[SA_GROUP] = "SELECT json_object('name', name, 'members', (SELECT json_group_array("
-			     "pattern) FROM (SELECT pattern FROM group_members WHERE group_name = "
-			     "?1 ORDER BY pattern))) FROM groups WHERE name = ?1",
-		[SA_LOCATION] = "SELECT json_object('name', name, 'nets', (SELECT json_group_array("
-				"cidr) FROM (SELECT cidr FROM location_nets WHERE location_name = "
-				"?1 ORDER BY cidr))) FROM locations WHERE name = ?1",
+	    [SA_POLICY] = "SELECT " POLICY_JSON " FROM policies WHERE name = ?1",
+	    [SA_GROUP] = "SELECT json_object('name', name, 'members', (SELECT json_group_array("
+	                 "pattern) FROM (SELECT pattern FROM group_members WHERE group_name = "
+	                 "?1 ORDER BY pattern))) FROM groups WHERE name = ?1",
+	    [SA_LOCATION] = "SELECT json_object('name', name, 'nets', (SELECT json_group_array("
+	                    "cidr) FROM (SELECT cidr FROM location_nets WHERE location_name = "
+	                    "?1 ORDER BY cidr))) FROM locations WHERE name = ?1",
 	};
 	sqlite3_stmt *st;
 
@@ -199,17 +208,17 @@ int store_admin_exception_json(sqlite3 *db, int64_t id, char **json, struct sg_e
 
 	*json = NULL;
 	if (prepare(db,
-		    "SELECT json_object('id', id, 'policy', policy, 'user', user_pattern, 'group', "
-		    "group_name, 'location', location, 'mechs', mechs, 'reason', reason, "
-		    "'created_by', created_by, 'created_at', created_at, 'expires_at', expires_at) "
-		    "FROM exceptions WHERE id = ?1",
-		    &st, err) < 0)
+	            "SELECT json_object('id', id, 'policy', policy, 'user', user_pattern, 'group', "
+	            "group_name, 'location', location, 'mechs', mechs, 'reason', reason, "
+	            "'created_by', created_by, 'created_at', created_at, 'expires_at', expires_at) "
+	            "FROM exceptions WHERE id = ?1",
+	            &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
 	return query_text(db, st, json, err);
 }
 
-#define POLICY_COLUMNS                                                                           \
+#define POLICY_COLUMNS                                                                             \
 	"name, state, enforce_from, mechs, include_users, include_groups, exclude_users, "         \
 	"exclude_groups, include_locations, exclude_locations, tls, services, reply_code, "        \
 	"reply_enh, reply_text, created_at, updated_at"
@@ -236,8 +245,7 @@ static void policy_from_row(sqlite3_stmt *st, struct sa_policy *p)
 	p->updated_at = sqlite3_column_int64(st, 16);
 }
 
-int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out,
-			   struct sg_err *err)
+int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out, struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -257,7 +265,7 @@ int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out,
 }
 
 int store_admin_policy_foreach(sqlite3 *db, int (*fn)(const struct sa_policy *p, void *arg),
-			       void *arg, struct sg_err *err)
+                               void *arg, struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
@@ -305,9 +313,9 @@ int store_admin_policy_insert(sqlite3 *db, const struct sa_policy *p, struct sg_
 	sqlite3_stmt *st;
 
 	if (prepare(db,
-		    "INSERT INTO policies (" POLICY_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-		    "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-		    &st, err) < 0)
+	            "INSERT INTO policies (" POLICY_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+	            "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+	            &st, err) < 0)
 		return -1;
 	bind_policy(st, p);
 	return step_done(db, st, err);
@@ -317,20 +325,20 @@ int store_admin_policy_update(sqlite3 *db, const struct sa_policy *p, struct sg_
 {
 	sqlite3_stmt *st;
 
-	if (prepare(db,
-		    "UPDATE policies SET state = ?2, enforce_from = ?3, mechs = ?4, include_users = "
-		    "?5, include_groups = ?6, exclude_users = ?7, exclude_groups = ?8, "
-		    "include_locations = ?9, exclude_locations = ?10, tls = ?11, services = ?12, "
-		    "reply_code = ?13, reply_enh = ?14, reply_text = ?15, updated_at = ?17 "
-		    "WHERE name = ?1 AND ?16 IS NOT NULL",
-		    &st, err) < 0)
+	if (prepare(
+	        db,
+	        "UPDATE policies SET state = ?2, enforce_from = ?3, mechs = ?4, include_users = "
+	        "?5, include_groups = ?6, exclude_users = ?7, exclude_groups = ?8, "
+	        "include_locations = ?9, exclude_locations = ?10, tls = ?11, services = ?12, "
+	        "reply_code = ?13, reply_enh = ?14, reply_text = ?15, updated_at = ?17 "
+	        "WHERE name = ?1 AND ?16 IS NOT NULL",
+	        &st, err) < 0)
 		return -1;
 	bind_policy(st, p);
 	return step_done(db, st, err);
 }
 
-int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions,
-			      struct sg_err *err)
+int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions, struct sg_err *err)
 {
 	int n = exec2(db, "DELETE FROM exceptions WHERE policy = ?1", name, NULL, err);
 
@@ -363,19 +371,20 @@ int store_admin_group_delete(sqlite3 *db, const char *name, struct sg_err *err)
 }
 
 int store_admin_group_member_add(sqlite3 *db, const char *group, const char *pattern,
-				 struct sg_err *err)
+                                 struct sg_err *err)
 {
-	int n = exec2(db, "INSERT OR IGNORE INTO group_members (group_name, pattern) VALUES (?1, ?2)",
-		      group, pattern, err);
+	int n =
+	    exec2(db, "INSERT OR IGNORE INTO group_members (group_name, pattern) VALUES (?1, ?2)",
+	          group, pattern, err);
 
 	return n < 0 ? -1 : n > 0;
 }
 
 int store_admin_group_member_remove(sqlite3 *db, const char *group, const char *pattern,
-				    struct sg_err *err)
+                                    struct sg_err *err)
 {
 	int n = exec2(db, "DELETE FROM group_members WHERE group_name = ?1 AND pattern = ?2", group,
-		      pattern, err);
+	              pattern, err);
 
 	return n < 0 ? -1 : n > 0;
 }
@@ -400,32 +409,32 @@ int store_admin_location_delete(sqlite3 *db, const char *name, struct sg_err *er
 }
 
 int store_admin_location_net_add(sqlite3 *db, const char *location, const char *cidr,
-				 struct sg_err *err)
+                                 struct sg_err *err)
 {
-	int n = exec2(db,
-		      "INSERT OR IGNORE INTO location_nets (location_name, cidr) VALUES (?1, ?2)",
-		      location, cidr, err);
+	int n =
+	    exec2(db, "INSERT OR IGNORE INTO location_nets (location_name, cidr) VALUES (?1, ?2)",
+	          location, cidr, err);
 
 	return n < 0 ? -1 : n > 0;
 }
 
 int store_admin_location_net_remove(sqlite3 *db, const char *location, const char *cidr,
-				    struct sg_err *err)
+                                    struct sg_err *err)
 {
 	int n = exec2(db, "DELETE FROM location_nets WHERE location_name = ?1 AND cidr = ?2",
-		      location, cidr, err);
+	              location, cidr, err);
 
 	return n < 0 ? -1 : n > 0;
 }
 
 int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
-			     int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
-			     struct sg_err *err)
+                             int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
+                             struct sg_err *err)
 {
 	static const char *const sql[] = {
-		[SA_POLICY] = "SELECT name, created_at FROM policies ORDER BY name",
-		[SA_GROUP] = "SELECT name, created_at FROM groups ORDER BY name",
-		[SA_LOCATION] = "SELECT name, created_at FROM locations ORDER BY name",
+	    [SA_POLICY] = "SELECT name, created_at FROM policies ORDER BY name",
+	    [SA_GROUP] = "SELECT name, created_at FROM groups ORDER BY name",
+	    [SA_LOCATION] = "SELECT name, created_at FROM locations ORDER BY name",
 	};
 	sqlite3_stmt *st;
 	int rc, ret = 0;
@@ -444,13 +453,13 @@ int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
 }
 
 int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
-			       int (*fn)(const char *member, void *arg), void *arg,
-			       struct sg_err *err)
+                               int (*fn)(const char *member, void *arg), void *arg,
+                               struct sg_err *err)
 {
 	const char *sql = kind == SA_GROUP ? "SELECT pattern FROM group_members WHERE group_name "
-					     "= ?1 ORDER BY pattern"
-					   : "SELECT cidr FROM location_nets WHERE location_name "
-					     "= ?1 ORDER BY cidr";
+	                                     "= ?1 ORDER BY pattern"
+	                                   : "SELECT cidr FROM location_nets WHERE location_name "
+	                                     "= ?1 ORDER BY cidr";
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
@@ -468,7 +477,7 @@ int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
 	return ret;
 }
 
-#define EXCEPTION_COLUMNS                                                                        \
+#define EXCEPTION_COLUMNS                                                                          \
 	"id, policy, user_pattern, group_name, location, mechs, reason, created_by, created_at, "  \
 	"expires_at"
 
@@ -488,13 +497,14 @@ static void exception_from_row(sqlite3_stmt *st, struct sa_exception *e)
 }
 
 int store_admin_exception_insert(sqlite3 *db, const struct sa_exception *e, int keep_id,
-				 int64_t *id, struct sg_err *err)
+                                 int64_t *id, struct sg_err *err)
 {
 	sqlite3_stmt *st;
 
-	if (prepare(db, "INSERT INTO exceptions (" EXCEPTION_COLUMNS ") VALUES (?1, ?2, ?3, ?4, "
-			"?5, ?6, ?7, ?8, ?9, ?10)",
-		    &st, err) < 0)
+	if (prepare(db,
+	            "INSERT INTO exceptions (" EXCEPTION_COLUMNS ") VALUES (?1, ?2, ?3, ?4, "
+	            "?5, ?6, ?7, ?8, ?9, ?10)",
+	            &st, err) < 0)
 		return -1;
 	if (keep_id)
 		sqlite3_bind_int64(st, 1, e->id);
@@ -516,8 +526,7 @@ int store_admin_exception_insert(sqlite3 *db, const struct sa_exception *e, int 
 	return 0;
 }
 
-int store_admin_exception_get(sqlite3 *db, int64_t id, struct sa_exception *out,
-			      struct sg_err *err)
+int store_admin_exception_get(sqlite3 *db, int64_t id, struct sa_exception *out, struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -547,7 +556,7 @@ int store_admin_exception_delete(sqlite3 *db, int64_t id, struct sg_err *err)
 }
 
 int store_admin_exception_set_expiry(sqlite3 *db, int64_t id, int64_t expires_at,
-				     struct sg_err *err)
+                                     struct sg_err *err)
 {
 	sqlite3_stmt *st;
 
@@ -559,16 +568,16 @@ int store_admin_exception_set_expiry(sqlite3 *db, int64_t id, int64_t expires_at
 }
 
 int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
-				  int (*fn)(const struct sa_exception *e, void *arg), void *arg,
-				  struct sg_err *err)
+                                  int (*fn)(const struct sa_exception *e, void *arg), void *arg,
+                                  struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
 	if (prepare(db,
-		    "SELECT " EXCEPTION_COLUMNS " FROM exceptions WHERE ?1 OR expires_at IS NULL "
-		    "OR expires_at > ?2 ORDER BY id",
-		    &st, err) < 0)
+	            "SELECT " EXCEPTION_COLUMNS " FROM exceptions WHERE ?1 OR expires_at IS NULL "
+	            "OR expires_at > ?2 ORDER BY id",
+	            &st, err) < 0)
 		return -1;
 	sqlite3_bind_int(st, 1, include_expired != 0);
 	sqlite3_bind_int64(st, 2, now);
@@ -589,8 +598,8 @@ int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
 
 /* Calls fn(col0, col1, arg) for every row of a two-column text query. */
 static int foreach_pair(sqlite3 *db, const char *sql,
-			int (*fn)(const char *a, const char *b, void *arg), void *arg,
-			struct sg_err *err)
+                        int (*fn)(const char *a, const char *b, void *arg), void *arg,
+                        struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
@@ -609,50 +618,50 @@ static int foreach_pair(sqlite3 *db, const char *sql,
 }
 
 int store_admin_mech_foreach(sqlite3 *db, int (*fn)(const char *name, const char *cls, void *arg),
-			     void *arg, struct sg_err *err)
+                             void *arg, struct sg_err *err)
 {
 	return foreach_pair(db, "SELECT name, class FROM mechanisms ORDER BY name COLLATE NOCASE",
-			    fn, arg, err);
+	                    fn, arg, err);
 }
 
 int store_admin_mech_set(sqlite3 *db, const char *name, const char *cls, struct sg_err *err)
 {
 	/* name is COLLATE NOCASE: REPLACE keeps one entry whatever the spelling. */
 	return exec2(db, "INSERT OR REPLACE INTO mechanisms (name, class) VALUES (?1, ?2)", name,
-		     cls, err) < 0
-		       ? -1
-		       : 0;
+	             cls, err) < 0
+	           ? -1
+	           : 0;
 }
 
 int store_admin_setting_foreach(sqlite3 *db,
-				int (*fn)(const char *key, const char *value, void *arg),
-				void *arg, struct sg_err *err)
+                                int (*fn)(const char *key, const char *value, void *arg), void *arg,
+                                struct sg_err *err)
 {
 	return foreach_pair(db, "SELECT key, value FROM settings ORDER BY key", fn, arg, err);
 }
 
 int store_admin_audit_foreach(sqlite3 *db, int64_t since,
-			      int (*fn)(const struct sa_audit *a, void *arg), void *arg,
-			      struct sg_err *err)
+                              int (*fn)(const struct sa_audit *a, void *arg), void *arg,
+                              struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
 	if (prepare(db,
-		    "SELECT id, at, actor, action, object, before, after FROM audit WHERE at >= ?1 "
-		    "ORDER BY id",
-		    &st, err) < 0)
+	            "SELECT id, at, actor, action, object, before, after FROM audit WHERE at >= ?1 "
+	            "ORDER BY id",
+	            &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct sa_audit a = {
-			.id = sqlite3_column_int64(st, 0),
-			.at = sqlite3_column_int64(st, 1),
-			.actor = col_text(st, 2),
-			.action = col_text(st, 3),
-			.object = col_text(st, 4),
-			.before = col_text(st, 5),
-			.after = col_text(st, 6),
+		    .id = sqlite3_column_int64(st, 0),
+		    .at = sqlite3_column_int64(st, 1),
+		    .actor = col_text(st, 2),
+		    .action = col_text(st, 3),
+		    .object = col_text(st, 4),
+		    .before = col_text(st, 5),
+		    .after = col_text(st, 6),
 		};
 		ret = fn(&a, arg);
 		if (ret != 0)
@@ -667,9 +676,9 @@ int store_admin_audit_foreach(sqlite3 *db, int64_t since,
 int store_admin_clear_policy(sqlite3 *db, struct sg_err *err)
 {
 	static const char *const sql[] = {
-		"DELETE FROM exceptions",    "DELETE FROM policies",	 "DELETE FROM group_members",
-		"DELETE FROM groups",	     "DELETE FROM location_nets", "DELETE FROM locations",
-		"DELETE FROM mechanisms",
+	    "DELETE FROM exceptions", "DELETE FROM policies",      "DELETE FROM group_members",
+	    "DELETE FROM groups",     "DELETE FROM location_nets", "DELETE FROM locations",
+	    "DELETE FROM mechanisms",
 	};
 
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)

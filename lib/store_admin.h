@@ -83,76 +83,75 @@ int store_admin_exists(sqlite3 *db, enum sa_kind kind, const char *name, struct 
 /* The object as a JSON text (malloc'ed, *json NULL when absent), for the audit
  * trail: a policy row, a group with its members, a location with its nets. */
 int store_admin_object_json(sqlite3 *db, enum sa_kind kind, const char *name, char **json,
-			    struct sg_err *err);
+                            struct sg_err *err);
 /* An exception row as JSON (*json NULL when absent). */
 int store_admin_exception_json(sqlite3 *db, int64_t id, char **json, struct sg_err *err);
 
 /* Policies. get: 1 found (out filled), 0 absent. foreach: by name; stops when fn
  * returns non-zero and returns that value. */
 int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out,
-			   struct sg_err *err);
+                           struct sg_err *err);
 int store_admin_policy_foreach(sqlite3 *db, int (*fn)(const struct sa_policy *p, void *arg),
-			       void *arg, struct sg_err *err);
+                               void *arg, struct sg_err *err);
 int store_admin_policy_insert(sqlite3 *db, const struct sa_policy *p, struct sg_err *err);
 /* Updates every column but name and created_at. */
 int store_admin_policy_update(sqlite3 *db, const struct sa_policy *p, struct sg_err *err);
 /* Deletes the policy and the exceptions scoped to it; *n_exceptions (may be
  * NULL) receives how many exceptions went with it. */
-int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions,
-			      struct sg_err *err);
+int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions, struct sg_err *err);
 
 /* Groups and locations: names with members (patterns / CIDR texts). */
 int store_admin_group_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err);
 int store_admin_group_delete(sqlite3 *db, const char *name, struct sg_err *err);
 /* 1 added, 0 already a member. */
 int store_admin_group_member_add(sqlite3 *db, const char *group, const char *pattern,
-				 struct sg_err *err);
+                                 struct sg_err *err);
 /* 1 removed, 0 not a member. */
 int store_admin_group_member_remove(sqlite3 *db, const char *group, const char *pattern,
-				    struct sg_err *err);
+                                    struct sg_err *err);
 int store_admin_location_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err);
 int store_admin_location_delete(sqlite3 *db, const char *name, struct sg_err *err);
 int store_admin_location_net_add(sqlite3 *db, const char *location, const char *cidr,
-				 struct sg_err *err);
+                                 struct sg_err *err);
 int store_admin_location_net_remove(sqlite3 *db, const char *location, const char *cidr,
-				    struct sg_err *err);
+                                    struct sg_err *err);
 /* Calls fn(name, created_at, arg) per group/location by name. */
 int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
-			     int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
-			     struct sg_err *err);
+                             int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
+                             struct sg_err *err);
 /* Calls fn(member, arg) per member pattern / net of a group / location, sorted. */
 int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
-			       int (*fn)(const char *member, void *arg), void *arg,
-			       struct sg_err *err);
+                               int (*fn)(const char *member, void *arg), void *arg,
+                               struct sg_err *err);
 
 /* Exceptions. insert stores e (e->id ignored unless keep_id) and sets *id.
  * get: 1 found, 0 absent. foreach: by id; with include_expired = 0 only
  * those not expired at now. */
 int store_admin_exception_insert(sqlite3 *db, const struct sa_exception *e, int keep_id,
-				 int64_t *id, struct sg_err *err);
+                                 int64_t *id, struct sg_err *err);
 int store_admin_exception_get(sqlite3 *db, int64_t id, struct sa_exception *out,
-			      struct sg_err *err);
+                              struct sg_err *err);
 int store_admin_exception_delete(sqlite3 *db, int64_t id, struct sg_err *err);
 int store_admin_exception_set_expiry(sqlite3 *db, int64_t id, int64_t expires_at,
-				     struct sg_err *err);
+                                     struct sg_err *err);
 int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
-				  int (*fn)(const struct sa_exception *e, void *arg), void *arg,
-				  struct sg_err *err);
+                                  int (*fn)(const struct sa_exception *e, void *arg), void *arg,
+                                  struct sg_err *err);
 
 /* The mechanism catalogue: fn(name, class) by name; set inserts or replaces. */
 int store_admin_mech_foreach(sqlite3 *db, int (*fn)(const char *name, const char *cls, void *arg),
-			     void *arg, struct sg_err *err);
+                             void *arg, struct sg_err *err);
 int store_admin_mech_set(sqlite3 *db, const char *name, const char *cls, struct sg_err *err);
 
 /* Settings rows by key (including generation). */
 int store_admin_setting_foreach(sqlite3 *db,
-				int (*fn)(const char *key, const char *value, void *arg),
-				void *arg, struct sg_err *err);
+                                int (*fn)(const char *key, const char *value, void *arg), void *arg,
+                                struct sg_err *err);
 
 /* Audit records at or after since, oldest first. */
 int store_admin_audit_foreach(sqlite3 *db, int64_t since,
-			      int (*fn)(const struct sa_audit *a, void *arg), void *arg,
-			      struct sg_err *err);
+                              int (*fn)(const struct sa_audit *a, void *arg), void *arg,
+                              struct sg_err *err);
 
 /* Empties the catalogue, groups, locations, policies and exceptions (for
  * import; settings and the audit trail stay). */
