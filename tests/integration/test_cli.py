@@ -618,3 +618,33 @@ def test_check_detects_uncompilable_store(store):
 
 def test_json_flag_after_command(store):
     assert json.loads(ok(store, "policy", "list", "--json"))[0]["name"] == "block-legacy"
+
+
+def test_explain_service_and_enforce_from(store):
+    ok(store, "policy", "set", "block-legacy", "--services", "submission", "--state",
+       "report-only", "--enforce-from", "2099-01-01T00:00Z")
+    rc, d = explain(store, "--user", "a", "--ip", "192.0.2.1", "--mech", "PLAIN")
+    assert rc == 0 and d["policies"][0]["failed_condition"] == "service"
+    rc, d = explain(store, "--user", "a", "--ip", "192.0.2.1", "--mech", "PLAIN",
+                    "--service", "submission")
+    assert rc == 0 and d["label"] == "would-block"
+    assert d["policies"][0]["status"] == "applied" and not d["policies"][0]["enforcing"]
+    rc, d = explain(store, "--user", "a", "--ip", "192.0.2.1", "--mech", "PLAIN",
+                    "--service", "submission", "--at", "2099-01-02")
+    assert rc == 1 and d["outcome"] == "block" and d["at"].startswith("2099-01-0")
+    assert d["request"]["service"] == "submission"
+
+
+def test_policy_off_and_group_exclusion(store):
+    ok(store, "group", "add", "scanners", "scanner-*@example.com")
+    ok(store, "policy", "set", "block-legacy", "--exclude-groups", "scanners")
+    rc, d = explain(store, "--user", "scanner-3@example.com", "--ip", "192.0.2.1", "--mech",
+                    "LOGIN")
+    assert rc == 0 and d["policies"][0]["failed_condition"] == "user-excluded"
+    rc, _ = explain(store, "--user", "alice@example.com", "--ip", "192.0.2.1", "--mech",
+                    "LOGIN")
+    assert rc == 1
+    ok(store, "policy", "set", "block-legacy", "--state", "off")
+    rc, d = explain(store, "--user", "alice@example.com", "--ip", "192.0.2.1", "--mech",
+                    "LOGIN")
+    assert rc == 0 and d["policies"][0]["status"] == "off"
