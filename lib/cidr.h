@@ -9,6 +9,7 @@
 #ifndef SASLGATE_CIDR_H
 #define SASLGATE_CIDR_H
 
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 

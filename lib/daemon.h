@@ -1,6 +1,6 @@
 /*
  * daemon - process plumbing shared by the two daemons: detaching, pid files,
- * dropping privileges after binding, and signal-safe stop flags.
+ * dropping privileges after binding.
  */
 #ifndef SASLGATE_DAEMON_H
 #define SASLGATE_DAEMON_H

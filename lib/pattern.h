@@ -30,7 +30,7 @@ struct pattern {
 /* Validates and normalises text. Returns 0, or -1 with the reason in err. */
 int pattern_parse(const char *text, struct pattern *out, struct sg_err *err);
 
-/* Formats the pattern as an administrator writes it ("@example.com"). */
+/* "exact", "domain" or "glob". */
 const char *pattern_kind_name(enum pattern_kind kind);
 
 /* 1 if the pattern matches user, which must already be lower-cased. */
@@ -46,7 +46,9 @@ struct userindex;
 struct userindex *userindex_create(void);
 /* Adds a parsed pattern with its value. 0, or -1 on allocation failure. */
 int userindex_add(struct userindex *idx, const struct pattern *p, void *value);
-/* Calls fn(value, pattern, arg) for every pattern matching user_lower (exact
+/* Calls fn(value, pattern, arg) for every pattern matching user_lower. The
+ * index stores each pattern only as long as its text: fn may read through the
+ * pointer but must not copy *pattern by value. Matches are reported (exact
  * first, then domain, then globs); stops when fn returns non-zero and returns
  * that value, else 0. Never allocates; safe for concurrent readers. */
 int userindex_lookup(const struct userindex *idx, const char *user_lower,
