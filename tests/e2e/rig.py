@@ -220,13 +220,30 @@ class CyrusSasl:
                 "smtpd_sasl_local_domain": ""}
 
 
+def contrib_settings(name):
+    """The settings of a shipped contrib/postfix/ main.cf snippet, as a dict
+    (continuation lines joined), so that the rig runs what is documented."""
+    settings, key = {}, None
+    for line in (REPO / "contrib" / "postfix" / name).read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0] in " \t" and key:
+            settings[key] += " " + line.strip()
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        settings[key] = value.strip()
+    return settings
+
+
 class Postfix:
     """A private Postfix instance: a submission listener on a free loopback port
     that relays only for SASL-authenticated clients and delivers to discard:,
     logging to its own maillog."""
 
-    def __init__(self, root, sasl, policy=None, milter=None, milter_default_action="tempfail",
-                 policy_default_action=None):
+    def __init__(self, root, sasl, policy=None, milter=None, policy_default_action=None):
+        """policy/milter: the saslgate endpoints (None: that hook is off). The
+        other policy service and milter settings come from contrib/postfix/."""
         self.root = root
         self.config = root / "postfix"
         self.queue = root / "queue"
@@ -236,7 +253,6 @@ class Postfix:
         self.sasl = sasl
         self.policy = policy
         self.milter = milter
-        self.milter_default_action = milter_default_action
         self.policy_default_action = policy_default_action
 
     def _main_cf(self):
@@ -244,6 +260,17 @@ class Postfix:
         if self.policy:
             restrictions.append("check_policy_service " + self.policy)
         restrictions += ["permit_sasl_authenticated", "reject"]
+        shipped = {}
+        if self.policy:
+            shipped.update(contrib_settings("main.cf.policyd"))
+            # The documented list, with this rig's socket.
+            documented = [w.strip() for w in
+                          shipped.pop("saslgate_submission_restrictions").split(",")]
+            assert documented[0].startswith("check_policy_service ")
+            assert documented[1:] == restrictions[1:], documented
+        if self.milter:
+            shipped.update(contrib_settings("main.cf.milter"))
+            shipped.pop("smtpd_milters")
         settings = {
             "compatibility_level": "3.6",
             "config_directory": self.config,
@@ -273,9 +300,6 @@ class Postfix:
             "smtpd_tls_security_level": "none",
             "smtpd_relay_restrictions": "",
             "smtpd_recipient_restrictions": ", ".join(restrictions),
-            "smtpd_policy_service_max_idle": "300s",
-            "smtpd_policy_service_timeout": "10s",
-            "milter_default_action": self.milter_default_action,
             "smtpd_milters": self.milter or "",
             "smtpd_delay_reject": "yes",
             "biff": "no",
@@ -285,6 +309,7 @@ class Postfix:
             "daemon_directory": "/usr/lib/postfix/sbin",
             "meta_directory": "/etc/postfix",
         }
+        settings.update(shipped)
         if self.policy_default_action:
             settings["smtpd_policy_service_default_action"] = self.policy_default_action
         settings.update(self.sasl.postfix_settings())
