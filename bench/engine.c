@@ -6,6 +6,7 @@
  * usage: bench/engine [-e EXCEPTIONS,...] [-n DECISIONS] [-d TMPDIR]
  * Prints one line per configuration and the cost ratio against the first.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +28,12 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static long rss_kb(void)
+/* Heap bytes in use (exact, unlike RSS, which freed memory blurs). */
+static long heap_kb(void)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
+	struct mallinfo2 mi = mallinfo2();
 
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	return (long)(mi.uordblks / 1024);
 }
 
 static void exec_or_die(sqlite3 *db, const char *sql)
@@ -214,7 +208,7 @@ static struct snapshot *build(const char *tmp, long n, struct result *res)
 	}
 	for (int k = 0; k < 3; k++) {
 		snapshot_unref(&snap);
-		rss0 = rss_kb();
+		rss0 = heap_kb();
 		t0 = now_s();
 		snap = snapshot_load(db, &err);
 		if (snap == NULL) {
@@ -223,7 +217,7 @@ static struct snapshot *build(const char *tmp, long n, struct result *res)
 		}
 		if (now_s() - t0 < best)
 			best = now_s() - t0;
-		res->rss_kb = rss_kb() - rss0;
+		res->rss_kb = heap_kb() - rss0;
 	}
 	res->exceptions = n;
 	res->build_ms = best * 1000;
@@ -294,7 +288,7 @@ int main(int argc, char **argv)
 	make_requests(&rs);
 	printf("engine benchmark: 10 policies, %d locations, %ld decisions per round (best of 5 alternating rounds)\n",
 	       LOCATIONS, decisions);
-	printf("%12s %12s %12s %14s %14s %12s %8s\n", "exceptions", "build_ms", "rss_kb",
+	printf("%12s %12s %12s %14s %14s %12s %8s\n", "exceptions", "build_ms", "heap_kb",
 	       "est_bytes", "decisions/s", "ns/decision", "ratio");
 	for (int i = 0; i < n_sizes; i++)
 		snaps[i] = build(tmp, sizes[i], &res[i]);
