@@ -1,0 +1,98 @@
+/*
+ * noop_milter - the baseline for saslgate-milter's benchmark: a libmilter
+ * filter that negotiates exactly like saslgate-milter (same SMFIP_NO* steps,
+ * same macro lists) and reads the same macros at MAIL FROM, but decides
+ * nothing: every message is accepted. The difference in throughput between
+ * the two is the cost of saslgate's decision and bookkeeping.
+ *
+ * usage: noop_milter -p SOCKET [-t TIMEOUT_S]
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#define STEPS_OFF                                                                                  \
+	(SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS | SMFIP_NOEOH |                 \
+	 SMFIP_NOUNKNOWN | SMFIP_NODATA)
+
+static sfsistat noop_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                               unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                               unsigned long *pf2, unsigned long *pf3)
+{
+	char connect_list[] = "{daemon_name} {daemon_port} {client_addr}";
+	char envfrom_list[] = "i {auth_type} {auth_authen} {tls_version} {cipher}";
+
+	(void)f2;
+	(void)f3;
+	*pf0 = f0 & SMFIF_SETSYMLIST;
+	*pf1 = f1 & STEPS_OFF;
+	*pf2 = 0;
+	*pf3 = 0;
+	if (*pf0 & SMFIF_SETSYMLIST) {
+		smfi_setsymlist(ctx, SMFIM_CONNECT, connect_list);
+		smfi_setsymlist(ctx, SMFIM_ENVFROM, envfrom_list);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat noop_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+{
+	(void)hostname;
+	(void)hostaddr;
+	(void)smfi_getsymval(ctx, (char *)(uintptr_t) "{daemon_name}");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat noop_envfrom(SMFICTX *ctx, char **argv)
+{
+	const char *mech = smfi_getsymval(ctx, (char *)(uintptr_t) "{auth_type}");
+
+	(void)argv;
+	(void)smfi_getsymval(ctx, (char *)(uintptr_t) "{auth_authen}");
+	return (mech != NULL && mech[0] != '\0') ? SMFIS_ACCEPT : SMFIS_CONTINUE;
+}
+
+static struct smfiDesc noop_desc = {
+    .xxfi_name = (char *)(uintptr_t) "noop",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_SETSYMLIST,
+    .xxfi_connect = noop_connect,
+    .xxfi_envfrom = noop_envfrom,
+    .xxfi_negotiate = noop_negotiate,
+};
+
+int main(int argc, char **argv)
+{
+	const char *socket_spec = NULL;
+	int timeout = 600;
+	int c;
+
+	while ((c = getopt(argc, argv, "p:t:")) != -1) {
+		switch (c) {
+		case 'p':
+			socket_spec = optarg;
+			break;
+		case 't':
+			timeout = atoi(optarg);
+			break;
+		default:
+			fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S]\n");
+			return 2;
+		}
+	}
+	if (socket_spec == NULL) {
+		fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S]\n");
+		return 2;
+	}
+	if (smfi_register(noop_desc) != MI_SUCCESS ||
+	    smfi_setconn((char *)(uintptr_t)socket_spec) != MI_SUCCESS ||
+	    smfi_settimeout(timeout) != MI_SUCCESS || smfi_opensocket(1) != MI_SUCCESS) {
+		fprintf(stderr, "noop_milter: cannot listen on %s\n", socket_spec);
+		return 1;
+	}
+	return smfi_main() == MI_SUCCESS ? 0 : 1;
+}
