@@ -15,37 +15,40 @@
  * once sent a large request does not keep the memory while idle. */
 #define KEEP_VALS_BYTES 4096
 
-static const char *const attr_names[POLICY_ATTR_COUNT] = {
-    [POLICY_ATTR_REQUEST] = "request",
-    [POLICY_ATTR_PROTOCOL_STATE] = "protocol_state",
-    [POLICY_ATTR_PROTOCOL_NAME] = "protocol_name",
-    [POLICY_ATTR_SASL_METHOD] = "sasl_method",
-    [POLICY_ATTR_SASL_USERNAME] = "sasl_username",
-    [POLICY_ATTR_CLIENT_ADDRESS] = "client_address",
-    [POLICY_ATTR_CLIENT_NAME] = "client_name",
-    [POLICY_ATTR_ENCRYPTION_PROTOCOL] = "encryption_protocol",
-    [POLICY_ATTR_ENCRYPTION_CIPHER] = "encryption_cipher",
-    [POLICY_ATTR_POLICY_CONTEXT] = "policy_context",
-    [POLICY_ATTR_SERVER_PORT] = "server_port",
-    [POLICY_ATTR_QUEUE_ID] = "queue_id",
-    [POLICY_ATTR_INSTANCE] = "instance",
-    [POLICY_ATTR_SENDER] = "sender",
-    [POLICY_ATTR_RECIPIENT] = "recipient",
+#define ATTR(id, text) [id] = {text, sizeof(text) - 1}
+
+static const struct {
+	const char *name;
+	size_t len;
+} attrs[POLICY_ATTR_COUNT] = {
+    ATTR(POLICY_ATTR_REQUEST, "request"),
+    ATTR(POLICY_ATTR_PROTOCOL_STATE, "protocol_state"),
+    ATTR(POLICY_ATTR_PROTOCOL_NAME, "protocol_name"),
+    ATTR(POLICY_ATTR_SASL_METHOD, "sasl_method"),
+    ATTR(POLICY_ATTR_SASL_USERNAME, "sasl_username"),
+    ATTR(POLICY_ATTR_CLIENT_ADDRESS, "client_address"),
+    ATTR(POLICY_ATTR_CLIENT_NAME, "client_name"),
+    ATTR(POLICY_ATTR_ENCRYPTION_PROTOCOL, "encryption_protocol"),
+    ATTR(POLICY_ATTR_ENCRYPTION_CIPHER, "encryption_cipher"),
+    ATTR(POLICY_ATTR_POLICY_CONTEXT, "policy_context"),
+    ATTR(POLICY_ATTR_SERVER_PORT, "server_port"),
+    ATTR(POLICY_ATTR_QUEUE_ID, "queue_id"),
+    ATTR(POLICY_ATTR_INSTANCE, "instance"),
+    ATTR(POLICY_ATTR_SENDER, "sender"),
+    ATTR(POLICY_ATTR_RECIPIENT, "recipient"),
 };
 
 const char *policy_attr_name(enum policy_attr a)
 {
 	if ((unsigned)a >= POLICY_ATTR_COUNT)
 		return "?";
-	return attr_names[a];
+	return attrs[a].name;
 }
 
 static int attr_lookup(const char *name, size_t len)
 {
-	if (len >= POLICY_NAME_MAX)
-		return -1;
 	for (int i = 0; i < POLICY_ATTR_COUNT; i++) {
-		if (strlen(attr_names[i]) == len && memcmp(attr_names[i], name, len) == 0)
+		if (attrs[i].len == len && memcmp(attrs[i].name, name, len) == 0)
 			return i;
 	}
 	return -1;
@@ -193,20 +196,77 @@ static enum policy_parse_status line_byte(struct policy_parser *p, char c)
 	return POLICY_PARSE_MORE;
 }
 
+/*
+ * The fast path: a whole attribute line s[0..n) (without its LF) at the start
+ * of a line, within every limit. Returns 1 if it was consumed, 0 to leave it
+ * to the byte-at-a-time path, which also produces the precise error for a bad
+ * line (an empty line, which ends the request, takes that path too).
+ */
+static int fast_line(struct policy_parser *p, const char *s, size_t n)
+{
+	size_t eff = n, vlen;
+	const char *eq;
+	int a;
+
+	if (n == 0)
+		return 0;
+	if (s[n - 1] == '\r')
+		eff--;
+	if (eff == 0 || eff > p->lim.max_line_bytes ||
+	    p->n_bytes + n + 1 > p->lim.max_request_bytes ||
+	    p->n_attributes + 1 > p->lim.max_attributes || memchr(s, '\0', n) != NULL)
+		return 0;
+	eq = memchr(s, '=', eff);
+	if (eq == NULL || eq == s)
+		return 0;
+	a = attr_lookup(s, (size_t)(eq - s));
+	if (a >= 0) {
+		vlen = eff - (size_t)(eq - s) - 1;
+		if (p->vals_cap - p->vals_len < vlen + 1) {
+			size_t cap = p->vals_cap ? p->vals_cap : 512;
+			char *nv;
+
+			while (cap - p->vals_len < vlen + 1)
+				cap *= 2;
+			nv = realloc(p->vals, cap);
+			if (nv == NULL)
+				return 0;
+			p->vals = nv;
+			p->vals_cap = cap;
+		}
+		memcpy(p->vals + p->vals_len, eq + 1, vlen);
+		p->off[a] = p->vals_len;
+		p->vals_len += vlen;
+		p->vals[p->vals_len++] = '\0';
+		p->present[a] = 1;
+	}
+	p->n_attributes++;
+	p->n_bytes += n + 1;
+	return 1;
+}
+
 enum policy_parse_status policy_parser_feed(struct policy_parser *p, const char *data, size_t len,
                                             size_t *consumed)
 {
 	enum policy_parse_status st = POLICY_PARSE_MORE;
-	size_t i;
+	size_t i = 0;
 
 	*consumed = 0;
 	if (p->failed)
 		return POLICY_PARSE_ERROR;
 	if (p->done)
 		policy_parser_reset(p);
-	for (i = 0; i < len; i++) {
+	while (i < len) {
 		char c = data[i];
 
+		if (p->line_len == 0) {
+			const char *lf = memchr(data + i, '\n', len - i);
+
+			if (lf != NULL && fast_line(p, data + i, (size_t)(lf - data - i))) {
+				i = (size_t)(lf - data) + 1;
+				continue;
+			}
+		}
 		if (p->n_bytes >= p->lim.max_request_bytes) {
 			st = fail(p, "request longer than %zu bytes", p->lim.max_request_bytes);
 			break;
@@ -223,6 +283,7 @@ enum policy_parse_status policy_parser_feed(struct policy_parser *p, const char 
 		}
 		if (st == POLICY_PARSE_ERROR)
 			break;
+		i++;
 	}
 	*consumed = i;
 	return st;
