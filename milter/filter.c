@@ -134,15 +134,15 @@ static sfsistat filter_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f
 	return SMFIS_CONTINUE;
 }
 
+static sfsistat filter_error(SMFICTX *ctx, const char *what);
+
 static sfsistat filter_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
 	struct connection *conn = connection_get(ctx);
 
 	(void)hostname;
-	if (conn == NULL) {
-		log_error("out of memory for connection state");
-		return SMFIS_TEMPFAIL;
-	}
+	if (conn == NULL)
+		return filter_error(ctx, "out of memory for connection state");
 	connection_address(conn, hostaddr, macro(ctx, "{client_addr}"));
 	connection_service(ctx, conn);
 	return SMFIS_CONTINUE;
