@@ -71,7 +71,11 @@ def fetch_debs(cache=CACHE):
     """The three Sendmail .debs, downloaded once into the cache directory.
     Raises SendmailUnavailable (the tests fail, never skip) when apt cannot
     fetch them."""
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SendmailUnavailable("cannot create the Sendmail package cache %s (set "
+                                  "SASLGATE_E2E_CACHE): %s" % (cache, e))
     found = _debs(cache)
     missing = [n for n in DEBS if n not in found]
     if missing:
@@ -205,10 +209,12 @@ class Sendmail:
     """A private Sendmail: .cf from the shipped fragment, Cyrus SASL with a
     private sasldb, a loopback listener on a free port, mail kept in the queue."""
 
-    def __init__(self, root, binary, cf_dir, milter_port, users):
+    def __init__(self, root, binary, cf_dir, milter_port, users, fragment=None):
         """root: a directory no ancestor of which is group- or world-writable
-        (see safe_dir); Sendmail refuses its files under /tmp (exit 71)."""
+        (see safe_dir); Sendmail refuses its files under /tmp (exit 71).
+        fragment: the .mc fragment text (default: the shipped one)."""
         self.root = root
+        self.fragment = fragment
         self.binary = binary
         self.cf_dir = cf_dir
         self.milter_port = milter_port
@@ -261,7 +267,8 @@ dnl ---- contrib/sendmail/saslgate.mc (shipped), socket port replaced ----
 MAILER(`local')dnl
 MAILER(`smtp')dnl
 """
-        return head + splice_fragment(read_fragment(), self.milter_port) + tail
+        fragment = self.fragment if self.fragment is not None else read_fragment()
+        return head + splice_fragment(fragment, self.milter_port) + tail
 
     def build_cf(self):
         r = self.root

@@ -162,6 +162,40 @@ def test_cf_is_built_from_the_shipped_fragment(sm):
         assert macro in [x.strip() for x in envfrom.split(",")], envfrom
 
 
+def test_filter_asks_for_its_macros_itself(sm, sendmail_pkgs):
+    """The fragment says saslgate-milter requests its macros (smfi_setsymlist)
+    and its confMILTER_MACROS_* lines are only a fallback: a second Sendmail
+    whose lists lack every saslgate macro still gives the filter the
+    mechanism, the user, the service and the queue id."""
+    binary, cf_dir = sendmail_pkgs
+    fragment = sr.read_fragment()
+    bare = re.sub(r"^define\(`confMILTER_MACROS_CONNECT'.*$",
+                  "define(`confMILTER_MACROS_CONNECT', `j')dnl", fragment, flags=re.M)
+    bare = re.sub(r"^define\(`confMILTER_MACROS_ENVFROM'.*$",
+                  "define(`confMILTER_MACROS_ENVFROM', `{mail_addr}')dnl", bare, flags=re.M)
+    assert bare.count("`j')dnl") == 1 and bare.count("`{mail_addr}')dnl") == 1, bare
+    other = sr.Sendmail(sr.safe_dir(), binary, cf_dir, sm.saslgate.milter_port,
+                        USERS, fragment=bare)
+    ns = None
+    try:
+        other.start()
+        ns = sr.namespace_of(other.pid)
+        cf = other.cf.read_text()
+        assert "O Milter.macros.envfrom={mail_addr}\n" in cf
+        before = sm.last_id()
+        t = tag("bare")
+        res = clients.swaks(other.port, "PLAIN", "alice@example.test", [RCPT], tag=t)
+        sm.expect_refused(res, t, "PLAIN")
+        row = sm.decision_after(before)
+        assert (row["mech"], row["user"], row["service"]) == (
+            "PLAIN", "alice@example.test", "MTA"), row
+        assert QUEUE_ID.match(row["queue_id"] or ""), row
+    finally:
+        other.stop()
+        sr.assert_nothing_left(other, ns)
+        shutil.rmtree(other.root, ignore_errors=True)
+
+
 # --- 1. the default policy after saslgatectl init -------------------------------
 
 
