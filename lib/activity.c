@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "hash.h"
 #include "log.h"
 #include "store.h"
 
@@ -56,6 +58,7 @@ struct activity {
 
 	/* writer thread only */
 	sqlite3 *db;
+	sqlite3_stmt *ins, *use; /* prepared once per open */
 	time_t started;
 	time_t next_open_attempt;
 	time_t last_loss_log;
@@ -209,9 +212,10 @@ static const char sql_decision[] =
 	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 static const char sql_usage[] =
 	"INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
-	"last_outcome) VALUES (?, ?, ?, ?, ?, ?, 1, ?) "
+	"last_outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
 	"ON CONFLICT (user, mech, network) DO UPDATE SET "
-	"last_seen = max(last_seen, excluded.last_seen), count = count + 1, "
+	"first_seen = min(first_seen, excluded.first_seen), "
+	"last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
 	"mech_class = excluded.mech_class, last_outcome = excluded.last_outcome";
 static const char sql_heartbeat[] =
 	"INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
@@ -234,9 +238,10 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-static int write_record(struct activity *act, sqlite3_stmt *ins, sqlite3_stmt *use,
-			const struct record *r)
+static int write_decision(struct activity *act, const struct record *r)
 {
+	sqlite3_stmt *ins = act->ins;
+
 	sqlite3_reset(ins);
 	sqlite3_clear_bindings(ins);
 	sqlite3_bind_int64(ins, 1, (sqlite3_int64)r->at);
@@ -254,41 +259,80 @@ static int write_record(struct activity *act, sqlite3_stmt *ins, sqlite3_stmt *u
 	bind_text(ins, 13, r->policy);
 	bind_text(ins, 14, r->report_only);
 	sqlite3_bind_int64(ins, 15, r->generation);
-	if (sqlite3_step(ins) != SQLITE_DONE)
-		return -1;
-	if (r->mech[0] == '\0')
-		return 0; /* not authenticated: no usage */
+	return sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
+}
+
+/* One usage row's worth of a batch: the records of one user x mech x network. */
+struct usage_sum {
+	const struct record *last; /* newest record (its outcome and class) */
+	time_t first_seen;
+	long count;
+};
+
+static int write_usage(struct activity *act, const struct usage_sum *u)
+{
+	const struct record *r = u->last;
+	sqlite3_stmt *use = act->use;
+
 	sqlite3_reset(use);
 	sqlite3_bind_text(use, 1, r->user, -1, SQLITE_STATIC);
 	sqlite3_bind_text(use, 2, r->mech, -1, SQLITE_STATIC);
 	sqlite3_bind_text(use, 3, r->network[0] ? r->network : "-", -1, SQLITE_STATIC);
 	sqlite3_bind_text(use, 4, r->mech_class[0] ? r->mech_class : "legacy", -1,
 			  SQLITE_STATIC);
-	sqlite3_bind_int64(use, 5, (sqlite3_int64)r->at);
+	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
 	sqlite3_bind_int64(use, 6, (sqlite3_int64)r->at);
-	sqlite3_bind_text(use, 7, r->outcome, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(use, 7, u->count);
+	sqlite3_bind_text(use, 8, r->outcome, -1, SQLITE_STATIC);
 	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
 }
 
-static int write_batch(struct activity *act, const struct record *batch, size_t n)
+/* Sums a batch's usage per user x mechanism x network, so that a busy user
+ * costs one upsert per batch rather than one per submission. */
+static size_t sum_usage(const struct record *batch, size_t n, struct usage_sum *sums)
 {
-	sqlite3_stmt *ins = NULL, *use = NULL;
+	struct hash *index = hash_create(n);
+	char key[sizeof(batch->user) + sizeof(batch->mech) + sizeof(batch->network) + 2];
+	size_t n_sums = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct record *r = &batch[i];
+		void **slot;
+
+		if (r->mech[0] == '\0')
+			continue; /* not authenticated: no usage */
+		snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", r->user, r->mech, r->network);
+		slot = hash_slot(index, key);
+		if (*slot == NULL) {
+			sums[n_sums].first_seen = r->at;
+			sums[n_sums].count = 0;
+			*slot = &sums[n_sums++];
+		}
+		((struct usage_sum *)*slot)->last = r;
+		((struct usage_sum *)*slot)->count++;
+	}
+	hash_free(&index, NULL);
+	return n_sums;
+}
+
+static int write_batch(struct activity *act, const struct record *batch, size_t n,
+		       struct usage_sum *sums)
+{
+	size_t n_sums;
 	int rc = -1;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
-		return -1;
-	if (sqlite3_prepare_v2(act->db, sql_decision, -1, &ins, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(act->db, sql_usage, -1, &use, NULL) != SQLITE_OK)
-		goto out;
+		goto fail;
 	for (size_t i = 0; i < n; i++)
-		if (write_record(act, ins, use, &batch[i]) < 0)
-			goto out;
-	rc = 0;
-out:
-	sqlite3_finalize(ins);
-	sqlite3_finalize(use);
-	if (rc == 0 && store_exec(act->db, "COMMIT", NULL) < 0)
-		rc = -1;
+		if (write_decision(act, &batch[i]) < 0)
+			goto fail;
+	n_sums = sum_usage(batch, n, sums);
+	for (size_t i = 0; i < n_sums; i++)
+		if (write_usage(act, &sums[i]) < 0)
+			goto fail;
+	if (store_exec(act->db, "COMMIT", NULL) == 0)
+		rc = 0;
+fail:
 	if (rc < 0) {
 		log_error("activity.db: cannot record %zu decisions: %s", n,
 			  sqlite3_errmsg(act->db));
@@ -342,6 +386,14 @@ static void write_heartbeat(struct activity *act, int stopped)
 	sqlite3_finalize(st);
 }
 
+static void close_db(struct activity *act)
+{
+	sqlite3_finalize(act->ins);
+	sqlite3_finalize(act->use);
+	act->ins = act->use = NULL;
+	store_close(&act->db);
+}
+
 /* Opens activity.db if it is not open; retried every 5 s while it fails. */
 static int ensure_open(struct activity *act, time_t now)
 {
@@ -352,7 +404,13 @@ static int ensure_open(struct activity *act, time_t now)
 	if (now < act->next_open_attempt)
 		return -1;
 	act->next_open_attempt = now + 5;
-	if (store_open_activity(act->dir, 0, &act->db, &err) < 0) {
+	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
+	    (sqlite3_prepare_v2(act->db, sql_decision, -1, &act->ins, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
+		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
+		close_db(act);
+	}
+	if (act->db == NULL) {
 		if (now - act->last_loss_log >= 60) {
 			log_error("activity.db unavailable, decisions are not recorded: %s",
 				  err.text);
@@ -385,8 +443,14 @@ static void *writer_main(void *arg)
 	struct activity *act = arg;
 	size_t batch_cap = act->cap < 4096 ? act->cap : 4096;
 	struct record *batch = xcalloc(batch_cap, sizeof(*batch));
+	struct usage_sum *sums = xcalloc(batch_cap, sizeof(*sums));
 	time_t next_heartbeat = 0;
 	int stopping;
+
+	/* Recording must never compete with deciding: the writer runs at a lower
+	 * priority (a full ring drops and counts records rather than slow requests). */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
+		log_debug("activity writer: cannot lower priority: %s", strerror(errno));
 
 	for (;;) {
 		struct timespec deadline;
@@ -412,7 +476,7 @@ static void *writer_main(void *arg)
 
 		now = time(NULL);
 		if (n > 0) {
-			if (ensure_open(act, now) < 0 || write_batch(act, batch, n) < 0)
+			if (ensure_open(act, now) < 0 || write_batch(act, batch, n, sums) < 0)
 				count_loss(act, n, now);
 		}
 		if (now >= next_heartbeat || stopping) {
@@ -424,6 +488,7 @@ static void *writer_main(void *arg)
 			break;
 	}
 	free(batch);
+	free(sums);
 	return NULL;
 }
 
@@ -449,7 +514,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	rc = pthread_create(&act->thread, NULL, writer_main, act);
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
-		store_close(&act->db);
+		close_db(act);
 		free(act->ring);
 		free(act->dir);
 		free(act);
@@ -469,7 +534,7 @@ void activity_close(struct activity **actp)
 	pthread_cond_signal(&act->wake);
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
-	store_close(&act->db);
+	close_db(act);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->ring);

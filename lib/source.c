@@ -27,6 +27,7 @@ struct source {
 	char *dir;
 	char path[4096];
 	sqlite3 *db;
+	sqlite3_stmt *data_version_stmt; /* prepared once per connection */
 	struct snapshot *current;
 	int64_t data_version;
 	struct stat identity;
@@ -70,6 +71,24 @@ static void clear_degraded(struct source *src)
 	src->reason[0] = '\0';
 }
 
+/* PRAGMA data_version with the connection's prepared statement. Lock held. */
+static int read_data_version(struct source *src, int64_t *version, struct sg_err *err)
+{
+	int rc;
+
+	if (src->data_version_stmt == NULL &&
+	    sqlite3_prepare_v2(src->db, "PRAGMA data_version", -1, &src->data_version_stmt,
+			       NULL) != SQLITE_OK)
+		return sg_err_set(err, "data_version: %s", sqlite3_errmsg(src->db));
+	rc = sqlite3_step(src->data_version_stmt);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int64(src->data_version_stmt, 0);
+	sqlite3_reset(src->data_version_stmt);
+	if (rc != SQLITE_ROW)
+		return sg_err_set(err, "data_version: %s", sqlite3_errmsg(src->db));
+	return 0;
+}
+
 /* Builds a snapshot from the open connection and swaps it in. Lock held. */
 static int rebuild(struct source *src, struct sg_err *err)
 {
@@ -93,11 +112,13 @@ static int reopen(struct source *src, struct sg_err *err)
 
 	if (store_open_readonly(src->dir, &db, err) < 0)
 		return -1;
+	sqlite3_finalize(src->data_version_stmt);
+	src->data_version_stmt = NULL;
 	store_close(&src->db);
 	src->db = db;
 	if (stat(src->path, &src->identity) < 0)
 		memset(&src->identity, 0, sizeof(src->identity));
-	if (store_data_version(src->db, &src->data_version, err) < 0)
+	if (read_data_version(src, &src->data_version, err) < 0)
 		return -1;
 	return rebuild(src, err);
 }
@@ -152,7 +173,7 @@ struct snapshot *source_acquire(struct source *src)
 	pthread_mutex_lock(&src->lock);
 	check_identity(src, time(NULL));
 	err.text[0] = '\0';
-	if (src->db != NULL && store_data_version(src->db, &version, &err) == 0) {
+	if (src->db != NULL && read_data_version(src, &version, &err) == 0) {
 		if (version != src->data_version) {
 			if (rebuild(src, &err) < 0) {
 				set_degraded(src, err.text);
@@ -195,6 +216,7 @@ void source_close(struct source **srcp)
 	if (src == NULL)
 		return;
 	snapshot_unref(&src->current);
+	sqlite3_finalize(src->data_version_stmt);
 	store_close(&src->db);
 	pthread_mutex_destroy(&src->lock);
 	free(src->dir);
