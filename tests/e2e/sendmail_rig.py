@@ -209,12 +209,18 @@ class Sendmail:
     """A private Sendmail: .cf from the shipped fragment, Cyrus SASL with a
     private sasldb, a loopback listener on a free port, mail kept in the queue."""
 
-    def __init__(self, root, binary, cf_dir, milter_port, users, fragment=None):
+    def __init__(self, root, binary, cf_dir, milter_port, users, fragment=None,
+                 mta_options="", msa=False):
         """root: a directory no ancestor of which is group- or world-writable
         (see safe_dir); Sendmail refuses its files under /tmp (exit 71).
-        fragment: the .mc fragment text (default: the shipped one)."""
+        fragment: the .mc fragment text (default: the shipped one).
+        mta_options: appended to the MTA listener's DAEMON_OPTIONS (e.g. "M=A").
+        msa: also listen as MSA on msa_port with InputMailFilters=saslgate
+        (the per-listener deployment)."""
         self.root = root
         self.fragment = fragment
+        self.mta_options = mta_options
+        self.msa_port = free_port() if msa else None
         self.binary = binary
         self.cf_dir = cf_dir
         self.milter_port = milter_port
@@ -260,9 +266,12 @@ define(`confAUTH_OPTIONS', `A')dnl
 FEATURE(`nocanonify')dnl
 FEATURE(`accept_unresolvable_domains')dnl
 FEATURE(`no_default_msa')dnl
-DAEMON_OPTIONS(`Family=inet, Name=MTA, Port={port}, Addr=127.0.0.1')dnl
-dnl ---- contrib/sendmail/saslgate.mc (shipped), socket port replaced ----
-""".format(r=r, fqdn=FQDN, mechs=MECHS, port=self.port)
+DAEMON_OPTIONS(`Family=inet, Name=MTA, Port={port}, Addr=127.0.0.1{mta}')dnl
+{msa}dnl ---- contrib/sendmail/saslgate.mc (shipped), socket port replaced ----
+""".format(r=r, fqdn=FQDN, mechs=MECHS, port=self.port,
+           mta=", " + self.mta_options if self.mta_options else "",
+           msa="DAEMON_OPTIONS(`Family=inet, Name=MSA, Port=%d, Addr=127.0.0.1, M=Ea, "
+               "InputMailFilters=saslgate')dnl\n" % self.msa_port if self.msa_port else "")
         tail = """dnl ---- end of the shipped fragment ----
 MAILER(`local')dnl
 MAILER(`smtp')dnl
@@ -336,15 +345,18 @@ MAILER(`smtp')dnl
                      "Sendmail to listen on port %d" % self.port)
         except TimeoutError:
             pass
+        if self.msa_port and self.proc.poll() is None:
+            wait_for(lambda: self.proc.poll() is not None or self._greets(self.msa_port), 20,
+                     "Sendmail to listen on port %d" % self.msa_port)
         if self.proc.poll() is not None or not self._greets():
             self.stop()
             raise RuntimeError("sendmail did not start (exit %s): %s" % (
                 self.proc.returncode, (self.root / "sendmail.out").read_text(errors="replace")))
 
-    def _greets(self):
+    def _greets(self, port=None):
         import socket
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", port or self.port), timeout=1) as s:
                 s.settimeout(5)
                 ok = s.recv(512).startswith(b"220")
                 s.sendall(b"QUIT\r\n")
@@ -443,4 +455,5 @@ def assert_nothing_left(sendmail, ns):
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
     assert str(sendmail.root) not in mounts, "a sendmail bind mount leaked to the host"
-    assert not listening(sendmail.port), "port %d still listening" % sendmail.port
+    for port in (sendmail.port, sendmail.msa_port):
+        assert not port or not listening(port), "port %d still listening" % port

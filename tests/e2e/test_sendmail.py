@@ -6,7 +6,6 @@ loopback; each scenario asserts what the client saw, what reached Sendmail's
 private queue and what the milter recorded."""
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -30,12 +29,12 @@ def tag(name):
 class SendmailRig:
     """saslgate store + saslgate-milter (inet) + a private Sendmail."""
 
-    def __init__(self, binary, cf_dir):
+    def __init__(self, binary, cf_dir, **sendmail_options):
         self.root = rig.make_world_dir("saslgate-e2e-sm-")
         self.saslgate = sr.SendmailSaslgate(self.root)
         self.sm_root = sr.safe_dir()
         self.sendmail = sr.Sendmail(self.sm_root, binary, cf_dir,
-                                    self.saslgate.milter_port, USERS)
+                                    self.saslgate.milter_port, USERS, **sendmail_options)
         self.mnt_ns = None
 
     @property
@@ -67,16 +66,17 @@ class SendmailRig:
         code, enhanced, text = reply.split(" ", 2)
         return code, enhanced, text.replace("%m", mech)
 
-    def submit(self, mech, user, source="127.0.0.1", t=None, decided=True):
+    def submit(self, mech, user, source="127.0.0.1", t=None, decided=True, port=None):
         """One submission (mech None: no AUTH). With decided, waits for the
         milter's decision row of this MAIL FROM and keeps it in self.row, so
         that every row is attributed to the submission that caused it."""
         t = t or tag(user.split("@")[0])
         before = self.last_id()
+        port = port or self.port
         if mech in ("login", "plain"):
-            res = clients.raw_auth(self.port, mech, user, [RCPT], source=source, tag=t)
+            res = clients.raw_auth(port, mech, user, [RCPT], source=source, tag=t)
         else:
-            res = clients.swaks(self.port, mech, user, [RCPT], source=source, tag=t)
+            res = clients.swaks(port, mech, user, [RCPT], source=source, tag=t)
         self.row = None
         if decided:
             assert res.stage != "auth", res
@@ -136,9 +136,11 @@ def sm(sendmail_pkgs):
         m.start()
         yield m
     finally:
-        m.stop()
-        sr.assert_nothing_left(m.sendmail, m.mnt_ns)
-        m.cleanup()
+        try:
+            m.stop()
+            sr.assert_nothing_left(m.sendmail, m.mnt_ns)
+        finally:
+            m.cleanup()
 
 
 # --- the shipped fragment is what runs -------------------------------------------
@@ -191,9 +193,11 @@ def test_filter_asks_for_its_macros_itself(sm, sendmail_pkgs):
             "PLAIN", "alice@example.test", "MTA"), row
         assert QUEUE_ID.match(row["queue_id"] or ""), row
     finally:
-        other.stop()
-        sr.assert_nothing_left(other, ns)
-        shutil.rmtree(other.root, ignore_errors=True)
+        try:
+            other.stop()
+            sr.assert_nothing_left(other, ns)
+        finally:
+            shutil.rmtree(other.root, ignore_errors=True)
 
 
 # --- 1. the default policy after saslgatectl init -------------------------------
@@ -386,3 +390,52 @@ def test_decisions_carry_sendmail_macros(sm):
     finally:
         sm.remove_exceptions()
         sm.ctl("location", "remove", "branch")
+
+
+# --- the per-listener deployment (README "Deploying with Sendmail") ---------------
+
+
+def test_per_listener_recipe(sendmail_pkgs):
+    """README variant: MAIL_FILTER instead of INPUT_MAIL_FILTER, the filter named
+    only on the submission listener (InputMailFilters=saslgate), AUTH switched
+    off on port 25 (M=A). Legacy submissions are refused on the MSA; inbound
+    mail on the MTA listener never reaches the filter, so a saslgate outage
+    defers submissions only."""
+    binary, cf_dir = sendmail_pkgs
+    fragment = sr.read_fragment()
+    assert fragment.count("\nINPUT_MAIL_FILTER(") == 1
+    per_listener = fragment.replace("\nINPUT_MAIL_FILTER(", "\nMAIL_FILTER(")
+    m = SendmailRig(binary, cf_dir, fragment=per_listener, mta_options="M=A", msa=True)
+    try:
+        m.start()
+        msa = m.sendmail.msa_port
+        cf = m.sendmail.cf.read_text()
+        assert not re.search(r"^O InputMailFilters=", cf, re.M), cf
+        res, t = m.submit("PLAIN", "alice@example.test", port=msa)
+        m.expect_refused(res, t, "PLAIN")
+        assert m.row["service"] == "MSA", m.row
+        # Port 25 offers no AUTH at all, so no legacy login can bypass the filter.
+        res = clients.swaks(m.port, "PLAIN", "alice@example.test", [RCPT])
+        assert not res.accepted, res
+        assert re.search(r"^<-  250[- ]8BITMIME", res.transcript, re.M), res.transcript
+        assert not re.search(r"^<-  250[- ]AUTH", res.transcript, re.M), res.transcript
+        # Inbound (unauthenticated) mail on port 25 is not filtered: no decision.
+        before = m.last_id()
+        t = tag("inbound")
+        res = clients.swaks(m.port, None, "sender@remote.test", [RCPT], tag=t)
+        m.expect_queued(res, t)
+        m.saslgate.stop("milter")
+        t = tag("inbound-down")
+        res = clients.swaks(m.port, None, "sender@remote.test", [RCPT], tag=t)
+        m.expect_queued(res, t)
+        assert m.last_id() == before, m.saslgate.decisions()[-1]
+        res, t = m.submit("PLAIN", "alice@example.test", port=msa, decided=False)
+        assert not res.accepted and 400 <= res.code < 500, res
+        assert not m.sendmail.queued_with(t)
+    finally:
+        try:
+            m.stop()
+            sr.assert_nothing_left(m.sendmail, m.mnt_ns)
+        finally:
+            m.cleanup()
+
