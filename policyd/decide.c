@@ -94,6 +94,37 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 	return finish(reply, len, "DUNNO");
 }
 
+/*
+ * The snapshot to decide with. source_acquire() asks SQLite for the data
+ * version (a statement, some microseconds); under load one event loop
+ * iteration answers many connections, and they share one check. This keeps
+ * the pickup guarantee: a request sent after a commit completed cannot have
+ * been ready when this iteration's epoll_wait returned, so it is read in a
+ * later iteration, which checks again. Iterations are told apart by libevent's
+ * cached time, which it refreshes once per iteration.
+ */
+static struct snapshot *iteration_snapshot(struct server *srv)
+{
+	struct timeval tv;
+
+	if (srv->base == NULL || event_base_gettimeofday_cached(srv->base, &tv) < 0) {
+		policyd_release_snapshot(srv);
+		return source_acquire(srv->source);
+	}
+	if (srv->snap != NULL && tv.tv_sec == srv->snap_tv.tv_sec &&
+	    tv.tv_usec == srv->snap_tv.tv_usec)
+		return snapshot_ref(srv->snap);
+	snapshot_unref(&srv->snap);
+	srv->snap = source_acquire(srv->source);
+	srv->snap_tv = tv;
+	return srv->snap != NULL ? snapshot_ref(srv->snap) : NULL;
+}
+
+void policyd_release_snapshot(struct server *srv)
+{
+	snapshot_unref(&srv->snap);
+}
+
 size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len)
 {
 	struct request req;
@@ -103,7 +134,7 @@ size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *r
 	size_t n;
 
 	request_from(p, &req);
-	snap = source_acquire(srv->source);
+	snap = iteration_snapshot(srv);
 	if (snap == NULL) {
 		log_error("no policy snapshot available: client=%s instance=%s: applying "
 		          "on_error",

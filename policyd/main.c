@@ -388,6 +388,7 @@ static int serve(struct server *srv)
 	log_info("stopped");
 out_events:
 	conns_close_all(srv);
+	policyd_release_snapshot(srv);
 	endpoints_close(srv);
 	free_events(srv);
 	if (srv->base != NULL)

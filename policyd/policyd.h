@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -85,6 +86,10 @@ struct server {
 	struct conn *conns; /* doubly linked list of open connections */
 	size_t n_conns;
 
+	/* The snapshot checked in this event loop iteration (see decide.c). */
+	struct snapshot *snap;
+	struct timeval snap_tv;
+
 	int stopping;
 	int degraded; /* last reported state of the source */
 	time_t refused_logged_at;
@@ -138,6 +143,9 @@ void conns_reconfigure(struct server *srv);
  * into reply (POLICYD_REPLY_MAX bytes). Records the decision in activity.
  * Returns the reply length. Never fails: errors give the on_error reply. */
 size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len);
+
+/* Releases the snapshot held for the current loop iteration (shutdown). */
+void policyd_release_snapshot(struct server *srv);
 
 /* main.c */
 
