@@ -20,480 +20,470 @@
 
 #define LOG_DEFAULT_LIMIT 100
 
-enum {
-  OPT_SINCE = 0x100,
-  OPT_UNTIL,
-  OPT_USER,
-  OPT_OUTCOME,
-  OPT_POLICY,
-  OPT_LIMIT,
-  OPT_FORMAT
-};
+enum { OPT_SINCE = 0x100, OPT_UNTIL, OPT_USER, OPT_OUTCOME, OPT_POLICY, OPT_LIMIT, OPT_FORMAT };
 
-#define LOG_COLUMNS                                                            \
-  "id, at, daemon, queue_id, instance, user, client, mech, mech_class, tls, "  \
-  "service, "                                                                  \
-  "sender, outcome, policy, report_only, generation"
+#define LOG_COLUMNS                                                                                \
+	"id, at, daemon, queue_id, instance, user, client, mech, mech_class, tls, "                \
+	"service, "                                                                                \
+	"sender, outcome, policy, report_only, generation"
 
 /* One row of decisions, borrowed from the statement. */
 struct logged {
-  int64_t id, at, generation;
-  const char *daemon, *queue_id, *instance, *user, *client, *mech, *mech_class;
-  const char *service, *sender, *outcome, *policy, *report_only;
-  int tls;
+	int64_t id, at, generation;
+	const char *daemon, *queue_id, *instance, *user, *client, *mech, *mech_class;
+	const char *service, *sender, *outcome, *policy, *report_only;
+	int tls;
 };
 
-static void row_read(sqlite3_stmt *st, struct logged *r) {
-  r->id = sqlite3_column_int64(st, 0);
-  r->at = sqlite3_column_int64(st, 1);
-  r->daemon = aq_text_or_null(st, 2);
-  r->queue_id = aq_text_or_null(st, 3);
-  r->instance = aq_text_or_null(st, 4);
-  r->user = aq_text_or_null(st, 5);
-  r->client = aq_text_or_null(st, 6);
-  r->mech = aq_text_or_null(st, 7);
-  r->mech_class = aq_text_or_null(st, 8);
-  r->tls = sqlite3_column_int(st, 9);
-  r->service = aq_text_or_null(st, 10);
-  r->sender = aq_text_or_null(st, 11);
-  r->outcome = aq_text_or_null(st, 12);
-  r->policy = aq_text_or_null(st, 13);
-  r->report_only = aq_text_or_null(st, 14);
-  r->generation = sqlite3_column_int64(st, 15);
+static void row_read(sqlite3_stmt *st, struct logged *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->at = sqlite3_column_int64(st, 1);
+	r->daemon = aq_text_or_null(st, 2);
+	r->queue_id = aq_text_or_null(st, 3);
+	r->instance = aq_text_or_null(st, 4);
+	r->user = aq_text_or_null(st, 5);
+	r->client = aq_text_or_null(st, 6);
+	r->mech = aq_text_or_null(st, 7);
+	r->mech_class = aq_text_or_null(st, 8);
+	r->tls = sqlite3_column_int(st, 9);
+	r->service = aq_text_or_null(st, 10);
+	r->sender = aq_text_or_null(st, 11);
+	r->outcome = aq_text_or_null(st, 12);
+	r->policy = aq_text_or_null(st, 13);
+	r->report_only = aq_text_or_null(st, 14);
+	r->generation = sqlite3_column_int64(st, 15);
 }
 
-static const char *dash(const char *s) { return s && *s ? s : "-"; }
-
-static void row_json(struct json *j, const struct logged *r) {
-  char item[128];
-  const char *cur = r->report_only ? r->report_only : "";
-
-  json_kv_int(j, "id", r->id);
-  json_kv_time(j, "at", (time_t)r->at);
-  json_kv_string(j, "daemon", r->daemon);
-  json_kv_string(j, "queue_id", r->queue_id);
-  json_kv_string(j, "instance", r->instance);
-  json_kv_string(j, "user", r->user);
-  json_kv_string(j, "client", r->client);
-  json_kv_string(j, "mech", r->mech);
-  json_kv_string(j, "mech_class", r->mech_class);
-  json_kv_bool(j, "tls", r->tls);
-  json_kv_string(j, "service", r->service);
-  json_kv_string(j, "sender", r->sender);
-  json_kv_string(j, "outcome", r->outcome);
-  json_kv_string(j, "policy", r->policy);
-  json_key(j, "report_only");
-  json_array_begin(j);
-  while (list_next(&cur, item, sizeof(item)) > 0)
-    json_string(j, item);
-  json_array_end(j);
-  json_kv_int(j, "generation", r->generation);
+static const char *dash(const char *s)
+{
+	return s && *s ? s : "-";
 }
 
-static void row_csv(const struct logged *r) {
-  aq_csv_int(stdout, 1, r->id);
-  aq_csv_time(stdout, 0, (time_t)r->at);
-  aq_csv_field(stdout, 0, r->daemon);
-  aq_csv_field(stdout, 0, r->queue_id);
-  aq_csv_field(stdout, 0, r->instance);
-  aq_csv_field(stdout, 0, r->user);
-  aq_csv_field(stdout, 0, r->client);
-  aq_csv_field(stdout, 0, r->mech);
-  aq_csv_field(stdout, 0, r->mech_class);
-  aq_csv_int(stdout, 0, r->tls);
-  aq_csv_field(stdout, 0, r->service);
-  aq_csv_field(stdout, 0, r->sender);
-  aq_csv_field(stdout, 0, r->outcome);
-  aq_csv_field(stdout, 0, r->policy);
-  aq_csv_field(stdout, 0, r->report_only);
-  aq_csv_int(stdout, 0, r->generation);
-  aq_csv_end(stdout);
+static void row_json(struct json *j, const struct logged *r)
+{
+	char item[128];
+	const char *cur = r->report_only ? r->report_only : "";
+
+	json_kv_int(j, "id", r->id);
+	json_kv_time(j, "at", (time_t)r->at);
+	json_kv_string(j, "daemon", r->daemon);
+	json_kv_string(j, "queue_id", r->queue_id);
+	json_kv_string(j, "instance", r->instance);
+	json_kv_string(j, "user", r->user);
+	json_kv_string(j, "client", r->client);
+	json_kv_string(j, "mech", r->mech);
+	json_kv_string(j, "mech_class", r->mech_class);
+	json_kv_bool(j, "tls", r->tls);
+	json_kv_string(j, "service", r->service);
+	json_kv_string(j, "sender", r->sender);
+	json_kv_string(j, "outcome", r->outcome);
+	json_kv_string(j, "policy", r->policy);
+	json_key(j, "report_only");
+	json_array_begin(j);
+	while (list_next(&cur, item, sizeof(item)) > 0)
+		json_string(j, item);
+	json_array_end(j);
+	json_kv_int(j, "generation", r->generation);
 }
 
-static void row_text(const struct logged *r) {
-  char t[32], pol[200];
+static void row_csv(const struct logged *r)
+{
+	aq_csv_int(stdout, 1, r->id);
+	aq_csv_time(stdout, 0, (time_t)r->at);
+	aq_csv_field(stdout, 0, r->daemon);
+	aq_csv_field(stdout, 0, r->queue_id);
+	aq_csv_field(stdout, 0, r->instance);
+	aq_csv_field(stdout, 0, r->user);
+	aq_csv_field(stdout, 0, r->client);
+	aq_csv_field(stdout, 0, r->mech);
+	aq_csv_field(stdout, 0, r->mech_class);
+	aq_csv_int(stdout, 0, r->tls);
+	aq_csv_field(stdout, 0, r->service);
+	aq_csv_field(stdout, 0, r->sender);
+	aq_csv_field(stdout, 0, r->outcome);
+	aq_csv_field(stdout, 0, r->policy);
+	aq_csv_field(stdout, 0, r->report_only);
+	aq_csv_int(stdout, 0, r->generation);
+	aq_csv_end(stdout);
+}
 
-  if (r->report_only && *r->report_only)
-    snprintf(pol, sizeof(pol), "%s [report-only: %s]", dash(r->policy),
-             r->report_only);
-  else
-    snprintf(pol, sizeof(pol), "%s", dash(r->policy));
-  printf("%-8lld %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n",
-         (long long)r->id, ctl_time((time_t)r->at, "-", t, sizeof(t)),
-         dash(r->daemon), dash(r->user), dash(r->client), dash(r->mech),
-         r->tls ? "yes" : "no", dash(r->outcome), pol);
+static void row_text(const struct logged *r)
+{
+	char t[32], pol[200];
+
+	if (r->report_only && *r->report_only)
+		snprintf(pol, sizeof(pol), "%s [report-only: %s]", dash(r->policy), r->report_only);
+	else
+		snprintf(pol, sizeof(pol), "%s", dash(r->policy));
+	printf("%-8lld %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", (long long)r->id,
+	       ctl_time((time_t)r->at, "-", t, sizeof(t)), dash(r->daemon), dash(r->user),
+	       dash(r->client), dash(r->mech), r->tls ? "yes" : "no", dash(r->outcome), pol);
 }
 
 struct log_query {
-  time_t since, until;
-  const char *user, *outcome, *policy;
-  int64_t limit;
-  int format_given;
-  enum aq_format format;
+	time_t since, until;
+	const char *user, *outcome, *policy;
+	int64_t limit;
+	int format_given;
+	enum aq_format format;
 };
 
-static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-                     char **argv, struct log_query *q) {
-  static const struct option longopts[] = {
-      {"since", required_argument, NULL, OPT_SINCE},
-      {"until", required_argument, NULL, OPT_UNTIL},
-      {"user", required_argument, NULL, OPT_USER},
-      {"outcome", required_argument, NULL, OPT_OUTCOME},
-      {"policy", required_argument, NULL, OPT_POLICY},
-      {"limit", required_argument, NULL, OPT_LIMIT},
-      {"format", required_argument, NULL, OPT_FORMAT},
-      CTL_OPT_COMMON,
-      {NULL, 0, NULL, 0},
-  };
-  int c, rc = CTL_OK;
+static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+                     struct log_query *q)
+{
+	static const struct option longopts[] = {
+	    {"since", required_argument, NULL, OPT_SINCE},
+	    {"until", required_argument, NULL, OPT_UNTIL},
+	    {"user", required_argument, NULL, OPT_USER},
+	    {"outcome", required_argument, NULL, OPT_OUTCOME},
+	    {"policy", required_argument, NULL, OPT_POLICY},
+	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
+	};
+	int c, rc = CTL_OK;
 
-  q->since = 0;
-  q->until = ctl->now;
-  q->limit = LOG_DEFAULT_LIMIT;
-  ctl_opt_start();
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    switch (c) {
-    case OPT_SINCE:
-      rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &q->since);
-      break;
-    case OPT_UNTIL:
-      rc = ctl_parse_time(ctl, "--until", optarg, TIME_PAST, &q->until);
-      break;
-    case OPT_USER:
-      if (*optarg == '\0')
-        return ctl_invalid("--user", "must not be empty");
-      q->user = optarg;
-      break;
-    case OPT_OUTCOME:
-      if (!aq_outcome_valid(optarg))
-        return ctl_invalid("--outcome", "'%s' is not one of " AQ_OUTCOMES,
-                           optarg);
-      q->outcome = optarg;
-      break;
-    case OPT_POLICY:
-      rc = ctl_check_name("--policy", optarg);
-      q->policy = optarg;
-      break;
-    case OPT_LIMIT:
-      rc = aq_parse_count("--limit", optarg, 1, &q->limit);
-      break;
-    case OPT_FORMAT:
-      rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &q->format);
-      q->format_given = 1;
-      break;
-    default:
-      if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-        return rc;
-      rc = CTL_OK;
-    }
-    if (rc != CTL_OK)
-      return rc;
-  }
-  if (optind != argc)
-    return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  if (q->until < q->since)
-    return ctl_invalid("--until", "is before --since");
-  return CTL_OPT_CONTINUE;
+	q->since = 0;
+	q->until = ctl->now;
+	q->limit = LOG_DEFAULT_LIMIT;
+	ctl_opt_start();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SINCE:
+			rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &q->since);
+			break;
+		case OPT_UNTIL:
+			rc = ctl_parse_time(ctl, "--until", optarg, TIME_PAST, &q->until);
+			break;
+		case OPT_USER:
+			if (*optarg == '\0')
+				return ctl_invalid("--user", "must not be empty");
+			q->user = optarg;
+			break;
+		case OPT_OUTCOME:
+			if (!aq_outcome_valid(optarg))
+				return ctl_invalid("--outcome", "'%s' is not one of " AQ_OUTCOMES,
+				                   optarg);
+			q->outcome = optarg;
+			break;
+		case OPT_POLICY:
+			rc = ctl_check_name("--policy", optarg);
+			q->policy = optarg;
+			break;
+		case OPT_LIMIT:
+			rc = aq_parse_count("--limit", optarg, 1, &q->limit);
+			break;
+		case OPT_FORMAT:
+			rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &q->format);
+			q->format_given = 1;
+			break;
+		default:
+			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
+				return rc;
+			rc = CTL_OK;
+		}
+		if (rc != CTL_OK)
+			return rc;
+	}
+	if (optind != argc)
+		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if (q->until < q->since)
+		return ctl_invalid("--until", "is before --since");
+	return CTL_OPT_CONTINUE;
 }
 
 /* Builds the query from fixed fragments; values are bound in the same order. */
-static int log_prepare(sqlite3 *db, const struct log_query *q,
-                       sqlite3_stmt **st) {
-  char sql[1024];
-  int i = 1, rc;
+static int log_prepare(sqlite3 *db, const struct log_query *q, sqlite3_stmt **st)
+{
+	char sql[1024];
+	int i = 1, rc;
 
-  snprintf(sql, sizeof(sql),
-           "SELECT " LOG_COLUMNS
-           " FROM decisions WHERE at >= ? AND at <= ?%s%s%s "
-           "ORDER BY at DESC, id DESC%s",
-           q->user ? " AND user = ?" : "", q->outcome ? " AND outcome = ?" : "",
-           q->policy ? " AND (policy = ? OR instr(',' || report_only || ',', "
-                       "',' || ? || ',') > 0)"
-                     : "",
-           q->limit > 0 ? " LIMIT ?" : "");
-  if ((rc = aq_prepare(db, sql, st)) != CTL_OK)
-    return rc;
-  sqlite3_bind_int64(*st, i++, (int64_t)q->since);
-  sqlite3_bind_int64(*st, i++, (int64_t)q->until);
-  if (q->user)
-    sqlite3_bind_text(*st, i++, q->user, -1, SQLITE_STATIC);
-  if (q->outcome)
-    sqlite3_bind_text(*st, i++, q->outcome, -1, SQLITE_STATIC);
-  if (q->policy) {
-    sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
-    sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
-  }
-  if (q->limit > 0)
-    sqlite3_bind_int64(*st, i++, q->limit);
-  return CTL_OK;
+	snprintf(sql, sizeof(sql),
+	         "SELECT " LOG_COLUMNS " FROM decisions WHERE at >= ? AND at <= ?%s%s%s "
+	         "ORDER BY at DESC, id DESC%s",
+	         q->user ? " AND user = ?" : "", q->outcome ? " AND outcome = ?" : "",
+	         q->policy ? " AND (policy = ? OR instr(',' || report_only || ',', "
+	                     "',' || ? || ',') > 0)"
+	                   : "",
+	         q->limit > 0 ? " LIMIT ?" : "");
+	if ((rc = aq_prepare(db, sql, st)) != CTL_OK)
+		return rc;
+	sqlite3_bind_int64(*st, i++, (int64_t)q->since);
+	sqlite3_bind_int64(*st, i++, (int64_t)q->until);
+	if (q->user)
+		sqlite3_bind_text(*st, i++, q->user, -1, SQLITE_STATIC);
+	if (q->outcome)
+		sqlite3_bind_text(*st, i++, q->outcome, -1, SQLITE_STATIC);
+	if (q->policy) {
+		sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
+		sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
+	}
+	if (q->limit > 0)
+		sqlite3_bind_int64(*st, i++, q->limit);
+	return CTL_OK;
 }
 
-static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-                    char **argv) {
-  struct log_query q = {0};
-  struct logged r;
-  enum aq_format fmt;
-  sqlite3_stmt *st;
-  sqlite3 *db;
-  struct json j;
-  int rc, step;
+static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct log_query q = {0};
+	struct logged r;
+	enum aq_format fmt;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+	struct json j;
+	int rc, step;
 
-  if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
-    return rc;
-  fmt = aq_format_of(ctl, q.format_given, q.format);
-  if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
-    return rc;
-  if ((rc = log_prepare(db, &q, &st)) != CTL_OK) {
-    store_close(&db);
-    return rc;
-  }
-  if (fmt == AQ_JSON) {
-    json_init(&j, stdout, 1);
-    json_array_begin(&j);
-  } else if (fmt == AQ_CSV) {
-    fputs("id,at,daemon,queue_id,instance,user,client,mech,mech_class,tls,"
-          "service,"
-          "sender,outcome,policy,report_only,generation",
-          stdout);
-    aq_csv_end(stdout);
-  } else {
-    printf("%-8s %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", "ID", "AT",
-           "DAEMON", "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
-  }
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    row_read(st, &r);
-    if (fmt == AQ_JSON) {
-      json_object_begin(&j);
-      row_json(&j, &r);
-      json_object_end(&j);
-    } else if (fmt == AQ_CSV) {
-      row_csv(&r);
-    } else {
-      row_text(&r);
-    }
-  }
-  if (fmt == AQ_JSON) {
-    json_array_end(&j);
-    json_finish(&j);
-  }
-  rc = step == SQLITE_DONE ? CTL_OK
-                           : ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-  sqlite3_finalize(st);
-  store_close(&db);
-  return rc;
+	if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
+		return rc;
+	fmt = aq_format_of(ctl, q.format_given, q.format);
+	if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
+		return rc;
+	if ((rc = log_prepare(db, &q, &st)) != CTL_OK) {
+		store_close(&db);
+		return rc;
+	}
+	if (fmt == AQ_JSON) {
+		json_init(&j, stdout, 1);
+		json_array_begin(&j);
+	} else if (fmt == AQ_CSV) {
+		fputs("id,at,daemon,queue_id,instance,user,client,mech,mech_class,tls,"
+		      "service,"
+		      "sender,outcome,policy,report_only,generation",
+		      stdout);
+		aq_csv_end(stdout);
+	} else {
+		printf("%-8s %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", "ID", "AT", "DAEMON",
+		       "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		row_read(st, &r);
+		if (fmt == AQ_JSON) {
+			json_object_begin(&j);
+			row_json(&j, &r);
+			json_object_end(&j);
+		} else if (fmt == AQ_CSV) {
+			row_csv(&r);
+		} else {
+			row_text(&r);
+		}
+	}
+	if (fmt == AQ_JSON) {
+		json_array_end(&j);
+		json_finish(&j);
+	}
+	rc = step == SQLITE_DONE ? CTL_OK : ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	store_close(&db);
+	return rc;
 }
 
 /* ------------------------------------------------------------ log explain */
 
 struct replay {
-  struct logged then;
-  struct request req;
-  struct decision now;
-  int64_t generation_now;
-  time_t at;
+	struct logged then;
+	struct request req;
+	struct decision now;
+	int64_t generation_now;
+	time_t at;
 };
 
-static void now_json(struct json *j, const struct replay *x) {
-  const struct decision *d = &x->now;
+static void now_json(struct json *j, const struct replay *x)
+{
+	const struct decision *d = &x->now;
 
-  json_object_begin(j);
-  json_kv_time(j, "at", x->at);
-  json_kv_int(j, "generation", x->generation_now);
-  json_kv_string(j, "outcome", decision_label(d));
-  json_kv_string(j, "mech_class",
-                 d->outcome == OUTCOME_NOT_AUTHENTICATED
-                     ? NULL
-                     : mech_class_name(d->mech_class));
-  json_kv_string(j, "policy", d->policy);
-  json_key(j, "report_only");
-  json_array_begin(j);
-  for (size_t i = 0; i < d->n_trace; i++)
-    if (d->trace[i].status == TRACE_APPLIED && !d->trace[i].enforcing)
-      json_string(j, d->trace[i].policy);
-  json_array_end(j);
-  json_key(j, "reply");
-  if (d->outcome == OUTCOME_BLOCK) {
-    json_object_begin(j);
-    json_kv_string(j, "code", d->reply_code);
-    json_kv_string(j, "enhanced", d->reply_enh);
-    json_kv_string(j, "text", d->reply_text);
-    json_object_end(j);
-  } else {
-    json_null(j);
-  }
-  json_key(j, "policies");
-  json_array_begin(j);
-  for (size_t i = 0; i < d->n_trace; i++) {
-    const struct trace_entry *t = &d->trace[i];
+	json_object_begin(j);
+	json_kv_time(j, "at", x->at);
+	json_kv_int(j, "generation", x->generation_now);
+	json_kv_string(j, "outcome", decision_label(d));
+	json_kv_string(j, "mech_class",
+	               d->outcome == OUTCOME_NOT_AUTHENTICATED ? NULL
+	                                                       : mech_class_name(d->mech_class));
+	json_kv_string(j, "policy", d->policy);
+	json_key(j, "report_only");
+	json_array_begin(j);
+	for (size_t i = 0; i < d->n_trace; i++)
+		if (d->trace[i].status == TRACE_APPLIED && !d->trace[i].enforcing)
+			json_string(j, d->trace[i].policy);
+	json_array_end(j);
+	json_key(j, "reply");
+	if (d->outcome == OUTCOME_BLOCK) {
+		json_object_begin(j);
+		json_kv_string(j, "code", d->reply_code);
+		json_kv_string(j, "enhanced", d->reply_enh);
+		json_kv_string(j, "text", d->reply_text);
+		json_object_end(j);
+	} else {
+		json_null(j);
+	}
+	json_key(j, "policies");
+	json_array_begin(j);
+	for (size_t i = 0; i < d->n_trace; i++) {
+		const struct trace_entry *t = &d->trace[i];
 
-    json_object_begin(j);
-    json_kv_string(j, "name", t->policy);
-    json_kv_string(j, "status", trace_status_name(t->status));
-    json_kv_bool(j, "enforcing", t->enforcing);
-    json_kv_string(j, "failed_condition",
-                   t->status == TRACE_NOT_APPLIED
-                       ? trace_condition_name(t->failed)
-                       : NULL);
-    json_kv_string(j, "detail", t->detail);
-    if (t->status == TRACE_EXCEPTED)
-      json_kv_int(j, "exception", t->exception_id);
-    else
-      json_kv_string(j, "exception", NULL);
-    json_object_end(j);
-  }
-  json_array_end(j);
-  json_object_end(j);
+		json_object_begin(j);
+		json_kv_string(j, "name", t->policy);
+		json_kv_string(j, "status", trace_status_name(t->status));
+		json_kv_bool(j, "enforcing", t->enforcing);
+		json_kv_string(j, "failed_condition",
+		               t->status == TRACE_NOT_APPLIED ? trace_condition_name(t->failed)
+		                                              : NULL);
+		json_kv_string(j, "detail", t->detail);
+		if (t->status == TRACE_EXCEPTED)
+			json_kv_int(j, "exception", t->exception_id);
+		else
+			json_kv_string(j, "exception", NULL);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_object_end(j);
 }
 
-static void replay_json(const struct replay *x) {
-  struct json j;
+static void replay_json(const struct replay *x)
+{
+	struct json j;
 
-  json_init(&j, stdout, 1);
-  json_object_begin(&j);
-  json_kv_int(&j, "id", x->then.id);
-  json_key(&j, "then");
-  json_object_begin(&j);
-  row_json(&j, &x->then);
-  json_object_end(&j);
-  json_key(&j, "now");
-  now_json(&j, x);
-  json_kv_bool(&j, "changed",
-               strcmp(dash(x->then.outcome), decision_label(&x->now)) != 0 ||
-                   strcmp(dash(x->then.policy), dash(x->now.policy)) != 0);
-  json_object_end(&j);
-  json_finish(&j);
+	json_init(&j, stdout, 1);
+	json_object_begin(&j);
+	json_kv_int(&j, "id", x->then.id);
+	json_key(&j, "then");
+	json_object_begin(&j);
+	row_json(&j, &x->then);
+	json_object_end(&j);
+	json_key(&j, "now");
+	now_json(&j, x);
+	json_kv_bool(&j, "changed",
+	             strcmp(dash(x->then.outcome), decision_label(&x->now)) != 0 ||
+	                 strcmp(dash(x->then.policy), dash(x->now.policy)) != 0);
+	json_object_end(&j);
+	json_finish(&j);
 }
 
-static void replay_text(const struct replay *x) {
-  const struct logged *r = &x->then;
-  const struct decision *d = &x->now;
-  char t1[32], t2[32], ro[300] = "";
+static void replay_text(const struct replay *x)
+{
+	const struct logged *r = &x->then;
+	const struct decision *d = &x->now;
+	char t1[32], t2[32], ro[300] = "";
 
-  for (size_t i = 0, n = 0; i < d->n_trace; i++)
-    if (d->trace[i].status == TRACE_APPLIED && !d->trace[i].enforcing)
-      n += (size_t)snprintf(ro + n, n < sizeof(ro) ? sizeof(ro) - n : 0, "%s%s",
-                            n ? "," : "", d->trace[i].policy);
-  printf("decision %lld by %s, queue id %s, instance %s\n", (long long)r->id,
-         dash(r->daemon), dash(r->queue_id), dash(r->instance));
-  printf("submission: user %s, mechanism %s, client %s, %s, service %s\n\n",
-         dash(r->user), dash(r->mech), dash(r->client),
-         r->tls ? "TLS" : "no TLS", dash(r->service));
-  printf("%-13s %-32s %s\n", "", "THEN", "NOW");
-  printf("%-13s %-32s %s\n",
-         "at:", ctl_time((time_t)r->at, "-", t1, sizeof(t1)),
-         ctl_time(x->at, "-", t2, sizeof(t2)));
-  printf("%-13s %-32lld %lld\n", "generation:", (long long)r->generation,
-         (long long)x->generation_now);
-  printf("%-13s %-32s %s\n", "class:", dash(r->mech_class),
-         d->outcome == OUTCOME_NOT_AUTHENTICATED
-             ? "-"
-             : mech_class_name(d->mech_class));
-  printf("%-13s %-32s %s\n", "outcome:", dash(r->outcome), decision_label(d));
-  printf("%-13s %-32s %s\n", "policy:", dash(r->policy), dash(d->policy));
-  printf("%-13s %-32s %s\n", "report-only:", dash(r->report_only), dash(ro));
-  if (strcmp(dash(r->outcome), decision_label(d)) == 0 &&
-      strcmp(dash(r->policy), dash(d->policy)) == 0)
-    printf("\nunchanged: the current policy decides the same way\n");
-  else
-    printf("\nCHANGED: the current policy decides differently\n");
-  if (d->n_trace > 0)
-    printf("\npolicies now (saslgatectl explain shows the details):\n");
-  for (size_t i = 0; i < d->n_trace; i++) {
-    const struct trace_entry *e = &d->trace[i];
+	for (size_t i = 0, n = 0; i < d->n_trace; i++)
+		if (d->trace[i].status == TRACE_APPLIED && !d->trace[i].enforcing)
+			n += (size_t)snprintf(ro + n, n < sizeof(ro) ? sizeof(ro) - n : 0, "%s%s",
+			                      n ? "," : "", d->trace[i].policy);
+	printf("decision %lld by %s, queue id %s, instance %s\n", (long long)r->id, dash(r->daemon),
+	       dash(r->queue_id), dash(r->instance));
+	printf("submission: user %s, mechanism %s, client %s, %s, service %s\n\n", dash(r->user),
+	       dash(r->mech), dash(r->client), r->tls ? "TLS" : "no TLS", dash(r->service));
+	printf("%-13s %-32s %s\n", "", "THEN", "NOW");
+	printf("%-13s %-32s %s\n", "at:", ctl_time((time_t)r->at, "-", t1, sizeof(t1)),
+	       ctl_time(x->at, "-", t2, sizeof(t2)));
+	printf("%-13s %-32lld %lld\n", "generation:", (long long)r->generation,
+	       (long long)x->generation_now);
+	printf("%-13s %-32s %s\n", "class:", dash(r->mech_class),
+	       d->outcome == OUTCOME_NOT_AUTHENTICATED ? "-" : mech_class_name(d->mech_class));
+	printf("%-13s %-32s %s\n", "outcome:", dash(r->outcome), decision_label(d));
+	printf("%-13s %-32s %s\n", "policy:", dash(r->policy), dash(d->policy));
+	printf("%-13s %-32s %s\n", "report-only:", dash(r->report_only), dash(ro));
+	if (strcmp(dash(r->outcome), decision_label(d)) == 0 &&
+	    strcmp(dash(r->policy), dash(d->policy)) == 0)
+		printf("\nunchanged: the current policy decides the same way\n");
+	else
+		printf("\nCHANGED: the current policy decides differently\n");
+	if (d->n_trace > 0)
+		printf("\npolicies now (saslgatectl explain shows the details):\n");
+	for (size_t i = 0; i < d->n_trace; i++) {
+		const struct trace_entry *e = &d->trace[i];
 
-    printf("  %-20s %s", e->policy, trace_status_name(e->status));
-    if (e->status == TRACE_NOT_APPLIED)
-      printf(": %s [%s]", e->detail, trace_condition_name(e->failed));
-    else if (e->status == TRACE_EXCEPTED)
-      printf(" by exception #%lld", (long long)e->exception_id);
-    else if (e->status == TRACE_APPLIED)
-      printf(" (%s)", e->enforcing ? "blocks" : "report-only: would block");
-    printf("\n");
-  }
+		printf("  %-20s %s", e->policy, trace_status_name(e->status));
+		if (e->status == TRACE_NOT_APPLIED)
+			printf(": %s [%s]", e->detail, trace_condition_name(e->failed));
+		else if (e->status == TRACE_EXCEPTED)
+			printf(" by exception #%lld", (long long)e->exception_id);
+		else if (e->status == TRACE_APPLIED)
+			printf(" (%s)", e->enforcing ? "blocks" : "report-only: would block");
+		printf("\n");
+	}
 }
 
-static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-                       char **argv) {
-  struct replay x;
-  struct sg_err err = {{0}};
-  struct snapshot *snap = NULL;
-  sqlite3 *act = NULL, *pol = NULL;
-  sqlite3_stmt *st = NULL;
-  int64_t id;
-  int rc;
+static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct replay x;
+	struct sg_err err = {{0}};
+	struct snapshot *snap = NULL;
+	sqlite3 *act = NULL, *pol = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t id;
+	int rc;
 
-  memset(&x, 0, sizeof(x));
-  if ((rc = ctl_parse_plain(ctl, cmd, argc, argv, 1, 1)) != CTL_OPT_CONTINUE)
-    return rc;
-  if (aq_parse_count("ID", argv[optind], 0, &id) != CTL_OK)
-    return CTL_USAGE;
-  if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
-    return rc;
-  if ((rc =
-           aq_prepare(act, "SELECT " LOG_COLUMNS " FROM decisions WHERE id = ?",
-                      &st)) != CTL_OK)
-    goto out;
-  sqlite3_bind_int64(st, 1, id);
-  rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    rc = rc == SQLITE_DONE
-             ? ctl_invalid("ID", "no decision %lld in the log (pruned?)",
-                           (long long)id)
-             : ctl_fail("activity.db: %s", sqlite3_errmsg(act));
-    goto out;
-  }
-  row_read(st, &x.then);
-  request_init(&x.req);
-  x.req.user = x.then.user;
-  x.req.mech = x.then.mech;
-  x.req.client_addr = x.then.client;
-  x.req.addr_valid =
-      x.then.client && ipaddr_parse(x.then.client, &x.req.addr, NULL) == 0;
-  x.req.tls = x.then.tls;
-  x.req.service = x.then.service;
-  x.req.queue_id = x.then.queue_id;
-  x.req.instance = x.then.instance;
-  x.req.sender = x.then.sender;
-  x.at = ctl->now;
-  if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
-    rc = ctl_fail("%s", err.text);
-    goto out;
-  }
-  if ((snap = snapshot_load(pol, &err)) == NULL) {
-    rc = ctl_fail("cannot load the policy: %s", err.text);
-    goto out;
-  }
-  x.generation_now = snapshot_generation(snap);
-  if (engine_decide(snap, &x.req, x.at, 1, &x.now) < 0) {
-    rc = ctl_fail("the engine could not decide (out of memory)");
-    goto out;
-  }
-  if (ctl->json)
-    replay_json(&x);
-  else
-    replay_text(&x);
-  decision_release(&x.now);
-  rc = CTL_OK;
+	memset(&x, 0, sizeof(x));
+	if ((rc = ctl_parse_plain(ctl, cmd, argc, argv, 1, 1)) != CTL_OPT_CONTINUE)
+		return rc;
+	if (aq_parse_count("ID", argv[optind], 0, &id) != CTL_OK)
+		return CTL_USAGE;
+	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+		return rc;
+	if ((rc = aq_prepare(act, "SELECT " LOG_COLUMNS " FROM decisions WHERE id = ?", &st)) !=
+	    CTL_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE
+		         ? ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id)
+		         : ctl_fail("activity.db: %s", sqlite3_errmsg(act));
+		goto out;
+	}
+	row_read(st, &x.then);
+	request_init(&x.req);
+	x.req.user = x.then.user;
+	x.req.mech = x.then.mech;
+	x.req.client_addr = x.then.client;
+	x.req.addr_valid = x.then.client && ipaddr_parse(x.then.client, &x.req.addr, NULL) == 0;
+	x.req.tls = x.then.tls;
+	x.req.service = x.then.service;
+	x.req.queue_id = x.then.queue_id;
+	x.req.instance = x.then.instance;
+	x.req.sender = x.then.sender;
+	x.at = ctl->now;
+	if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
+		rc = ctl_fail("%s", err.text);
+		goto out;
+	}
+	if ((snap = snapshot_load(pol, &err)) == NULL) {
+		rc = ctl_fail("cannot load the policy: %s", err.text);
+		goto out;
+	}
+	x.generation_now = snapshot_generation(snap);
+	if (engine_decide(snap, &x.req, x.at, 1, &x.now) < 0) {
+		rc = ctl_fail("the engine could not decide (out of memory)");
+		goto out;
+	}
+	if (ctl->json)
+		replay_json(&x);
+	else
+		replay_text(&x);
+	decision_release(&x.now);
+	rc = CTL_OK;
 out:
-  sqlite3_finalize(st);
-  snapshot_unref(&snap);
-  store_close(&pol);
-  store_close(&act);
-  return rc;
+	sqlite3_finalize(st);
+	snapshot_unref(&snap);
+	store_close(&pol);
+	store_close(&act);
+	return rc;
 }
 
-int cmd_log(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-            char **argv) {
-  static const struct ctl_command explain = {
-      "explain",
-      "ID",
-      "replay logged decision ID against the current policy: then and now side "
-      "by side",
-      NULL,
-      NULL,
-      "log explain"};
+int cmd_log(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	static const struct ctl_command explain = {
+	    "explain",
+	    "ID",
+	    "replay logged decision ID against the current policy: then and now side "
+	    "by side",
+	    NULL,
+	    NULL,
+	    "log explain"};
 
-  if (argc >= 2 && strcmp(argv[1], "explain") == 0)
-    return log_explain(ctl, &explain, argc - 1, argv + 1);
-  return log_list(ctl, cmd, argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
+		return log_explain(ctl, &explain, argc - 1, argv + 1);
+	return log_list(ctl, cmd, argc, argv);
 }

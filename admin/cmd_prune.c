@@ -26,200 +26,198 @@
 enum { OPT_OLDER = 0x100, OPT_BATCH, OPT_DRY_RUN };
 
 struct prune {
-  int64_t older_than, batch;
-  int dry_run;
-  const char *source; /* where older_than came from */
-  time_t cutoff;
-  int64_t decisions, heartbeats, batches;
+	int64_t older_than, batch;
+	int dry_run;
+	const char *source; /* where older_than came from */
+	time_t cutoff;
+	int64_t decisions, heartbeats, batches;
 };
 
 /* One batch in its own transaction; *n receives the rows deleted. */
-static int prune_batch(sqlite3 *db, sqlite3_stmt *del, struct prune *p,
-                       int64_t *n) {
-  struct sg_err err = {{0}};
-  int rc;
+static int prune_batch(sqlite3 *db, sqlite3_stmt *del, struct prune *p, int64_t *n)
+{
+	struct sg_err err = {{0}};
+	int rc;
 
-  if (store_begin(db, &err) < 0)
-    return ctl_fail("activity.db: %s", err.text);
-  sqlite3_reset(del);
-  sqlite3_bind_int64(del, 1, (int64_t)p->cutoff);
-  sqlite3_bind_int64(del, 2, p->batch);
-  rc = sqlite3_step(del);
-  if (rc != SQLITE_DONE) {
-    store_rollback(db);
-    return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-  }
-  *n = sqlite3_changes(db);
-  if (store_commit(db, &err) < 0)
-    return ctl_fail("activity.db: %s", err.text);
-  return CTL_OK;
+	if (store_begin(db, &err) < 0)
+		return ctl_fail("activity.db: %s", err.text);
+	sqlite3_reset(del);
+	sqlite3_bind_int64(del, 1, (int64_t)p->cutoff);
+	sqlite3_bind_int64(del, 2, p->batch);
+	rc = sqlite3_step(del);
+	if (rc != SQLITE_DONE) {
+		store_rollback(db);
+		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	}
+	*n = sqlite3_changes(db);
+	if (store_commit(db, &err) < 0)
+		return ctl_fail("activity.db: %s", err.text);
+	return CTL_OK;
 }
 
-static int count_old(sqlite3 *db, struct prune *p) {
-  sqlite3_stmt *st;
-  int rc;
+static int count_old(sqlite3 *db, struct prune *p)
+{
+	sqlite3_stmt *st;
+	int rc;
 
-  if ((rc = aq_prepare(db, "SELECT count(*) FROM decisions WHERE at < ?1",
-                       &st)) != CTL_OK)
-    return rc;
-  sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    p->decisions = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if ((rc = aq_prepare(db,
-                       "SELECT count(*) FROM heartbeats WHERE last_seen < ?1",
-                       &st)) != CTL_OK)
-    return rc;
-  sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    p->heartbeats = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return CTL_OK;
+	if ((rc = aq_prepare(db, "SELECT count(*) FROM decisions WHERE at < ?1", &st)) != CTL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		p->decisions = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if ((rc = aq_prepare(db, "SELECT count(*) FROM heartbeats WHERE last_seen < ?1", &st)) !=
+	    CTL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		p->heartbeats = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return CTL_OK;
 }
 
-static int run(sqlite3 *db, struct prune *p) {
-  /* decisions_at serves the inner query; rowid order would not be time order
-   * if a clock stepped back. */
-  static const char sql_del[] =
-      "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions "
-      "WHERE at < ?1 ORDER BY at LIMIT ?2)";
-  static const char sql_hb[] = "DELETE FROM heartbeats WHERE last_seen < ?1";
-  struct sg_err err = {{0}};
-  sqlite3_stmt *del, *hb;
-  int64_t n = 0;
-  int rc;
+static int run(sqlite3 *db, struct prune *p)
+{
+	/* decisions_at serves the inner query; rowid order would not be time order
+	 * if a clock stepped back. */
+	static const char sql_del[] = "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions "
+	                              "WHERE at < ?1 ORDER BY at LIMIT ?2)";
+	static const char sql_hb[] = "DELETE FROM heartbeats WHERE last_seen < ?1";
+	struct sg_err err = {{0}};
+	sqlite3_stmt *del, *hb;
+	int64_t n = 0;
+	int rc;
 
-  if (p->dry_run)
-    return count_old(db, p);
-  if ((rc = aq_prepare(db, sql_del, &del)) != CTL_OK)
-    return rc;
-  do {
-    if ((rc = prune_batch(db, del, p, &n)) != CTL_OK)
-      break;
-    p->decisions += n;
-    p->batches++;
-  } while (n == p->batch);
-  sqlite3_finalize(del);
-  if (rc != CTL_OK)
-    return rc;
-  if ((rc = aq_prepare(db, sql_hb, &hb)) != CTL_OK)
-    return rc;
-  sqlite3_bind_int64(hb, 1, (int64_t)p->cutoff);
-  if (store_begin(db, &err) < 0 || sqlite3_step(hb) != SQLITE_DONE) {
-    rc = ctl_fail("activity.db: %s",
-                  err.text[0] ? err.text : sqlite3_errmsg(db));
-    store_rollback(db);
-  } else {
-    p->heartbeats = sqlite3_changes(db);
-    if (store_commit(db, &err) < 0)
-      rc = ctl_fail("activity.db: %s", err.text);
-  }
-  sqlite3_finalize(hb);
-  return rc;
+	if (p->dry_run)
+		return count_old(db, p);
+	if ((rc = aq_prepare(db, sql_del, &del)) != CTL_OK)
+		return rc;
+	do {
+		if ((rc = prune_batch(db, del, p, &n)) != CTL_OK)
+			break;
+		p->decisions += n;
+		p->batches++;
+	} while (n == p->batch);
+	sqlite3_finalize(del);
+	if (rc != CTL_OK)
+		return rc;
+	if ((rc = aq_prepare(db, sql_hb, &hb)) != CTL_OK)
+		return rc;
+	sqlite3_bind_int64(hb, 1, (int64_t)p->cutoff);
+	if (store_begin(db, &err) < 0 || sqlite3_step(hb) != SQLITE_DONE) {
+		rc = ctl_fail("activity.db: %s", err.text[0] ? err.text : sqlite3_errmsg(db));
+		store_rollback(db);
+	} else {
+		p->heartbeats = sqlite3_changes(db);
+		if (store_commit(db, &err) < 0)
+			rc = ctl_fail("activity.db: %s", err.text);
+	}
+	sqlite3_finalize(hb);
+	return rc;
 }
 
-static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-                 char **argv, struct prune *p) {
-  static const struct option longopts[] = {
-      {"older-than", required_argument, NULL, OPT_OLDER},
-      {"batch", required_argument, NULL, OPT_BATCH},
-      {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-      CTL_OPT_COMMON,
-      {NULL, 0, NULL, 0},
-  };
-  struct sg_err err = {{0}};
-  int c, rc = CTL_OK;
+static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+                 struct prune *p)
+{
+	static const struct option longopts[] = {
+	    {"older-than", required_argument, NULL, OPT_OLDER},
+	    {"batch", required_argument, NULL, OPT_BATCH},
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
+	};
+	struct sg_err err = {{0}};
+	int c, rc = CTL_OK;
 
-  ctl_opt_start();
-  while ((c = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
-    switch (c) {
-    case OPT_OLDER:
-      if (time_parse_duration(optarg, &p->older_than, &err) < 0)
-        return ctl_invalid("--older-than", "'%s': %s", optarg, err.text);
-      p->source = "--older-than";
-      break;
-    case OPT_BATCH:
-      rc = aq_parse_count("--batch", optarg, 0, &p->batch);
-      break;
-    case 'n':
-    case OPT_DRY_RUN:
-      p->dry_run = 1;
-      break;
-    default:
-      if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-        return rc;
-      rc = CTL_OK;
-    }
-    if (rc != CTL_OK)
-      return rc;
-  }
-  if (optind != argc)
-    return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  return CTL_OPT_CONTINUE;
+	ctl_opt_start();
+	while ((c = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_OLDER:
+			if (time_parse_duration(optarg, &p->older_than, &err) < 0)
+				return ctl_invalid("--older-than", "'%s': %s", optarg, err.text);
+			p->source = "--older-than";
+			break;
+		case OPT_BATCH:
+			rc = aq_parse_count("--batch", optarg, 0, &p->batch);
+			break;
+		case 'n':
+		case OPT_DRY_RUN:
+			p->dry_run = 1;
+			break;
+		default:
+			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
+				return rc;
+			rc = CTL_OK;
+		}
+		if (rc != CTL_OK)
+			return rc;
+	}
+	if (optind != argc)
+		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return CTL_OPT_CONTINUE;
 }
 
-int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-              char **argv) {
-  struct prune p = {0};
-  struct sg_err err = {{0}};
-  char path[4096], t[32];
-  sqlite3 *db;
-  int rc;
+int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct prune p = {0};
+	struct sg_err err = {{0}};
+	char path[4096], t[32];
+	sqlite3 *db;
+	int rc;
 
-  p.batch = PRUNE_DEFAULT_BATCH;
-  if ((rc = parse(ctl, cmd, argc, argv, &p)) != CTL_OPT_CONTINUE)
-    return rc;
-  if (p.source == NULL) {
-    struct aq_policy_facts f;
+	p.batch = PRUNE_DEFAULT_BATCH;
+	if ((rc = parse(ctl, cmd, argc, argv, &p)) != CTL_OPT_CONTINUE)
+		return rc;
+	if (p.source == NULL) {
+		struct aq_policy_facts f;
 
-    aq_policy_facts(ctl, 0, &f);
-    if (!f.ok)
-      return ctl_fail("cannot read the retention from policy.db (%s); "
-                      "give --older-than",
-                      f.error);
-    p.older_than = f.retention_days * 86400;
-    p.source = "activity_retention_days";
-  }
-  p.cutoff = ctl->now - (time_t)p.older_than;
-  if (store_path(ctl->dir, STORE_ACTIVITY_DB, path, sizeof(path), &err) < 0)
-    return ctl_fail("%s", err.text);
-  if (access(path, F_OK) < 0) {
-    if (ctl->json)
-      printf("{\"decisions\": 0, \"heartbeats\": 0, \"note\": \"no "
-             "activity.db\"}\n");
-    else
-      printf("nothing to prune: %s does not exist\n", path);
-    return CTL_OK;
-  }
-  if (p.dry_run)
-    rc = store_open_activity(ctl->dir, 1, &db, &err);
-  else
-    rc = store_open_activity(ctl->dir, 0, &db, &err);
-  if (rc < 0)
-    return ctl_fail("%s", err.text);
-  rc = run(db, &p);
-  store_close(&db);
-  if (rc != CTL_OK)
-    return rc;
-  if (ctl->json) {
-    struct json j;
+		aq_policy_facts(ctl, 0, &f);
+		if (!f.ok)
+			return ctl_fail("cannot read the retention from policy.db (%s); "
+			                "give --older-than",
+			                f.error);
+		p.older_than = f.retention_days * 86400;
+		p.source = "activity_retention_days";
+	}
+	p.cutoff = ctl->now - (time_t)p.older_than;
+	if (store_path(ctl->dir, STORE_ACTIVITY_DB, path, sizeof(path), &err) < 0)
+		return ctl_fail("%s", err.text);
+	if (access(path, F_OK) < 0) {
+		if (ctl->json)
+			printf("{\"decisions\": 0, \"heartbeats\": 0, \"note\": \"no "
+			       "activity.db\"}\n");
+		else
+			printf("nothing to prune: %s does not exist\n", path);
+		return CTL_OK;
+	}
+	if (p.dry_run)
+		rc = store_open_activity(ctl->dir, 1, &db, &err);
+	else
+		rc = store_open_activity(ctl->dir, 0, &db, &err);
+	if (rc < 0)
+		return ctl_fail("%s", err.text);
+	rc = run(db, &p);
+	store_close(&db);
+	if (rc != CTL_OK)
+		return rc;
+	if (ctl->json) {
+		struct json j;
 
-    json_init(&j, stdout, 1);
-    json_object_begin(&j);
-    json_kv_bool(&j, "dry_run", p.dry_run);
-    json_kv_time(&j, "cutoff", p.cutoff);
-    json_kv_int(&j, "older_than_seconds", p.older_than);
-    json_kv_string(&j, "retention_from", p.source);
-    json_kv_int(&j, "decisions", p.decisions);
-    json_kv_int(&j, "heartbeats", p.heartbeats);
-    json_kv_int(&j, "batches", p.batches);
-    json_object_end(&j);
-    json_finish(&j);
-  } else {
-    printf("%s %lld decisions and %lld heartbeats older than %s (%s)\n",
-           p.dry_run ? "would prune" : "pruned", (long long)p.decisions,
-           (long long)p.heartbeats, ctl_time(p.cutoff, "-", t, sizeof(t)),
-           p.source);
-  }
-  return CTL_OK;
+		json_init(&j, stdout, 1);
+		json_object_begin(&j);
+		json_kv_bool(&j, "dry_run", p.dry_run);
+		json_kv_time(&j, "cutoff", p.cutoff);
+		json_kv_int(&j, "older_than_seconds", p.older_than);
+		json_kv_string(&j, "retention_from", p.source);
+		json_kv_int(&j, "decisions", p.decisions);
+		json_kv_int(&j, "heartbeats", p.heartbeats);
+		json_kv_int(&j, "batches", p.batches);
+		json_object_end(&j);
+		json_finish(&j);
+	} else {
+		printf("%s %lld decisions and %lld heartbeats older than %s (%s)\n",
+		       p.dry_run ? "would prune" : "pruned", (long long)p.decisions,
+		       (long long)p.heartbeats, ctl_time(p.cutoff, "-", t, sizeof(t)), p.source);
+	}
+	return CTL_OK;
 }

@@ -32,594 +32,597 @@
 #include "snapshot.h"
 
 #define REPORT_DEFAULT_SINCE "30d"
-#define REPLAY_SCAN 200 /* logged submissions of a user+mechanism looked at */
-#define ENTRY_EXC_MAX 4
+#define REPLAY_SCAN          200 /* logged submissions of a user+mechanism looked at */
+#define ENTRY_EXC_MAX        4
 
-enum {
-  OPT_SINCE = 0x100,
-  OPT_USER,
-  OPT_CLASS,
-  OPT_MECH,
-  OPT_FORMAT,
-  OPT_LIMIT
-};
+enum { OPT_SINCE = 0x100, OPT_USER, OPT_CLASS, OPT_MECH, OPT_FORMAT, OPT_LIMIT };
 
 struct entry {
-  char *user, *mech, *network, *mech_class, *last_outcome;
-  int64_t first, last, count;
-  /* the replay */
-  char client[64];
-  int replayed; /* 1: from a logged submission, 0: network address */
-  const char *now;
-  int covered;
-  int64_t exc[ENTRY_EXC_MAX];
-  size_t n_exc;
-  int64_t expires; /* earliest expiry of the covering exceptions; 0 permanent */
+	char *user, *mech, *network, *mech_class, *last_outcome;
+	int64_t first, last, count;
+	/* the replay */
+	char client[64];
+	int replayed; /* 1: from a logged submission, 0: network address */
+	const char *now;
+	int covered;
+	int64_t exc[ENTRY_EXC_MAX];
+	size_t n_exc;
+	int64_t expires; /* earliest expiry of the covering exceptions; 0 permanent */
 };
 
 struct user_row {
-  const char *user; /* entries[first].user */
-  size_t first, n;  /* entries[first .. first + n) */
-  int64_t count, first_seen, last_seen;
-  const char *last_outcome;
-  size_t n_covered;
-  int64_t expires; /* earliest expiry among covered entries; 0 none/permanent */
+	const char *user; /* entries[first].user */
+	size_t first, n;  /* entries[first .. first + n) */
+	int64_t count, first_seen, last_seen;
+	const char *last_outcome;
+	size_t n_covered;
+	int64_t expires; /* earliest expiry among covered entries; 0 none/permanent */
 };
 
 struct exc_expiry {
-  int64_t id, expires;
+	int64_t id, expires;
 };
 
 struct report {
-  struct ctl *ctl;
-  time_t since;
-  int has_pattern;
-  struct pattern pattern;
-  const char *mech_class, *mech;
-  char mech_upper[MECH_NAME_MAX + 1];
-  int64_t limit;
-  enum aq_format format;
-  struct entry *entries;
-  size_t n_entries, cap_entries;
-  struct user_row *users;
-  size_t n_users;
-  struct exc_expiry *exc;
-  size_t n_exc, cap_exc;
+	struct ctl *ctl;
+	time_t since;
+	int has_pattern;
+	struct pattern pattern;
+	const char *mech_class, *mech;
+	char mech_upper[MECH_NAME_MAX + 1];
+	int64_t limit;
+	enum aq_format format;
+	struct entry *entries;
+	size_t n_entries, cap_entries;
+	struct user_row *users;
+	size_t n_users;
+	struct exc_expiry *exc;
+	size_t n_exc, cap_exc;
 };
 
-static int collect_exception(const struct sa_exception *e, void *arg) {
-  struct report *r = arg;
+static int collect_exception(const struct sa_exception *e, void *arg)
+{
+	struct report *r = arg;
 
-  if (r->n_exc == r->cap_exc) {
-    r->cap_exc = r->cap_exc ? r->cap_exc * 2 : 64;
-    r->exc = xrealloc(r->exc, r->cap_exc * sizeof(*r->exc));
-  }
-  r->exc[r->n_exc].id = e->id;
-  r->exc[r->n_exc].expires = e->expires_at;
-  r->n_exc++;
-  return 0;
+	if (r->n_exc == r->cap_exc) {
+		r->cap_exc = r->cap_exc ? r->cap_exc * 2 : 64;
+		r->exc = xrealloc(r->exc, r->cap_exc * sizeof(*r->exc));
+	}
+	r->exc[r->n_exc].id = e->id;
+	r->exc[r->n_exc].expires = e->expires_at;
+	r->n_exc++;
+	return 0;
 }
 
 /* Exceptions come by id (store_admin_exception_foreach): binary search. */
-static int64_t exception_expiry(const struct report *r, int64_t id) {
-  size_t lo = 0, hi = r->n_exc;
+static int64_t exception_expiry(const struct report *r, int64_t id)
+{
+	size_t lo = 0, hi = r->n_exc;
 
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
 
-    if (r->exc[mid].id == id)
-      return r->exc[mid].expires;
-    if (r->exc[mid].id < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return 0;
+		if (r->exc[mid].id == id)
+			return r->exc[mid].expires;
+		if (r->exc[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
 }
 
-static int read_usage(struct report *r, sqlite3 *db) {
-  char sql[512], lower[PATTERN_MAX + 1];
-  sqlite3_stmt *st;
-  int i = 2, rc;
+static int read_usage(struct report *r, sqlite3 *db)
+{
+	char sql[512], lower[PATTERN_MAX + 1];
+	sqlite3_stmt *st;
+	int i = 2, rc;
 
-  snprintf(
-      sql, sizeof(sql),
-      "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-      "last_outcome FROM usage WHERE last_seen >= ?1 AND mech_class <> "
-      "'modern'%s%s",
-      r->mech_class ? " AND mech_class = ?" : "",
-      r->mech ? " AND mech = ?" : "");
-  if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-    return rc;
-  sqlite3_bind_int64(st, 1, (int64_t)r->since);
-  if (r->mech_class)
-    sqlite3_bind_text(st, i++, r->mech_class, -1, SQLITE_STATIC);
-  if (r->mech)
-    sqlite3_bind_text(st, i++, r->mech, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    struct entry *e;
+	snprintf(sql, sizeof(sql),
+	         "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
+	         "last_outcome FROM usage WHERE last_seen >= ?1 AND mech_class <> "
+	         "'modern'%s%s",
+	         r->mech_class ? " AND mech_class = ?" : "", r->mech ? " AND mech = ?" : "");
+	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, (int64_t)r->since);
+	if (r->mech_class)
+		sqlite3_bind_text(st, i++, r->mech_class, -1, SQLITE_STATIC);
+	if (r->mech)
+		sqlite3_bind_text(st, i++, r->mech, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct entry *e;
 
-    if (r->has_pattern) {
-      sg_lower(lower, aq_text(st, 0), sizeof(lower));
-      if (!pattern_match(&r->pattern, lower))
-        continue;
-    }
-    if (r->n_entries == r->cap_entries) {
-      r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
-      r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
-    }
-    e = &r->entries[r->n_entries++];
-    memset(e, 0, sizeof(*e));
-    e->user = xstrdup(aq_text(st, 0));
-    e->mech = xstrdup(aq_text(st, 1));
-    e->network = xstrdup(aq_text(st, 2));
-    e->mech_class = xstrdup(aq_text(st, 3));
-    e->first = sqlite3_column_int64(st, 4);
-    e->last = sqlite3_column_int64(st, 5);
-    e->count = sqlite3_column_int64(st, 6);
-    e->last_outcome = xstrdup(aq_text(st, 7));
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE)
-    return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-  return CTL_OK;
+		if (r->has_pattern) {
+			sg_lower(lower, aq_text(st, 0), sizeof(lower));
+			if (!pattern_match(&r->pattern, lower))
+				continue;
+		}
+		if (r->n_entries == r->cap_entries) {
+			r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
+			r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
+		}
+		e = &r->entries[r->n_entries++];
+		memset(e, 0, sizeof(*e));
+		e->user = xstrdup(aq_text(st, 0));
+		e->mech = xstrdup(aq_text(st, 1));
+		e->network = xstrdup(aq_text(st, 2));
+		e->mech_class = xstrdup(aq_text(st, 3));
+		e->first = sqlite3_column_int64(st, 4);
+		e->last = sqlite3_column_int64(st, 5);
+		e->count = sqlite3_column_int64(st, 6);
+		e->last_outcome = xstrdup(aq_text(st, 7));
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	return CTL_OK;
 }
 
 /* Fills req from the newest logged submission of the entry's network. */
-static void find_replay(sqlite3_stmt *st, struct entry *e, struct request *req,
-                        char *service, size_t service_len) {
-  char net[64];
-  int n = 0;
+static void find_replay(sqlite3_stmt *st, struct entry *e, struct request *req, char *service,
+                        size_t service_len)
+{
+	char net[64];
+	int n = 0;
 
-  sqlite3_reset(st);
-  sqlite3_bind_text(st, 1, e->user, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, e->mech, -1, SQLITE_STATIC);
-  while (n++ < REPLAY_SCAN && sqlite3_step(st) == SQLITE_ROW) {
-    aq_network_of(aq_text(st, 0), net, sizeof(net));
-    if (strcmp(net, e->network) != 0)
-      continue;
-    sg_strlcpy(e->client, aq_text(st, 0), sizeof(e->client));
-    req->tls = sqlite3_column_int(st, 1);
-    sg_strlcpy(service, aq_text(st, 2), service_len);
-    e->replayed = 1;
-    break;
-  }
-  sqlite3_reset(st);
-  if (!e->replayed) {
-    struct cidr c;
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, e->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, e->mech, -1, SQLITE_STATIC);
+	while (n++ < REPLAY_SCAN && sqlite3_step(st) == SQLITE_ROW) {
+		aq_network_of(aq_text(st, 0), net, sizeof(net));
+		if (strcmp(net, e->network) != 0)
+			continue;
+		sg_strlcpy(e->client, aq_text(st, 0), sizeof(e->client));
+		req->tls = sqlite3_column_int(st, 1);
+		sg_strlcpy(service, aq_text(st, 2), service_len);
+		e->replayed = 1;
+		break;
+	}
+	sqlite3_reset(st);
+	if (!e->replayed) {
+		struct cidr c;
 
-    if (cidr_parse(e->network, &c, NULL) == 0)
-      ipaddr_format(&c.net, e->client, sizeof(e->client));
-  }
-  if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
-    req->addr_valid = 1;
-  req->client_addr = e->client;
-  req->service = *service ? service : NULL;
+		if (cidr_parse(e->network, &c, NULL) == 0)
+			ipaddr_format(&c.net, e->client, sizeof(e->client));
+	}
+	if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
+		req->addr_valid = 1;
+	req->client_addr = e->client;
+	req->service = *service ? service : NULL;
 }
 
-static int replay(struct report *r, sqlite3 *act, const struct snapshot *snap) {
-  static const char sql[] = "SELECT client, tls, service FROM decisions "
-                            "WHERE user = ?1 AND mech = ?2 ORDER BY at DESC";
-  sqlite3_stmt *st;
-  int rc;
+static int replay(struct report *r, sqlite3 *act, const struct snapshot *snap)
+{
+	static const char sql[] = "SELECT client, tls, service FROM decisions "
+	                          "WHERE user = ?1 AND mech = ?2 ORDER BY at DESC";
+	sqlite3_stmt *st;
+	int rc;
 
-  if ((rc = aq_prepare(act, sql, &st)) != CTL_OK)
-    return rc;
-  for (size_t i = 0; i < r->n_entries; i++) {
-    struct entry *e = &r->entries[i];
-    struct request req;
-    struct decision d;
-    char service[64] = "";
+	if ((rc = aq_prepare(act, sql, &st)) != CTL_OK)
+		return rc;
+	for (size_t i = 0; i < r->n_entries; i++) {
+		struct entry *e = &r->entries[i];
+		struct request req;
+		struct decision d;
+		char service[64] = "";
 
-    request_init(&req);
-    req.user = e->user;
-    req.mech = e->mech;
-    find_replay(st, e, &req, service, sizeof(service));
-    if (engine_decide(snap, &req, r->ctl->now, 1, &d) < 0) {
-      sqlite3_finalize(st);
-      return ctl_fail("the engine could not decide (out of memory)");
-    }
-    e->now = decision_label(&d); /* a static string */
-    for (size_t k = 0; k < d.n_trace; k++) {
-      int64_t exp;
+		request_init(&req);
+		req.user = e->user;
+		req.mech = e->mech;
+		find_replay(st, e, &req, service, sizeof(service));
+		if (engine_decide(snap, &req, r->ctl->now, 1, &d) < 0) {
+			sqlite3_finalize(st);
+			return ctl_fail("the engine could not decide (out of memory)");
+		}
+		e->now = decision_label(&d); /* a static string */
+		for (size_t k = 0; k < d.n_trace; k++) {
+			int64_t exp;
 
-      if (d.trace[k].status != TRACE_EXCEPTED)
-        continue;
-      exp = exception_expiry(r, d.trace[k].exception_id);
-      if (!e->covered || (exp != 0 && (e->expires == 0 || exp < e->expires)))
-        e->expires = exp;
-      e->covered = 1;
-      if (e->n_exc < ENTRY_EXC_MAX)
-        e->exc[e->n_exc++] = d.trace[k].exception_id;
-    }
-    decision_release(&d);
-  }
-  sqlite3_finalize(st);
-  return CTL_OK;
+			if (d.trace[k].status != TRACE_EXCEPTED)
+				continue;
+			exp = exception_expiry(r, d.trace[k].exception_id);
+			if (!e->covered || (exp != 0 && (e->expires == 0 || exp < e->expires)))
+				e->expires = exp;
+			e->covered = 1;
+			if (e->n_exc < ENTRY_EXC_MAX)
+				e->exc[e->n_exc++] = d.trace[k].exception_id;
+		}
+		decision_release(&d);
+	}
+	sqlite3_finalize(st);
+	return CTL_OK;
 }
 
-static int cmp_entry_user(const void *a, const void *b) {
-  const struct entry *x = a, *y = b;
-  int c = strcmp(x->user, y->user);
+static int cmp_entry_user(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	int c = strcmp(x->user, y->user);
 
-  if (c != 0)
-    return c;
-  if (x->count != y->count)
-    return x->count > y->count ? -1 : 1;
-  if (x->last != y->last)
-    return x->last > y->last ? -1 : 1;
-  c = strcmp(x->mech, y->mech);
-  return c ? c : strcmp(x->network, y->network);
+	if (c != 0)
+		return c;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	if (x->last != y->last)
+		return x->last > y->last ? -1 : 1;
+	c = strcmp(x->mech, y->mech);
+	return c ? c : strcmp(x->network, y->network);
 }
 
-static int cmp_user(const void *a, const void *b) {
-  const struct user_row *x = a, *y = b;
+static int cmp_user(const void *a, const void *b)
+{
+	const struct user_row *x = a, *y = b;
 
-  if (x->count != y->count)
-    return x->count > y->count ? -1 : 1;
-  if (x->last_seen != y->last_seen)
-    return x->last_seen > y->last_seen ? -1 : 1;
-  return strcmp(x->user, y->user);
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	if (x->last_seen != y->last_seen)
+		return x->last_seen > y->last_seen ? -1 : 1;
+	return strcmp(x->user, y->user);
 }
 
-static void group_users(struct report *r) {
-  qsort(r->entries, r->n_entries, sizeof(*r->entries), cmp_entry_user);
-  r->users = xcalloc(r->n_entries ? r->n_entries : 1, sizeof(*r->users));
-  for (size_t i = 0; i < r->n_entries; i++) {
-    struct entry *e = &r->entries[i];
-    struct user_row *u;
+static void group_users(struct report *r)
+{
+	qsort(r->entries, r->n_entries, sizeof(*r->entries), cmp_entry_user);
+	r->users = xcalloc(r->n_entries ? r->n_entries : 1, sizeof(*r->users));
+	for (size_t i = 0; i < r->n_entries; i++) {
+		struct entry *e = &r->entries[i];
+		struct user_row *u;
 
-    if (i == 0 || strcmp(e->user, r->entries[i - 1].user) != 0) {
-      u = &r->users[r->n_users++];
-      u->first = i;
-      u->user = e->user;
-      u->first_seen = e->first;
-    }
-    u = &r->users[r->n_users - 1];
-    u->n++;
-    u->count += e->count;
-    if (e->first < u->first_seen)
-      u->first_seen = e->first;
-    if (e->last >= u->last_seen) {
-      u->last_seen = e->last;
-      u->last_outcome = e->last_outcome;
-    }
-    if (e->covered) {
-      if (u->n_covered == 0 ||
-          (e->expires != 0 && (u->expires == 0 || e->expires < u->expires)))
-        u->expires = e->expires;
-      u->n_covered++;
-    }
-  }
-  qsort(r->users, r->n_users, sizeof(*r->users), cmp_user);
-  if (r->limit > 0 && (size_t)r->limit < r->n_users)
-    r->n_users = (size_t)r->limit;
+		if (i == 0 || strcmp(e->user, r->entries[i - 1].user) != 0) {
+			u = &r->users[r->n_users++];
+			u->first = i;
+			u->user = e->user;
+			u->first_seen = e->first;
+		}
+		u = &r->users[r->n_users - 1];
+		u->n++;
+		u->count += e->count;
+		if (e->first < u->first_seen)
+			u->first_seen = e->first;
+		if (e->last >= u->last_seen) {
+			u->last_seen = e->last;
+			u->last_outcome = e->last_outcome;
+		}
+		if (e->covered) {
+			if (u->n_covered == 0 ||
+			    (e->expires != 0 && (u->expires == 0 || e->expires < u->expires)))
+				u->expires = e->expires;
+			u->n_covered++;
+		}
+	}
+	qsort(r->users, r->n_users, sizeof(*r->users), cmp_user);
+	if (r->limit > 0 && (size_t)r->limit < r->n_users)
+		r->n_users = (size_t)r->limit;
 }
 
-static const char *coverage(const struct user_row *u) {
-  return u->n_covered == 0 ? "none" : u->n_covered == u->n ? "all" : "some";
+static const char *coverage(const struct user_row *u)
+{
+	return u->n_covered == 0 ? "none" : u->n_covered == u->n ? "all" : "some";
 }
 
 /* Unique values of one entry field for a user, comma-separated, in buf. */
-static void distinct(const struct report *r, const struct user_row *u, int mech,
-                     char *buf, size_t len) {
-  size_t used = 0;
+static void distinct(const struct report *r, const struct user_row *u, int mech, char *buf,
+                     size_t len)
+{
+	size_t used = 0;
 
-  buf[0] = '\0';
-  for (size_t i = u->first; i < u->first + u->n; i++) {
-    const char *v = mech ? r->entries[i].mech : r->entries[i].network;
-    int dup = 0;
+	buf[0] = '\0';
+	for (size_t i = u->first; i < u->first + u->n; i++) {
+		const char *v = mech ? r->entries[i].mech : r->entries[i].network;
+		int dup = 0;
 
-    for (size_t k = u->first; k < i && !dup; k++)
-      dup = strcmp(v, mech ? r->entries[k].mech : r->entries[k].network) == 0;
-    if (dup)
-      continue;
-    if (sg_snprintf(buf + used, len - used, "%s%s", used ? "," : "", v) < 0)
-      return;
-    used += strlen(buf + used);
-  }
+		for (size_t k = u->first; k < i && !dup; k++)
+			dup = strcmp(v, mech ? r->entries[k].mech : r->entries[k].network) == 0;
+		if (dup)
+			continue;
+		if (sg_snprintf(buf + used, len - used, "%s%s", used ? "," : "", v) < 0)
+			return;
+		used += strlen(buf + used);
+	}
 }
 
-static void exception_text(const struct entry *e, char *buf, size_t len) {
-  char t[32];
-  size_t used;
+static void exception_text(const struct entry *e, char *buf, size_t len)
+{
+	char t[32];
+	size_t used;
 
-  if (!e->covered) {
-    snprintf(buf, len, "-");
-    return;
-  }
-  used = 0;
-  for (size_t k = 0; k < e->n_exc && used < len; k++)
-    used += (size_t)snprintf(buf + used, len - used, "%s#%lld", k ? "," : "",
-                             (long long)e->exc[k]);
-  if (used < len)
-    snprintf(buf + used, len - used, " %s%s",
-             e->expires ? "until " : "permanent",
-             e->expires ? ctl_time((time_t)e->expires, "", t, sizeof(t)) : "");
+	if (!e->covered) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	used = 0;
+	for (size_t k = 0; k < e->n_exc && used < len; k++)
+		used += (size_t)snprintf(buf + used, len - used, "%s#%lld", k ? "," : "",
+		                         (long long)e->exc[k]);
+	if (used < len)
+		snprintf(buf + used, len - used, " %s%s", e->expires ? "until " : "permanent",
+		         e->expires ? ctl_time((time_t)e->expires, "", t, sizeof(t)) : "");
 }
 
-static void print_text(const struct report *r) {
-  char t1[32], t2[32], mechs[256], nets[512], exc[128];
+static void print_text(const struct report *r)
+{
+	char t1[32], t2[32], mechs[256], nets[512], exc[128];
 
-  printf("non-modern authentication since %s: %zu user%s\n",
-         ctl_time(r->since, "-", t1, sizeof(t1)), r->n_users,
-         r->n_users == 1 ? "" : "s");
-  for (size_t i = 0; i < r->n_users; i++) {
-    const struct user_row *u = &r->users[i];
+	printf("non-modern authentication since %s: %zu user%s\n",
+	       ctl_time(r->since, "-", t1, sizeof(t1)), r->n_users, r->n_users == 1 ? "" : "s");
+	for (size_t i = 0; i < r->n_users; i++) {
+		const struct user_row *u = &r->users[i];
 
-    distinct(r, u, 1, mechs, sizeof(mechs));
-    distinct(r, u, 0, nets, sizeof(nets));
-    printf("\n%s: %lld submission%s, first %s, last %s (%s); exception "
-           "coverage %s",
-           u->user, (long long)u->count, u->count == 1 ? "" : "s",
-           ctl_time((time_t)u->first_seen, "-", t1, sizeof(t1)),
-           ctl_time((time_t)u->last_seen, "-", t2, sizeof(t2)), u->last_outcome,
-           coverage(u));
-    if (u->n_covered)
-      printf(" %s%s", u->expires ? "until " : "(permanent)",
-             u->expires ? ctl_time((time_t)u->expires, "", t1, sizeof(t1))
-                        : "");
-    printf("\n  mechanisms %s; networks %s\n", mechs, nets);
-    printf("  %-11s %-8s %-22s %8s %-20s %-20s %-17s %-17s %s\n", "MECH",
-           "CLASS", "NETWORK", "COUNT", "FIRST SEEN", "LAST SEEN",
-           "LAST OUTCOME", "NOW", "EXCEPTION");
-    for (size_t k = u->first; k < u->first + u->n; k++) {
-      const struct entry *e = &r->entries[k];
+		distinct(r, u, 1, mechs, sizeof(mechs));
+		distinct(r, u, 0, nets, sizeof(nets));
+		printf("\n%s: %lld submission%s, first %s, last %s (%s); exception "
+		       "coverage %s",
+		       u->user, (long long)u->count, u->count == 1 ? "" : "s",
+		       ctl_time((time_t)u->first_seen, "-", t1, sizeof(t1)),
+		       ctl_time((time_t)u->last_seen, "-", t2, sizeof(t2)), u->last_outcome,
+		       coverage(u));
+		if (u->n_covered)
+			printf(" %s%s", u->expires ? "until " : "(permanent)",
+			       u->expires ? ctl_time((time_t)u->expires, "", t1, sizeof(t1)) : "");
+		printf("\n  mechanisms %s; networks %s\n", mechs, nets);
+		printf("  %-11s %-8s %-22s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
+		       "NETWORK", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME", "NOW",
+		       "EXCEPTION");
+		for (size_t k = u->first; k < u->first + u->n; k++) {
+			const struct entry *e = &r->entries[k];
 
-      exception_text(e, exc, sizeof(exc));
-      printf("  %-11s %-8s %-22s %8lld %-20s %-20s %-17s %-17s %s\n", e->mech,
-             e->mech_class, e->network, (long long)e->count,
-             ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
-             ctl_time((time_t)e->last, "-", t2, sizeof(t2)), e->last_outcome,
-             e->now, exc);
-    }
-  }
+			exception_text(e, exc, sizeof(exc));
+			printf("  %-11s %-8s %-22s %8lld %-20s %-20s %-17s %-17s %s\n", e->mech,
+			       e->mech_class, e->network, (long long)e->count,
+			       ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
+			       ctl_time((time_t)e->last, "-", t2, sizeof(t2)), e->last_outcome,
+			       e->now, exc);
+		}
+	}
 }
 
-static void entry_json(struct json *j, const struct entry *e) {
-  json_object_begin(j);
-  json_kv_string(j, "mech", e->mech);
-  json_kv_string(j, "class", e->mech_class);
-  json_kv_string(j, "network", e->network);
-  json_kv_int(j, "count", e->count);
-  json_kv_time(j, "first_seen", (time_t)e->first);
-  json_kv_time(j, "last_seen", (time_t)e->last);
-  json_kv_string(j, "last_outcome", e->last_outcome);
-  json_kv_string(j, "now", e->now);
-  json_kv_string(j, "replayed_client", e->client);
-  json_kv_bool(j, "replayed_from_log", e->replayed);
-  json_kv_bool(j, "covered", e->covered);
-  json_key(j, "exceptions");
-  json_array_begin(j);
-  for (size_t k = 0; k < e->n_exc; k++)
-    json_int(j, e->exc[k]);
-  json_array_end(j);
-  json_kv_bool(j, "permanent", e->covered && e->expires == 0);
-  json_kv_time(j, "expires", e->covered ? (time_t)e->expires : 0);
-  json_object_end(j);
+static void entry_json(struct json *j, const struct entry *e)
+{
+	json_object_begin(j);
+	json_kv_string(j, "mech", e->mech);
+	json_kv_string(j, "class", e->mech_class);
+	json_kv_string(j, "network", e->network);
+	json_kv_int(j, "count", e->count);
+	json_kv_time(j, "first_seen", (time_t)e->first);
+	json_kv_time(j, "last_seen", (time_t)e->last);
+	json_kv_string(j, "last_outcome", e->last_outcome);
+	json_kv_string(j, "now", e->now);
+	json_kv_string(j, "replayed_client", e->client);
+	json_kv_bool(j, "replayed_from_log", e->replayed);
+	json_kv_bool(j, "covered", e->covered);
+	json_key(j, "exceptions");
+	json_array_begin(j);
+	for (size_t k = 0; k < e->n_exc; k++)
+		json_int(j, e->exc[k]);
+	json_array_end(j);
+	json_kv_bool(j, "permanent", e->covered && e->expires == 0);
+	json_kv_time(j, "expires", e->covered ? (time_t)e->expires : 0);
+	json_object_end(j);
 }
 
-static void print_json(const struct report *r) {
-  char list[512];
-  struct json j;
+static void print_json(const struct report *r)
+{
+	char list[512];
+	struct json j;
 
-  json_init(&j, stdout, 1);
-  json_object_begin(&j);
-  json_kv_time(&j, "since", r->since);
-  json_kv_time(&j, "generated", r->ctl->now);
-  json_key(&j, "users");
-  json_array_begin(&j);
-  for (size_t i = 0; i < r->n_users; i++) {
-    const struct user_row *u = &r->users[i];
+	json_init(&j, stdout, 1);
+	json_object_begin(&j);
+	json_kv_time(&j, "since", r->since);
+	json_kv_time(&j, "generated", r->ctl->now);
+	json_key(&j, "users");
+	json_array_begin(&j);
+	for (size_t i = 0; i < r->n_users; i++) {
+		const struct user_row *u = &r->users[i];
 
-    json_object_begin(&j);
-    json_kv_string(&j, "user", u->user);
-    json_kv_int(&j, "count", u->count);
-    json_kv_time(&j, "first_seen", (time_t)u->first_seen);
-    json_kv_time(&j, "last_seen", (time_t)u->last_seen);
-    json_kv_string(&j, "last_outcome", u->last_outcome);
-    json_key(&j, "mechanisms");
-    json_array_begin(&j);
-    distinct(r, u, 1, list, sizeof(list));
-    for (const char *cur = list; *cur;) {
-      char item[64];
+		json_object_begin(&j);
+		json_kv_string(&j, "user", u->user);
+		json_kv_int(&j, "count", u->count);
+		json_kv_time(&j, "first_seen", (time_t)u->first_seen);
+		json_kv_time(&j, "last_seen", (time_t)u->last_seen);
+		json_kv_string(&j, "last_outcome", u->last_outcome);
+		json_key(&j, "mechanisms");
+		json_array_begin(&j);
+		distinct(r, u, 1, list, sizeof(list));
+		for (const char *cur = list; *cur;) {
+			char item[64];
 
-      if (list_next(&cur, item, sizeof(item)) <= 0)
-        break;
-      json_string(&j, item);
-    }
-    json_array_end(&j);
-    json_key(&j, "networks");
-    json_array_begin(&j);
-    for (size_t k = u->first; k < u->first + u->n; k++) {
-      int dup = 0;
+			if (list_next(&cur, item, sizeof(item)) <= 0)
+				break;
+			json_string(&j, item);
+		}
+		json_array_end(&j);
+		json_key(&j, "networks");
+		json_array_begin(&j);
+		for (size_t k = u->first; k < u->first + u->n; k++) {
+			int dup = 0;
 
-      for (size_t m = u->first; m < k && !dup; m++)
-        dup = strcmp(r->entries[m].network, r->entries[k].network) == 0;
-      if (!dup)
-        json_string(&j, r->entries[k].network);
-    }
-    json_array_end(&j);
-    json_kv_string(&j, "covered", coverage(u));
-    json_kv_time(&j, "coverage_expires", u->n_covered ? (time_t)u->expires : 0);
-    json_key(&j, "entries");
-    json_array_begin(&j);
-    for (size_t k = u->first; k < u->first + u->n; k++)
-      entry_json(&j, &r->entries[k]);
-    json_array_end(&j);
-    json_object_end(&j);
-  }
-  json_array_end(&j);
-  json_object_end(&j);
-  json_finish(&j);
+			for (size_t m = u->first; m < k && !dup; m++)
+				dup = strcmp(r->entries[m].network, r->entries[k].network) == 0;
+			if (!dup)
+				json_string(&j, r->entries[k].network);
+		}
+		json_array_end(&j);
+		json_kv_string(&j, "covered", coverage(u));
+		json_kv_time(&j, "coverage_expires", u->n_covered ? (time_t)u->expires : 0);
+		json_key(&j, "entries");
+		json_array_begin(&j);
+		for (size_t k = u->first; k < u->first + u->n; k++)
+			entry_json(&j, &r->entries[k]);
+		json_array_end(&j);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_object_end(&j);
+	json_finish(&j);
 }
 
-static void print_csv(const struct report *r) {
-  char exc[128];
+static void print_csv(const struct report *r)
+{
+	char exc[128];
 
-  fputs("user,user_count,mech,class,network,count,first_seen,last_seen,last_"
-        "outcome,now,"
-        "covered,exceptions,exception_expires",
-        stdout);
-  aq_csv_end(stdout);
-  for (size_t i = 0; i < r->n_users; i++) {
-    const struct user_row *u = &r->users[i];
+	fputs("user,user_count,mech,class,network,count,first_seen,last_seen,last_"
+	      "outcome,now,"
+	      "covered,exceptions,exception_expires",
+	      stdout);
+	aq_csv_end(stdout);
+	for (size_t i = 0; i < r->n_users; i++) {
+		const struct user_row *u = &r->users[i];
 
-    for (size_t k = u->first; k < u->first + u->n; k++) {
-      const struct entry *e = &r->entries[k];
-      size_t used = 0;
+		for (size_t k = u->first; k < u->first + u->n; k++) {
+			const struct entry *e = &r->entries[k];
+			size_t used = 0;
 
-      exc[0] = '\0';
-      for (size_t m = 0; m < e->n_exc && used < sizeof(exc); m++)
-        used += (size_t)snprintf(exc + used, sizeof(exc) - used, "%s%lld",
-                                 m ? " " : "", (long long)e->exc[m]);
-      aq_csv_field(stdout, 1, e->user);
-      aq_csv_int(stdout, 0, u->count);
-      aq_csv_field(stdout, 0, e->mech);
-      aq_csv_field(stdout, 0, e->mech_class);
-      aq_csv_field(stdout, 0, e->network);
-      aq_csv_int(stdout, 0, e->count);
-      aq_csv_time(stdout, 0, (time_t)e->first);
-      aq_csv_time(stdout, 0, (time_t)e->last);
-      aq_csv_field(stdout, 0, e->last_outcome);
-      aq_csv_field(stdout, 0, e->now);
-      aq_csv_field(stdout, 0, e->covered ? "yes" : "no");
-      aq_csv_field(stdout, 0, exc);
-      if (e->covered && e->expires == 0)
-        aq_csv_field(stdout, 0, "permanent");
-      else
-        aq_csv_time(stdout, 0, e->covered ? (time_t)e->expires : 0);
-      aq_csv_end(stdout);
-    }
-  }
+			exc[0] = '\0';
+			for (size_t m = 0; m < e->n_exc && used < sizeof(exc); m++)
+				used += (size_t)snprintf(exc + used, sizeof(exc) - used, "%s%lld",
+				                         m ? " " : "", (long long)e->exc[m]);
+			aq_csv_field(stdout, 1, e->user);
+			aq_csv_int(stdout, 0, u->count);
+			aq_csv_field(stdout, 0, e->mech);
+			aq_csv_field(stdout, 0, e->mech_class);
+			aq_csv_field(stdout, 0, e->network);
+			aq_csv_int(stdout, 0, e->count);
+			aq_csv_time(stdout, 0, (time_t)e->first);
+			aq_csv_time(stdout, 0, (time_t)e->last);
+			aq_csv_field(stdout, 0, e->last_outcome);
+			aq_csv_field(stdout, 0, e->now);
+			aq_csv_field(stdout, 0, e->covered ? "yes" : "no");
+			aq_csv_field(stdout, 0, exc);
+			if (e->covered && e->expires == 0)
+				aq_csv_field(stdout, 0, "permanent");
+			else
+				aq_csv_time(stdout, 0, e->covered ? (time_t)e->expires : 0);
+			aq_csv_end(stdout);
+		}
+	}
 }
 
-static int parse(struct report *r, const struct ctl_command *cmd, int argc,
-                 char **argv) {
-  static const struct option longopts[] = {
-      {"since", required_argument, NULL, OPT_SINCE},
-      {"user", required_argument, NULL, OPT_USER},
-      {"class", required_argument, NULL, OPT_CLASS},
-      {"mech", required_argument, NULL, OPT_MECH},
-      {"format", required_argument, NULL, OPT_FORMAT},
-      {"limit", required_argument, NULL, OPT_LIMIT},
-      CTL_OPT_COMMON,
-      {NULL, 0, NULL, 0},
-  };
-  struct sg_err err = {{0}};
-  enum mech_class mc;
-  int c, rc = CTL_OK, format_given = 0;
+static int parse(struct report *r, const struct ctl_command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"since", required_argument, NULL, OPT_SINCE},
+	    {"user", required_argument, NULL, OPT_USER},
+	    {"class", required_argument, NULL, OPT_CLASS},
+	    {"mech", required_argument, NULL, OPT_MECH},
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
+	};
+	struct sg_err err = {{0}};
+	enum mech_class mc;
+	int c, rc = CTL_OK, format_given = 0;
 
-  time_parse(REPORT_DEFAULT_SINCE, r->ctl->now, TIME_PAST, &r->since, NULL);
-  ctl_opt_start();
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    switch (c) {
-    case OPT_SINCE:
-      rc = ctl_parse_time(r->ctl, "--since", optarg, TIME_PAST, &r->since);
-      break;
-    case OPT_USER:
-      if (pattern_parse(optarg, &r->pattern, &err) < 0)
-        return ctl_invalid("--user", "'%s': %s", optarg, err.text);
-      r->has_pattern = 1;
-      break;
-    case OPT_CLASS:
-      if (mech_class_parse(optarg, &mc) < 0 || mc == MECH_CLASS_MODERN)
-        return ctl_invalid("--class",
-                           "'%s' is not legacy or password (the "
-                           "report lists non-modern classes only)",
-                           optarg);
-      r->mech_class = mech_class_name(mc);
-      break;
-    case OPT_MECH:
-      if (!mech_name_valid(optarg))
-        return ctl_invalid("--mech", "'%s' is not a SASL mechanism name",
-                           optarg);
-      sg_upper(r->mech_upper, optarg, sizeof(r->mech_upper));
-      r->mech = r->mech_upper;
-      break;
-    case OPT_FORMAT:
-      rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &r->format);
-      format_given = 1;
-      break;
-    case OPT_LIMIT:
-      rc = aq_parse_count("--limit", optarg, 1, &r->limit);
-      break;
-    default:
-      if ((rc = ctl_opt_common(r->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-        return rc;
-      rc = CTL_OK;
-    }
-    if (rc != CTL_OK)
-      return rc;
-  }
-  if (optind != argc)
-    return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  r->format = aq_format_of(r->ctl, format_given, r->format);
-  return CTL_OPT_CONTINUE;
+	time_parse(REPORT_DEFAULT_SINCE, r->ctl->now, TIME_PAST, &r->since, NULL);
+	ctl_opt_start();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SINCE:
+			rc = ctl_parse_time(r->ctl, "--since", optarg, TIME_PAST, &r->since);
+			break;
+		case OPT_USER:
+			if (pattern_parse(optarg, &r->pattern, &err) < 0)
+				return ctl_invalid("--user", "'%s': %s", optarg, err.text);
+			r->has_pattern = 1;
+			break;
+		case OPT_CLASS:
+			if (mech_class_parse(optarg, &mc) < 0 || mc == MECH_CLASS_MODERN)
+				return ctl_invalid("--class",
+				                   "'%s' is not legacy or password (the "
+				                   "report lists non-modern classes only)",
+				                   optarg);
+			r->mech_class = mech_class_name(mc);
+			break;
+		case OPT_MECH:
+			if (!mech_name_valid(optarg))
+				return ctl_invalid("--mech", "'%s' is not a SASL mechanism name",
+				                   optarg);
+			sg_upper(r->mech_upper, optarg, sizeof(r->mech_upper));
+			r->mech = r->mech_upper;
+			break;
+		case OPT_FORMAT:
+			rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &r->format);
+			format_given = 1;
+			break;
+		case OPT_LIMIT:
+			rc = aq_parse_count("--limit", optarg, 1, &r->limit);
+			break;
+		default:
+			if ((rc = ctl_opt_common(r->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
+				return rc;
+			rc = CTL_OK;
+		}
+		if (rc != CTL_OK)
+			return rc;
+	}
+	if (optind != argc)
+		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	r->format = aq_format_of(r->ctl, format_given, r->format);
+	return CTL_OPT_CONTINUE;
 }
 
-static void report_free(struct report *r) {
-  for (size_t i = 0; i < r->n_entries; i++) {
-    free(r->entries[i].user);
-    free(r->entries[i].mech);
-    free(r->entries[i].network);
-    free(r->entries[i].mech_class);
-    free(r->entries[i].last_outcome);
-  }
-  free(r->entries);
-  free(r->users);
-  free(r->exc);
+static void report_free(struct report *r)
+{
+	for (size_t i = 0; i < r->n_entries; i++) {
+		free(r->entries[i].user);
+		free(r->entries[i].mech);
+		free(r->entries[i].network);
+		free(r->entries[i].mech_class);
+		free(r->entries[i].last_outcome);
+	}
+	free(r->entries);
+	free(r->users);
+	free(r->exc);
 }
 
-static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd,
-                         int argc, char **argv) {
-  struct report r;
-  struct sg_err err = {{0}};
-  struct snapshot *snap = NULL;
-  sqlite3 *act = NULL, *pol = NULL;
-  int rc;
+static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct report r;
+	struct sg_err err = {{0}};
+	struct snapshot *snap = NULL;
+	sqlite3 *act = NULL, *pol = NULL;
+	int rc;
 
-  memset(&r, 0, sizeof(r));
-  r.ctl = ctl;
-  if ((rc = parse(&r, cmd, argc, argv)) != CTL_OPT_CONTINUE)
-    return rc;
-  if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
-    return rc;
-  if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
-    rc = ctl_fail("%s", err.text);
-    goto out;
-  }
-  /* The snapshot and the exception expiries from one read transaction. */
-  store_exec(pol, "BEGIN", NULL);
-  snap = snapshot_load(pol, &err);
-  if (snap != NULL &&
-      store_admin_exception_foreach(pol, 0, (int64_t)ctl->now,
-                                    collect_exception, &r, &err) < 0)
-    snapshot_unref(&snap);
-  store_exec(pol, "COMMIT", NULL);
-  if (snap == NULL) {
-    rc = ctl_fail("cannot load the policy: %s", err.text);
-    goto out;
-  }
-  store_exec(act, "BEGIN", NULL);
-  if ((rc = read_usage(&r, act)) == CTL_OK)
-    rc = replay(&r, act, snap);
-  store_exec(act, "COMMIT", NULL);
-  if (rc != CTL_OK)
-    goto out;
-  group_users(&r);
-  if (r.format == AQ_JSON)
-    print_json(&r);
-  else if (r.format == AQ_CSV)
-    print_csv(&r);
-  else
-    print_text(&r);
+	memset(&r, 0, sizeof(r));
+	r.ctl = ctl;
+	if ((rc = parse(&r, cmd, argc, argv)) != CTL_OPT_CONTINUE)
+		return rc;
+	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+		return rc;
+	if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
+		rc = ctl_fail("%s", err.text);
+		goto out;
+	}
+	/* The snapshot and the exception expiries from one read transaction. */
+	store_exec(pol, "BEGIN", NULL);
+	snap = snapshot_load(pol, &err);
+	if (snap != NULL && store_admin_exception_foreach(pol, 0, (int64_t)ctl->now,
+	                                                  collect_exception, &r, &err) < 0)
+		snapshot_unref(&snap);
+	store_exec(pol, "COMMIT", NULL);
+	if (snap == NULL) {
+		rc = ctl_fail("cannot load the policy: %s", err.text);
+		goto out;
+	}
+	store_exec(act, "BEGIN", NULL);
+	if ((rc = read_usage(&r, act)) == CTL_OK)
+		rc = replay(&r, act, snap);
+	store_exec(act, "COMMIT", NULL);
+	if (rc != CTL_OK)
+		goto out;
+	group_users(&r);
+	if (r.format == AQ_JSON)
+		print_json(&r);
+	else if (r.format == AQ_CSV)
+		print_csv(&r);
+	else
+		print_text(&r);
 out:
-  snapshot_unref(&snap);
-  store_close(&pol);
-  store_close(&act);
-  report_free(&r);
-  return rc;
+	snapshot_unref(&snap);
+	store_close(&pol);
+	store_close(&act);
+	report_free(&r);
+	return rc;
 }
 
 const struct ctl_command ctl_report_verbs[] = {
@@ -627,7 +630,6 @@ const struct ctl_command ctl_report_verbs[] = {
      "[--since TIME] [--user PATTERN] [--class legacy|password] [--mech MECH] "
      "[--limit N] "
      "[--format text|json|csv]",
-     "users of non-modern mechanisms: the migration worklist", report_legacy,
-     NULL, NULL},
+     "users of non-modern mechanisms: the migration worklist", report_legacy, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

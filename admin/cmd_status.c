@@ -14,6 +14,8 @@
  *             behind policy.db; a running daemon dropped --dropped-warning
  *             or more activity records since it started
  *   UNKNOWN   the check itself cannot read the store (or bad usage)
+ * --integrity all|policy|none: which files get SQLite's integrity check;
+ * default all, but policy with --nagios (seconds on a large activity.db).
  * A cleanly stopped daemon (stopped = 1) and a heartbeat superseded by a
  * newer instance of the same program on the same host never alarm on their
  * own. The worst state wins (CRITICAL > UNKNOWN > WARNING > OK).
@@ -30,446 +32,461 @@
 #include "store.h"
 
 #define STATUS_DEFAULT_STALE 60
-#define PROBLEMS_MAX 16
+#define PROBLEMS_MAX         16
 
-enum { OPT_STALE = 0x100, OPT_LAG, OPT_DROPPED, OPT_NAGIOS, OPT_NO_INTEGRITY };
+enum { OPT_STALE = 0x100, OPT_LAG, OPT_DROPPED, OPT_NAGIOS, OPT_INTEGRITY };
+enum integrity_scope { CHECK_NONE, CHECK_POLICY, CHECK_ALL, CHECK_DEFAULT };
 enum nagios_state { N_OK = 0, N_WARNING = 1, N_CRITICAL = 2, N_UNKNOWN = 3 };
 
-static const char *const state_names[] = {"OK", "WARNING", "CRITICAL",
-                                          "UNKNOWN"};
+static const char *const state_names[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
 
 struct db_info {
-  const char *file;
-  int present, opened;
-  int schema, schema_expected;
-  int checked, integrity_ok;
-  char error[SG_ERR_MAX];
-  int64_t size, wal_size;
+	const char *file;
+	int present, opened;
+	int schema, schema_expected;
+	int checked, integrity_ok;
+	char error[SG_ERR_MAX];
+	int64_t size, wal_size;
 };
 
 struct problem {
-  enum nagios_state severity;
-  char text[300];
+	enum nagios_state severity;
+	char text[300];
 };
 
 struct status {
-  struct ctl *ctl;
-  int64_t stale, lag_warning, dropped_warning;
-  int nagios, integrity;
-  struct db_info policy, activity;
-  struct aq_policy_facts facts;
-  struct aq_heartbeat *hb;
-  size_t n_hb;
-  size_t running;
-  struct problem problems[PROBLEMS_MAX];
-  size_t n_problems;
-  enum nagios_state state;
+	struct ctl *ctl;
+	int64_t stale, lag_warning, dropped_warning;
+	int nagios;
+	enum integrity_scope integrity;
+	struct db_info policy, activity;
+	struct aq_policy_facts facts;
+	struct aq_heartbeat *hb;
+	size_t n_hb;
+	size_t running;
+	struct problem problems[PROBLEMS_MAX];
+	size_t n_problems;
+	enum nagios_state state;
 };
 
-static int rank(enum nagios_state s) {
-  static const int r[] = {0, 1, 3, 2}; /* OK < WARNING < UNKNOWN < CRITICAL */
+static int rank(enum nagios_state s)
+{
+	static const int r[] = {0, 1, 3, 2}; /* OK < WARNING < UNKNOWN < CRITICAL */
 
-  return r[s];
+	return r[s];
 }
 
-static void problem(struct status *s, enum nagios_state sev, const char *fmt,
-                    ...) SG_PRINTF(3, 4);
-static void problem(struct status *s, enum nagios_state sev, const char *fmt,
-                    ...) {
-  va_list ap;
+static void problem(struct status *s, enum nagios_state sev, const char *fmt, ...) SG_PRINTF(3, 4);
+static void problem(struct status *s, enum nagios_state sev, const char *fmt, ...)
+{
+	va_list ap;
 
-  if (rank(sev) > rank(s->state))
-    s->state = sev;
-  if (s->n_problems == PROBLEMS_MAX)
-    return;
-  s->problems[s->n_problems].severity = sev;
-  va_start(ap, fmt);
-  vsnprintf(s->problems[s->n_problems].text, sizeof(s->problems[0].text), fmt,
-            ap);
-  va_end(ap);
-  s->n_problems++;
+	if (rank(sev) > rank(s->state))
+		s->state = sev;
+	if (s->n_problems == PROBLEMS_MAX)
+		return;
+	s->problems[s->n_problems].severity = sev;
+	va_start(ap, fmt);
+	vsnprintf(s->problems[s->n_problems].text, sizeof(s->problems[0].text), fmt, ap);
+	va_end(ap);
+	s->n_problems++;
 }
 
-static int64_t file_size(const char *dir, const char *file,
-                         const char *suffix) {
-  char path[4096];
-  struct stat sb;
+static int64_t file_size(const char *dir, const char *file, const char *suffix)
+{
+	char path[4096];
+	struct stat sb;
 
-  if (sg_snprintf(path, sizeof(path), "%s/%s%s", dir, file, suffix) < 0 ||
-      stat(path, &sb) < 0)
-    return -1;
-  return (int64_t)sb.st_size;
+	if (sg_snprintf(path, sizeof(path), "%s/%s%s", dir, file, suffix) < 0 ||
+	    stat(path, &sb) < 0)
+		return -1;
+	return (int64_t)sb.st_size;
 }
 
-static void inspect_db(struct status *s, struct db_info *d, sqlite3 *db) {
-  struct sg_err err = {{0}};
+static void inspect_db(struct db_info *d, sqlite3 *db, int check)
+{
+	struct sg_err err = {{0}};
 
-  d->opened = 1;
-  d->schema = store_schema_version(db);
-  if (s->integrity) {
-    d->checked = 1;
-    d->integrity_ok = store_check(db, &err) == 0;
-    if (!d->integrity_ok)
-      sg_strlcpy(d->error, err.text, sizeof(d->error));
-  }
+	d->opened = 1;
+	d->schema = store_schema_version(db);
+	if (check) {
+		d->checked = 1;
+		d->integrity_ok = store_check(db, &err) == 0;
+		if (!d->integrity_ok)
+			sg_strlcpy(d->error, err.text, sizeof(d->error));
+	}
 }
 
-static void inspect_store(struct status *s) {
-  struct sg_err err = {{0}};
-  sqlite3 *db = NULL;
+static void inspect_store(struct status *s)
+{
+	struct sg_err err = {{0}};
+	sqlite3 *db = NULL;
 
-  s->policy.file = STORE_POLICY_DB;
-  s->activity.file = STORE_ACTIVITY_DB;
-  s->policy.schema_expected = store_policy_schema_version();
-  s->activity.schema_expected = store_activity_schema_version();
-  s->policy.size = file_size(s->ctl->dir, STORE_POLICY_DB, "");
-  s->policy.wal_size = file_size(s->ctl->dir, STORE_POLICY_DB, "-wal");
-  s->activity.size = file_size(s->ctl->dir, STORE_ACTIVITY_DB, "");
-  s->activity.wal_size = file_size(s->ctl->dir, STORE_ACTIVITY_DB, "-wal");
-  s->policy.present = s->policy.size >= 0;
-  s->activity.present = s->activity.size >= 0;
+	s->policy.file = STORE_POLICY_DB;
+	s->activity.file = STORE_ACTIVITY_DB;
+	s->policy.schema_expected = store_policy_schema_version();
+	s->activity.schema_expected = store_activity_schema_version();
+	s->policy.size = file_size(s->ctl->dir, STORE_POLICY_DB, "");
+	s->policy.wal_size = file_size(s->ctl->dir, STORE_POLICY_DB, "-wal");
+	s->activity.size = file_size(s->ctl->dir, STORE_ACTIVITY_DB, "");
+	s->activity.wal_size = file_size(s->ctl->dir, STORE_ACTIVITY_DB, "-wal");
+	s->policy.present = s->policy.size >= 0;
+	s->activity.present = s->activity.size >= 0;
 
-  aq_policy_facts(s->ctl, 7 * 86400, &s->facts);
-  if (store_open_readonly(s->ctl->dir, &db, &err) == 0) {
-    inspect_db(s, &s->policy, db);
-    store_close(&db);
-  } else {
-    sg_strlcpy(s->policy.error, err.text, sizeof(s->policy.error));
-  }
-  if (store_open_activity(s->ctl->dir, 1, &db, &err) == 0) {
-    inspect_db(s, &s->activity, db);
-    store_exec(db, "BEGIN", NULL);
-    if (aq_heartbeats(db, s->ctl->now, s->stale, &s->hb, &s->n_hb) != CTL_OK)
-      problem(s, N_UNKNOWN, "cannot read heartbeats: %s", sqlite3_errmsg(db));
-    store_exec(db, "COMMIT", NULL);
-    store_close(&db);
-  } else if (s->activity.present) {
-    sg_strlcpy(s->activity.error, err.text, sizeof(s->activity.error));
-  }
+	aq_policy_facts(s->ctl, 7 * 86400, &s->facts);
+	if (store_open_readonly(s->ctl->dir, &db, &err) == 0) {
+		inspect_db(&s->policy, db, s->integrity != CHECK_NONE);
+		store_close(&db);
+	} else {
+		sg_strlcpy(s->policy.error, err.text, sizeof(s->policy.error));
+	}
+	if (store_open_activity(s->ctl->dir, 1, &db, &err) == 0) {
+		inspect_db(&s->activity, db, s->integrity == CHECK_ALL);
+		store_exec(db, "BEGIN", NULL);
+		if (aq_heartbeats(db, s->ctl->now, s->stale, &s->hb, &s->n_hb) != CTL_OK)
+			problem(s, N_UNKNOWN, "cannot read heartbeats: %s", sqlite3_errmsg(db));
+		store_exec(db, "COMMIT", NULL);
+		store_close(&db);
+	} else if (s->activity.present) {
+		sg_strlcpy(s->activity.error, err.text, sizeof(s->activity.error));
+	}
 }
 
-static void judge_db(struct status *s, const struct db_info *d) {
-  if (!d->present) {
-    if (d == &s->policy)
-      problem(s, N_CRITICAL, "%s is missing", d->file);
-    return;
-  }
-  if (!d->opened) {
-    problem(s, N_UNKNOWN, "cannot read %s: %s", d->file, d->error);
-    return;
-  }
-  if (d->schema != d->schema_expected)
-    problem(s, N_CRITICAL, "%s has schema version %d, this saslgate needs %d",
-            d->file, d->schema, d->schema_expected);
-  if (d->checked && !d->integrity_ok)
-    problem(s, N_CRITICAL, "%s fails the integrity check: %s", d->file,
-            d->error);
+static void judge_db(struct status *s, const struct db_info *d)
+{
+	if (!d->present) {
+		if (d == &s->policy)
+			problem(s, N_CRITICAL, "%s is missing", d->file);
+		return;
+	}
+	if (!d->opened) {
+		problem(s, N_UNKNOWN, "cannot read %s: %s", d->file, d->error);
+		return;
+	}
+	if (d->schema != d->schema_expected)
+		problem(s, N_CRITICAL, "%s has schema version %d, this saslgate needs %d", d->file,
+		        d->schema, d->schema_expected);
+	if (d->checked && !d->integrity_ok)
+		problem(s, N_CRITICAL, "%s fails the integrity check: %s", d->file, d->error);
 }
 
-static void judge(struct status *s) {
-  judge_db(s, &s->policy);
-  judge_db(s, &s->activity);
-  for (size_t i = 0; i < s->n_hb; i++) {
-    const struct aq_heartbeat *h = &s->hb[i];
+static void judge(struct status *s)
+{
+	judge_db(s, &s->policy);
+	judge_db(s, &s->activity);
+	for (size_t i = 0; i < s->n_hb; i++) {
+		const struct aq_heartbeat *h = &s->hb[i];
 
-    if (h->state == AQ_SUPERSEDED || h->state == AQ_STOPPED)
-      continue;
-    s->running++;
-    if (h->state == AQ_STALE) {
-      problem(s, N_CRITICAL, "%s pid %lld on %s: last heartbeat %llds ago",
-              h->program, (long long)h->pid, h->host, (long long)h->age);
-      continue;
-    }
-    if (h->degraded)
-      problem(s, N_CRITICAL, "%s pid %lld on %s degraded: %s", h->program,
-              (long long)h->pid, h->host,
-              h->reason[0] ? h->reason : "no reason");
-    if (s->facts.ok && s->facts.generation - h->generation >= s->lag_warning)
-      problem(s, N_WARNING,
-              "%s pid %lld on %s runs policy generation %lld, "
-              "the store has %lld",
-              h->program, (long long)h->pid, h->host, (long long)h->generation,
-              (long long)s->facts.generation);
-    if (h->dropped >= s->dropped_warning)
-      problem(s, N_WARNING, "%s pid %lld on %s dropped %lld activity records",
-              h->program, (long long)h->pid, h->host, (long long)h->dropped);
-  }
-  if (s->running == 0)
-    problem(s, N_CRITICAL, "%s",
-            s->n_hb == 0 ? "no daemon has written a heartbeat"
-                         : "no running daemon (all stopped)");
+		if (h->state == AQ_SUPERSEDED || h->state == AQ_STOPPED)
+			continue;
+		s->running++;
+		if (h->state == AQ_STALE) {
+			problem(s, N_CRITICAL, "%s pid %lld on %s: last heartbeat %llds ago",
+			        h->program, (long long)h->pid, h->host, (long long)h->age);
+			continue;
+		}
+		if (h->degraded)
+			problem(s, N_CRITICAL, "%s pid %lld on %s degraded: %s", h->program,
+			        (long long)h->pid, h->host, h->reason[0] ? h->reason : "no reason");
+		if (s->facts.ok && s->facts.generation - h->generation >= s->lag_warning)
+			problem(s, N_WARNING,
+			        "%s pid %lld on %s runs policy generation %lld, "
+			        "the store has %lld",
+			        h->program, (long long)h->pid, h->host, (long long)h->generation,
+			        (long long)s->facts.generation);
+		if (h->dropped >= s->dropped_warning)
+			problem(s, N_WARNING, "%s pid %lld on %s dropped %lld activity records",
+			        h->program, (long long)h->pid, h->host, (long long)h->dropped);
+	}
+	if (s->running == 0)
+		problem(s, N_CRITICAL, "%s",
+		        s->n_hb == 0 ? "no daemon has written a heartbeat"
+		                     : "no running daemon (all stopped)");
 }
 
 /* ------------------------------------------------------------ output */
 
-static void print_nagios(const struct status *s) {
-  int64_t age = 0, lag = 0, dropped = 0, requests = 0, blocks = 0, errors = 0;
-  size_t fresh = 0;
+static void print_nagios(const struct status *s)
+{
+	int64_t age = 0, lag = 0, dropped = 0, requests = 0, blocks = 0, errors = 0;
+	size_t fresh = 0;
 
-  for (size_t i = 0; i < s->n_hb; i++) {
-    const struct aq_heartbeat *h = &s->hb[i];
+	for (size_t i = 0; i < s->n_hb; i++) {
+		const struct aq_heartbeat *h = &s->hb[i];
 
-    if (h->state != AQ_RUNNING && h->state != AQ_STALE)
-      continue;
-    fresh += h->state == AQ_RUNNING;
-    age = h->age > age ? h->age : age;
-    if (s->facts.ok && s->facts.generation - h->generation > lag)
-      lag = s->facts.generation - h->generation;
-    dropped += h->dropped;
-    requests += h->requests;
-    blocks += h->blocks;
-    errors += h->errors;
-  }
-  printf("SASLGATE %s - ", state_names[s->state]);
-  if (s->n_problems == 0) {
-    printf("%zu daemon%s running, policy generation %lld", fresh,
-           fresh == 1 ? "" : "s", (long long)s->facts.generation);
-  } else {
-    for (size_t i = 0; i < s->n_problems; i++)
-      printf("%s%s", i ? "; " : "", s->problems[i].text);
-  }
-  printf(" | daemons=%zu;;1:;0 heartbeat_age=%llds;;%lld;0 "
-         "generation_lag=%lld;%lld;;0 "
-         "dropped=%lldc;%lld;;0 requests=%lldc;;;0 blocks=%lldc;;;0 "
-         "errors=%lldc;;;0 "
-         "exceptions_expiring_7d=%lld;;;0\n",
-         fresh, (long long)age, (long long)s->stale, (long long)lag,
-         (long long)s->lag_warning, (long long)dropped,
-         (long long)s->dropped_warning, (long long)requests, (long long)blocks,
-         (long long)errors, (long long)s->facts.exceptions_expiring);
+		if (h->state != AQ_RUNNING && h->state != AQ_STALE)
+			continue;
+		fresh += h->state == AQ_RUNNING;
+		age = h->age > age ? h->age : age;
+		if (s->facts.ok && s->facts.generation - h->generation > lag)
+			lag = s->facts.generation - h->generation;
+		dropped += h->dropped;
+		requests += h->requests;
+		blocks += h->blocks;
+		errors += h->errors;
+	}
+	printf("SASLGATE %s - ", state_names[s->state]);
+	if (s->n_problems == 0) {
+		printf("%zu daemon%s running, policy generation %lld", fresh, fresh == 1 ? "" : "s",
+		       (long long)s->facts.generation);
+	} else {
+		for (size_t i = 0; i < s->n_problems; i++)
+			printf("%s%s", i ? "; " : "", s->problems[i].text);
+	}
+	printf(" | daemons=%zu;;1:;0 heartbeat_age=%llds;;%lld;0 "
+	       "generation_lag=%lld;%lld;;0 "
+	       "dropped=%lldc;%lld;;0 requests=%lldc;;;0 blocks=%lldc;;;0 "
+	       "errors=%lldc;;;0 "
+	       "exceptions_expiring_7d=%lld;;;0\n",
+	       fresh, (long long)age, (long long)s->stale, (long long)lag,
+	       (long long)s->lag_warning, (long long)dropped, (long long)s->dropped_warning,
+	       (long long)requests, (long long)blocks, (long long)errors,
+	       (long long)s->facts.exceptions_expiring);
 }
 
-static void db_json(struct json *j, const struct db_info *d) {
-  json_object_begin(j);
-  json_kv_bool(j, "present", d->present);
-  json_kv_bool(j, "readable", d->opened);
-  if (d->opened)
-    json_kv_int(j, "schema_version", d->schema);
-  else
-    json_kv_string(j, "schema_version", NULL);
-  json_kv_int(j, "schema_version_expected", d->schema_expected);
-  if (d->checked)
-    json_kv_bool(j, "integrity", d->integrity_ok);
-  else
-    json_kv_string(j, "integrity", NULL);
-  json_kv_string(j, "error", d->error[0] ? d->error : NULL);
-  json_kv_int(j, "size", d->size > 0 ? d->size : 0);
-  json_kv_int(j, "wal_size", d->wal_size > 0 ? d->wal_size : 0);
-  json_object_end(j);
+static void db_json(struct json *j, const struct db_info *d)
+{
+	json_object_begin(j);
+	json_kv_bool(j, "present", d->present);
+	json_kv_bool(j, "readable", d->opened);
+	if (d->opened)
+		json_kv_int(j, "schema_version", d->schema);
+	else
+		json_kv_string(j, "schema_version", NULL);
+	json_kv_int(j, "schema_version_expected", d->schema_expected);
+	if (d->checked)
+		json_kv_bool(j, "integrity", d->integrity_ok);
+	else
+		json_kv_string(j, "integrity", NULL);
+	json_kv_string(j, "error", d->error[0] ? d->error : NULL);
+	json_kv_int(j, "size", d->size > 0 ? d->size : 0);
+	json_kv_int(j, "wal_size", d->wal_size > 0 ? d->wal_size : 0);
+	json_object_end(j);
 }
 
-static void print_json(const struct status *s) {
-  struct json j;
+static void print_json(const struct status *s)
+{
+	struct json j;
 
-  json_init(&j, stdout, 1);
-  json_object_begin(&j);
-  json_kv_string(&j, "state", state_names[s->state]);
-  json_key(&j, "problems");
-  json_array_begin(&j);
-  for (size_t i = 0; i < s->n_problems; i++) {
-    json_object_begin(&j);
-    json_kv_string(&j, "severity", state_names[s->problems[i].severity]);
-    json_kv_string(&j, "text", s->problems[i].text);
-    json_object_end(&j);
-  }
-  json_array_end(&j);
-  json_key(&j, "store");
-  json_object_begin(&j);
-  json_kv_string(&j, "dir", s->ctl->dir);
-  if (s->facts.ok) {
-    json_kv_int(&j, "generation", s->facts.generation);
-    json_kv_int(&j, "exceptions_active", s->facts.exceptions_active);
-    json_kv_int(&j, "exceptions_expiring_7d", s->facts.exceptions_expiring);
-    json_kv_int(&j, "activity_retention_days", s->facts.retention_days);
-  } else {
-    json_kv_string(&j, "generation", NULL);
-  }
-  json_key(&j, "policy_db");
-  db_json(&j, &s->policy);
-  json_key(&j, "activity_db");
-  db_json(&j, &s->activity);
-  json_object_end(&j);
-  json_key(&j, "daemons");
-  json_array_begin(&j);
-  for (size_t i = 0; i < s->n_hb; i++) {
-    const struct aq_heartbeat *h = &s->hb[i];
+	json_init(&j, stdout, 1);
+	json_object_begin(&j);
+	json_kv_string(&j, "state", state_names[s->state]);
+	json_key(&j, "problems");
+	json_array_begin(&j);
+	for (size_t i = 0; i < s->n_problems; i++) {
+		json_object_begin(&j);
+		json_kv_string(&j, "severity", state_names[s->problems[i].severity]);
+		json_kv_string(&j, "text", s->problems[i].text);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_key(&j, "store");
+	json_object_begin(&j);
+	json_kv_string(&j, "dir", s->ctl->dir);
+	if (s->facts.ok) {
+		json_kv_int(&j, "generation", s->facts.generation);
+		json_kv_int(&j, "exceptions_active", s->facts.exceptions_active);
+		json_kv_int(&j, "exceptions_expiring_7d", s->facts.exceptions_expiring);
+		json_kv_int(&j, "activity_retention_days", s->facts.retention_days);
+	} else {
+		json_kv_string(&j, "generation", NULL);
+	}
+	json_key(&j, "policy_db");
+	db_json(&j, &s->policy);
+	json_key(&j, "activity_db");
+	db_json(&j, &s->activity);
+	json_object_end(&j);
+	json_key(&j, "daemons");
+	json_array_begin(&j);
+	for (size_t i = 0; i < s->n_hb; i++) {
+		const struct aq_heartbeat *h = &s->hb[i];
 
-    json_object_begin(&j);
-    json_kv_string(&j, "program", h->program);
-    json_kv_string(&j, "host", h->host);
-    json_kv_int(&j, "pid", h->pid);
-    json_kv_string(&j, "state", aq_daemon_state_name(h->state));
-    json_kv_time(&j, "started", (time_t)h->started_at);
-    json_kv_time(&j, "last_heartbeat", (time_t)h->last_seen);
-    json_kv_int(&j, "heartbeat_age", h->age);
-    json_kv_int(&j, "generation", h->generation);
-    if (s->facts.ok)
-      json_kv_int(&j, "generation_lag", s->facts.generation - h->generation);
-    else
-      json_kv_string(&j, "generation_lag", NULL);
-    json_kv_bool(&j, "stopped", h->stopped);
-    json_kv_bool(&j, "degraded", h->degraded);
-    json_kv_string(&j, "degraded_reason", h->reason[0] ? h->reason : NULL);
-    json_key(&j, "counters");
-    json_object_begin(&j);
-    json_kv_int(&j, "requests", h->requests);
-    json_kv_int(&j, "blocks", h->blocks);
-    json_kv_int(&j, "allows", h->allows);
-    json_kv_int(&j, "would_blocks", h->would_blocks);
-    json_kv_int(&j, "not_authenticated", h->not_authenticated);
-    json_kv_int(&j, "errors", h->errors);
-    json_kv_int(&j, "dropped", h->dropped);
-    json_kv_int(&j, "rebuilds", h->rebuilds);
-    json_kv_int(&j, "last_rebuild_us", h->last_rebuild_us);
-    json_object_end(&j);
-    json_object_end(&j);
-  }
-  json_array_end(&j);
-  json_object_end(&j);
-  json_finish(&j);
+		json_object_begin(&j);
+		json_kv_string(&j, "program", h->program);
+		json_kv_string(&j, "host", h->host);
+		json_kv_int(&j, "pid", h->pid);
+		json_kv_string(&j, "state", aq_daemon_state_name(h->state));
+		json_kv_time(&j, "started", (time_t)h->started_at);
+		json_kv_time(&j, "last_heartbeat", (time_t)h->last_seen);
+		json_kv_int(&j, "heartbeat_age", h->age);
+		json_kv_int(&j, "generation", h->generation);
+		if (s->facts.ok)
+			json_kv_int(&j, "generation_lag", s->facts.generation - h->generation);
+		else
+			json_kv_string(&j, "generation_lag", NULL);
+		json_kv_bool(&j, "stopped", h->stopped);
+		json_kv_bool(&j, "degraded", h->degraded);
+		json_kv_string(&j, "degraded_reason", h->reason[0] ? h->reason : NULL);
+		json_key(&j, "counters");
+		json_object_begin(&j);
+		json_kv_int(&j, "requests", h->requests);
+		json_kv_int(&j, "blocks", h->blocks);
+		json_kv_int(&j, "allows", h->allows);
+		json_kv_int(&j, "would_blocks", h->would_blocks);
+		json_kv_int(&j, "not_authenticated", h->not_authenticated);
+		json_kv_int(&j, "errors", h->errors);
+		json_kv_int(&j, "dropped", h->dropped);
+		json_kv_int(&j, "rebuilds", h->rebuilds);
+		json_kv_int(&j, "last_rebuild_us", h->last_rebuild_us);
+		json_object_end(&j);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
+	json_object_end(&j);
+	json_finish(&j);
 }
 
-static void db_text(const struct db_info *d, int64_t generation) {
-  printf("  %-12s ", d->file);
-  if (!d->present) {
-    printf("absent\n");
-    return;
-  }
-  if (!d->opened) {
-    printf("unreadable: %s\n", d->error);
-    return;
-  }
-  printf("schema %d (%s), integrity %s, %lld bytes + %lld WAL", d->schema,
-         d->schema == d->schema_expected ? "ok" : "UNEXPECTED",
-         !d->checked       ? "not checked"
-         : d->integrity_ok ? "ok"
-                           : d->error,
-         (long long)d->size, (long long)(d->wal_size > 0 ? d->wal_size : 0));
-  if (generation >= 0)
-    printf(", generation %lld", (long long)generation);
-  printf("\n");
+static void db_text(const struct db_info *d, int64_t generation)
+{
+	printf("  %-12s ", d->file);
+	if (!d->present) {
+		printf("absent\n");
+		return;
+	}
+	if (!d->opened) {
+		printf("unreadable: %s\n", d->error);
+		return;
+	}
+	printf("schema %d (%s), integrity %s, %lld bytes + %lld WAL", d->schema,
+	       d->schema == d->schema_expected ? "ok" : "UNEXPECTED",
+	       !d->checked       ? "not checked"
+	       : d->integrity_ok ? "ok"
+	                         : d->error,
+	       (long long)d->size, (long long)(d->wal_size > 0 ? d->wal_size : 0));
+	if (generation >= 0)
+		printf(", generation %lld", (long long)generation);
+	printf("\n");
 }
 
-static void print_text(const struct status *s) {
-  char t1[32], t2[32];
+static void print_text(const struct status *s)
+{
+	char t1[32], t2[32];
 
-  printf("state: %s\n", state_names[s->state]);
-  for (size_t i = 0; i < s->n_problems; i++)
-    printf("  %-8s %s\n", state_names[s->problems[i].severity],
-           s->problems[i].text);
-  printf("\nstore %s:\n", s->ctl->dir);
-  db_text(&s->policy, s->facts.ok ? s->facts.generation : -1);
-  db_text(&s->activity, -1);
-  if (s->facts.ok)
-    printf("  exceptions   %lld active, %lld expiring within 7 days; "
-           "activity retention %lld days\n",
-           (long long)s->facts.exceptions_active,
-           (long long)s->facts.exceptions_expiring,
-           (long long)s->facts.retention_days);
-  printf("\ndaemons:%s\n", s->n_hb ? "" : " none has written a heartbeat");
-  for (size_t i = 0; i < s->n_hb; i++) {
-    const struct aq_heartbeat *h = &s->hb[i];
+	printf("state: %s\n", state_names[s->state]);
+	for (size_t i = 0; i < s->n_problems; i++)
+		printf("  %-8s %s\n", state_names[s->problems[i].severity], s->problems[i].text);
+	printf("\nstore %s:\n", s->ctl->dir);
+	db_text(&s->policy, s->facts.ok ? s->facts.generation : -1);
+	db_text(&s->activity, -1);
+	if (s->facts.ok)
+		printf("  exceptions   %lld active, %lld expiring within 7 days; "
+		       "activity retention %lld days\n",
+		       (long long)s->facts.exceptions_active,
+		       (long long)s->facts.exceptions_expiring, (long long)s->facts.retention_days);
+	printf("\ndaemons:%s\n", s->n_hb ? "" : " none has written a heartbeat");
+	for (size_t i = 0; i < s->n_hb; i++) {
+		const struct aq_heartbeat *h = &s->hb[i];
 
-    printf("  %s pid %lld on %s: %s\n", h->program, (long long)h->pid, h->host,
-           aq_daemon_state_name(h->state));
-    printf("    started          %s\n",
-           ctl_time((time_t)h->started_at, "-", t1, sizeof(t1)));
-    printf("    last heartbeat   %s (%llds ago)\n",
-           ctl_time((time_t)h->last_seen, "-", t2, sizeof(t2)),
-           (long long)h->age);
-    printf("    generation       %lld", (long long)h->generation);
-    if (s->facts.ok)
-      printf(" (store %lld)", (long long)s->facts.generation);
-    printf("\n    requests         %lld: block %lld, allow %lld, would-block "
-           "%lld, "
-           "not-authenticated %lld, errors %lld\n",
-           (long long)h->requests, (long long)h->blocks, (long long)h->allows,
-           (long long)h->would_blocks, (long long)h->not_authenticated,
-           (long long)h->errors);
-    printf("    dropped records  %lld\n", (long long)h->dropped);
-    printf("    policy rebuilds  %lld (last %lld us)\n", (long long)h->rebuilds,
-           (long long)h->last_rebuild_us);
-    printf("    degraded         %s%s\n", h->degraded ? "YES: " : "no",
-           h->degraded ? h->reason : "");
-  }
+		printf("  %s pid %lld on %s: %s\n", h->program, (long long)h->pid, h->host,
+		       aq_daemon_state_name(h->state));
+		printf("    started          %s\n",
+		       ctl_time((time_t)h->started_at, "-", t1, sizeof(t1)));
+		printf("    last heartbeat   %s (%llds ago)\n",
+		       ctl_time((time_t)h->last_seen, "-", t2, sizeof(t2)), (long long)h->age);
+		printf("    generation       %lld", (long long)h->generation);
+		if (s->facts.ok)
+			printf(" (store %lld)", (long long)s->facts.generation);
+		printf("\n    requests         %lld: block %lld, allow %lld, would-block "
+		       "%lld, "
+		       "not-authenticated %lld, errors %lld\n",
+		       (long long)h->requests, (long long)h->blocks, (long long)h->allows,
+		       (long long)h->would_blocks, (long long)h->not_authenticated,
+		       (long long)h->errors);
+		printf("    dropped records  %lld\n", (long long)h->dropped);
+		printf("    policy rebuilds  %lld (last %lld us)\n", (long long)h->rebuilds,
+		       (long long)h->last_rebuild_us);
+		printf("    degraded         %s%s\n", h->degraded ? "YES: " : "no",
+		       h->degraded ? h->reason : "");
+	}
 }
 
-static int parse(struct status *s, const struct ctl_command *cmd, int argc,
-                 char **argv) {
-  static const struct option longopts[] = {
-      {"stale", required_argument, NULL, OPT_STALE},
-      {"lag-warning", required_argument, NULL, OPT_LAG},
-      {"dropped-warning", required_argument, NULL, OPT_DROPPED},
-      {"nagios", no_argument, NULL, OPT_NAGIOS},
-      {"no-integrity", no_argument, NULL, OPT_NO_INTEGRITY},
-      CTL_OPT_COMMON,
-      {NULL, 0, NULL, 0},
-  };
-  int c, rc = CTL_OK;
+static int parse(struct status *s, const struct ctl_command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"stale", required_argument, NULL, OPT_STALE},
+	    {"lag-warning", required_argument, NULL, OPT_LAG},
+	    {"dropped-warning", required_argument, NULL, OPT_DROPPED},
+	    {"nagios", no_argument, NULL, OPT_NAGIOS},
+	    {"integrity", required_argument, NULL, OPT_INTEGRITY},
+	    CTL_OPT_COMMON,
+	    {NULL, 0, NULL, 0},
+	};
+	int c, rc = CTL_OK;
 
-  ctl_opt_start();
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-    switch (c) {
-    case OPT_STALE:
-      rc = aq_parse_count("--stale", optarg, 0, &s->stale);
-      break;
-    case OPT_LAG:
-      rc = aq_parse_count("--lag-warning", optarg, 0, &s->lag_warning);
-      break;
-    case OPT_DROPPED:
-      rc = aq_parse_count("--dropped-warning", optarg, 0, &s->dropped_warning);
-      break;
-    case OPT_NAGIOS:
-      s->nagios = 1;
-      break;
-    case OPT_NO_INTEGRITY:
-      s->integrity = 0;
-      break;
-    default:
-      if ((rc = ctl_opt_common(s->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-        return rc;
-      rc = CTL_OK;
-    }
-    if (rc != CTL_OK)
-      return rc;
-  }
-  if (optind != argc)
-    return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  return CTL_OPT_CONTINUE;
+	ctl_opt_start();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_STALE:
+			rc = aq_parse_count("--stale", optarg, 0, &s->stale);
+			break;
+		case OPT_LAG:
+			rc = aq_parse_count("--lag-warning", optarg, 0, &s->lag_warning);
+			break;
+		case OPT_DROPPED:
+			rc = aq_parse_count("--dropped-warning", optarg, 0, &s->dropped_warning);
+			break;
+		case OPT_NAGIOS:
+			s->nagios = 1;
+			break;
+		case OPT_INTEGRITY:
+			if (strcmp(optarg, "all") == 0)
+				s->integrity = CHECK_ALL;
+			else if (strcmp(optarg, "policy") == 0)
+				s->integrity = CHECK_POLICY;
+			else if (strcmp(optarg, "none") == 0)
+				s->integrity = CHECK_NONE;
+			else
+				return ctl_invalid("--integrity", "'%s' is not all, policy or none",
+				                   optarg);
+			break;
+		default:
+			if ((rc = ctl_opt_common(s->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
+				return rc;
+			rc = CTL_OK;
+		}
+		if (rc != CTL_OK)
+			return rc;
+	}
+	if (optind != argc)
+		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	return CTL_OPT_CONTINUE;
 }
 
-int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc,
-               char **argv) {
-  struct status *s = xcalloc(1, sizeof(*s));
-  int rc, nagios = 0;
+int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct status *s = xcalloc(1, sizeof(*s));
+	int rc, nagios = 0;
 
-  for (int i = 1; i < argc; i++)
-    nagios |= strcmp(argv[i], "--nagios") == 0;
-  s->ctl = ctl;
-  s->stale = STATUS_DEFAULT_STALE;
-  s->lag_warning = 1;
-  s->dropped_warning = 1;
-  s->integrity = 1;
-  rc = parse(s, cmd, argc, argv);
-  if (rc != CTL_OPT_CONTINUE) {
-    free(s);
-    /* A plugin reports bad usage as UNKNOWN. */
-    return nagios && rc != CTL_OK ? N_UNKNOWN : rc;
-  }
-  if (s->lag_warning == 0)
-    s->lag_warning = INT64_MAX; /* 0: never warn */
-  if (s->dropped_warning == 0)
-    s->dropped_warning = INT64_MAX;
-  inspect_store(s);
-  judge(s);
-  if (s->nagios)
-    print_nagios(s);
-  else if (ctl->json)
-    print_json(s);
-  else
-    print_text(s);
-  rc = s->nagios ? (int)s->state : CTL_OK;
-  free(s->hb);
-  free(s);
-  return rc;
+	for (int i = 1; i < argc; i++)
+		nagios |= strcmp(argv[i], "--nagios") == 0;
+	s->ctl = ctl;
+	s->stale = STATUS_DEFAULT_STALE;
+	s->lag_warning = 1;
+	s->dropped_warning = 1;
+	s->integrity = CHECK_DEFAULT;
+	rc = parse(s, cmd, argc, argv);
+	if (rc != CTL_OPT_CONTINUE) {
+		free(s);
+		/* A plugin reports bad usage as UNKNOWN. */
+		return nagios && rc != CTL_OK ? N_UNKNOWN : rc;
+	}
+	/* A full check of a large activity.db takes seconds: not every minute. */
+	if (s->integrity == CHECK_DEFAULT)
+		s->integrity = s->nagios ? CHECK_POLICY : CHECK_ALL;
+	if (s->lag_warning == 0)
+		s->lag_warning = INT64_MAX; /* 0: never warn */
+	if (s->dropped_warning == 0)
+		s->dropped_warning = INT64_MAX;
+	inspect_store(s);
+	judge(s);
+	if (s->nagios)
+		print_nagios(s);
+	else if (ctl->json)
+		print_json(s);
+	else
+		print_text(s);
+	rc = s->nagios ? (int)s->state : CTL_OK;
+	free(s->hb);
+	free(s);
+	return rc;
 }
