@@ -18,6 +18,7 @@ namespace (with its mounts) disappears when that process exits.
 
 See /work/shared/E2E-NOTES.md, second part, for the verified recipe.
 """
+import fcntl
 import os
 import re
 import shlex
@@ -68,19 +69,25 @@ def _debs(cache):
 
 
 def fetch_debs(cache=CACHE):
-    """The three Sendmail .debs, downloaded once into the cache directory.
-    Raises SendmailUnavailable (the tests fail, never skip) when apt cannot
-    fetch them."""
+    """The three Sendmail .debs, downloaded once into the cache directory
+    (under a lock: concurrent test runs share it). Raises SendmailUnavailable
+    (the tests fail, never skip) when apt cannot fetch them."""
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        lock = open(cache / ".lock", "w")
     except OSError as e:
         raise SendmailUnavailable("cannot create the Sendmail package cache %s (set "
                                   "SASLGATE_E2E_CACHE): %s" % (cache, e))
-    found = _debs(cache)
-    missing = [n for n in DEBS if n not in found]
-    if missing:
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _debs(cache)
+        missing = [n for n in DEBS if n not in found]
+        if not missing:
+            return [found[n] for n in DEBS]
         try:
-            proc = subprocess.run(["apt-get", "download"] + missing, cwd=str(cache),
+            # Sandbox::User=root: the cache is root's, not _apt's.
+            proc = subprocess.run(["apt-get", "-q", "-o", "APT::Sandbox::User=root",
+                                   "download"] + missing, cwd=str(cache),
                                   capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SendmailUnavailable(
@@ -92,9 +99,9 @@ def fetch_debs(cache=CACHE):
             raise SendmailUnavailable(
                 "the Sendmail end-to-end tests need the Debian packages %s, fetched "
                 "(not installed) with `apt-get download` into %s; that failed "
-                "(exit %d):\n%s%s" % (" ".join(still), cache, proc.returncode,
-                                      proc.stdout, proc.stderr))
-    return [found[n] for n in DEBS]
+                "(exit %d; is the network up and `apt-get update` done?):\n%s%s"
+                % (" ".join(still), cache, proc.returncode, proc.stdout, proc.stderr))
+        return [found[n] for n in DEBS]
 
 
 def unpack(debs, root):
