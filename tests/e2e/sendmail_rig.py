@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import rig
-from rig import BUILD, PASSWORD, REPO, free_port, pid_alive, wait_for
+from rig import BUILD, PASSWORD, REPO, free_port, wait_for
 
 DEBS = ("sendmail-bin", "sendmail-base", "sendmail-cf")
 CACHE = Path(os.environ.get("SASLGATE_E2E_CACHE", "/var/cache/saslgate-e2e"))
