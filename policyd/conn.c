@@ -144,8 +144,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		conn_free(c);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_EOF) {
+		/* A client that half-closes after its request still gets the reply. */
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+			c->close_after_write = 1;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
 		conn_free(c);
+	}
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)

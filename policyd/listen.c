@@ -149,6 +149,25 @@ static int unix_clear_stale(const char *spec, const char *path, struct sg_err *e
 	return 0;
 }
 
+int endpoint_check_access(const struct settings *s, struct sg_err *err)
+{
+	const char *mode_text = settings_str(s, "socket_mode");
+	const char *owner = settings_str(s, "socket_owner");
+	const char *group = settings_str(s, "socket_group");
+	char *end;
+	long mode;
+
+	errno = 0;
+	mode = strtol(mode_text, &end, 8);
+	if (*mode_text == '\0' || *end != '\0' || errno != 0 || mode < 0 || mode > 07777)
+		return sg_err_set(err, "socket_mode: \"%s\" is not an octal mode", mode_text);
+	if (*owner != '\0' && getpwnam(owner) == NULL)
+		return sg_err_set(err, "socket_owner: unknown user \"%s\"", owner);
+	if (*group != '\0' && getgrnam(group) == NULL)
+		return sg_err_set(err, "socket_group: unknown group \"%s\"", group);
+	return 0;
+}
+
 /* socket_mode/socket_owner/socket_group, applied after bind. */
 static int unix_set_access(const struct server *srv, const char *spec, const char *path,
                            struct sg_err *err)

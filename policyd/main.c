@@ -154,6 +154,21 @@ static int check_config(const struct settings *s)
 		printf("error: %s\n", err.text);
 		bad = 1;
 	}
+	if (endpoint_check_access(s, &err) < 0) {
+		printf("error: %s\n", err.text);
+		bad = 1;
+	}
+	if (*settings_str(s, "user") != '\0' || *settings_str(s, "group") != '\0') {
+		const char *user = settings_str(s, "user"), *group = settings_str(s, "group");
+		uid_t uid;
+		gid_t gid;
+
+		if (daemon_lookup_ids(*user ? user : "root", *group ? group : NULL, &uid, &gid,
+		                      &err) < 0) {
+			printf("error: %s\n", err.text);
+			bad = 1;
+		}
+	}
 	src = source_open(dir, &err);
 	if (src == NULL) {
 		printf("error: store %s: %s\n", dir, err.text);

@@ -105,6 +105,9 @@ struct server {
  * "inet:[V6]:PORT"). 0 or -1 with err. */
 int endpoint_check(const char *spec, struct sg_err *err);
 
+/* Checks socket_mode, socket_owner and socket_group. 0 or -1 with err. */
+int endpoint_check_access(const struct settings *s, struct sg_err *err);
+
 /* Parses the listen setting into srv->endpoints and binds each one (UNIX
  * sockets get socket_mode/owner/group). Runs before privileges are dropped and
  * before the event base exists. 0 or -1 with err. */

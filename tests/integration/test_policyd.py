@@ -91,7 +91,9 @@ def test_check_missing_store_exits_1(tmp_path):
 
 
 @pytest.mark.parametrize("opt", ["max_line_bytes=10", "no_such_setting=1", "on_error=explode",
-                                 "idle_timeout=forever"])
+                                 "idle_timeout=forever", "socket_mode=0999",
+                                 "socket_group=no-such-group-xyz", "user=no-such-user-xyz",
+                                 "on_error_reply=451 5.3.0 classes disagree"])
 def test_check_bad_setting_exits_1(tmp_path, store, opt):
     r = run_policyd(["-n", "-d", store, "-o", opt, "-l", "unix:%s/s" % tmp_path])
     assert r.returncode == 1
@@ -152,6 +154,14 @@ def test_request_split_into_single_bytes(daemon):
         for i in range(len(data)):
             c.send(data[i:i + 1])
         assert c.read_reply() == BLOCK_REPLY
+
+
+def test_half_close_after_request_gets_reply(daemon):
+    with daemon.client() as c:
+        c.send(encode(postfix_request()))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_reply() == BLOCK_REPLY
+        assert c.closed_without_reply()
 
 
 def test_unauthenticated_is_dunno(daemon):
