@@ -310,6 +310,7 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 	source_stats(srv->source, &st);
 	srv->degraded = degraded;
 	activity_set_status(srv->activity, st.generation, degraded, degraded ? reason : NULL);
+	activity_set_rebuilds(srv->activity, st.rebuilds, st.last_rebuild_us);
 }
 
 static int setup_events(struct server *srv)

@@ -573,3 +573,22 @@ def test_detached_daemon_reports_missing_store_on_terminal(tmp_path):
     assert r.returncode == 1
     assert "policy store" in r.stderr
     assert not (tmp_path / "p.pid").exists()
+
+
+def test_rebuild_counted_in_heartbeat(tmp_path, store):
+    d = Policyd(tmp_path, store, settings={"heartbeat_interval": "1s"})
+    try:
+        with d.client() as c:
+            assert c.ask() == BLOCK_REPLY
+            add_exception(store, user="alice@example.com")
+            assert c.ask(instance=new_instance()) == DUNNO
+
+        def rebuilds():
+            rows = activity_rows(store, "SELECT rebuilds, generation FROM heartbeats "
+                                 "WHERE pid = ?", (d.pid,))
+            return rows and rows[0][0] >= 1 and rows[0]
+        row = wait_for(rebuilds, timeout=8)
+        assert row and row[0] >= 1, row
+        assert d.stop() == 0
+    finally:
+        d.kill()
