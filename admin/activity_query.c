@@ -148,6 +148,12 @@ const char *aq_daemon_state_name(enum aq_daemon_state s)
 	return "?";
 }
 
+/* Started later; rowid (insertion order) breaks ties within a second. */
+static int newer(const struct aq_heartbeat *a, const struct aq_heartbeat *b)
+{
+	return a->started_at != b->started_at ? a->started_at > b->started_at : a->seq > b->seq;
+}
+
 static void classify(struct aq_heartbeat *hb, size_t n, time_t now, int64_t stale)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -157,11 +163,11 @@ static void classify(struct aq_heartbeat *hb, size_t n, time_t now, int64_t stal
 		if (h->age < 0)
 			h->age = 0;
 		h->state = h->stopped ? AQ_STOPPED : h->age > stale ? AQ_STALE : AQ_RUNNING;
-		for (size_t k = 0; k < n; k++) {
+		for (size_t k = 0; k < n && !h->stopped; k++) {
 			if (k == i || strcmp(hb[k].program, h->program) != 0 ||
 			    strcmp(hb[k].host, h->host) != 0)
 				continue;
-			if (hb[k].started_at >= h->last_seen && hb[k].pid != h->pid) {
+			if (newer(&hb[k], h) && hb[k].started_at >= h->last_seen) {
 				h->state = AQ_SUPERSEDED;
 				break;
 			}
@@ -175,8 +181,8 @@ int aq_heartbeats(sqlite3 *db, time_t now, int64_t stale, struct aq_heartbeat **
 	    "SELECT program, host, pid, started_at, last_seen, generation, degraded, "
 	    "degraded_reason, requests, blocks, allows, would_blocks, "
 	    "not_authenticated, errors, "
-	    "dropped, rebuilds, last_rebuild_us, stopped FROM heartbeats "
-	    "ORDER BY program, host, started_at, pid";
+	    "dropped, rebuilds, last_rebuild_us, stopped, rowid FROM heartbeats "
+	    "ORDER BY program, host, started_at, rowid";
 	struct aq_heartbeat *hb = NULL;
 	size_t count = 0, cap = 0;
 	sqlite3_stmt *st;
@@ -211,6 +217,7 @@ int aq_heartbeats(sqlite3 *db, time_t now, int64_t stale, struct aq_heartbeat **
 		h->rebuilds = sqlite3_column_int64(st, 15);
 		h->last_rebuild_us = sqlite3_column_int64(st, 16);
 		h->stopped = sqlite3_column_int(st, 17);
+		h->seq = sqlite3_column_int64(st, 18);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

@@ -67,9 +67,10 @@ void aq_network_of(const char *addr_text, char *buf, size_t len);
 
 /*
  * Daemon heartbeats. A heartbeat is "superseded" when another heartbeat of the
- * same program on the same host started at or after its last beat: the
+ * same program on the same host started later (at or after its last beat): the
  * daemon was restarted (after a crash the old row stays behind, not stopped)
- * and only the newest instance matters. Superseded rows are shown but never
+ * and only the newest instance matters (a cleanly stopped row stays
+ * "stopped"). Superseded rows are shown but never
  * alarm.
  */
 enum aq_daemon_state { AQ_RUNNING, AQ_STALE, AQ_STOPPED, AQ_SUPERSEDED };
@@ -82,6 +83,7 @@ struct aq_heartbeat {
 	int64_t requests, blocks, allows, would_blocks, not_authenticated, errors, dropped;
 	int64_t rebuilds, last_rebuild_us;
 	int stopped;
+	int64_t seq;                /* rowid: insertion order */
 	enum aq_daemon_state state; /* computed for the staleness threshold */
 	int64_t age;                /* now - last_seen */
 };
