@@ -7,6 +7,7 @@ private queue and what the milter recorded."""
 import json
 import re
 import shutil
+import signal
 import time
 
 import pytest
@@ -358,6 +359,28 @@ def test_milter_down_applies_the_fragment_flag_and_recovers(sm):
         if not sm.saslgate.milter_running():
             sm.saslgate.start_milter_inet()
         sm.remove_exceptions()
+
+
+def test_milter_hung_times_out_to_tempfail(sm):
+    """The fragment's T= limits: a filter that accepts but never answers (here:
+    SIGSTOPped) costs the client the R: timeout, then the F=T tempfail."""
+    fragment = sr.read_fragment()
+    m = re.search(r"T=[^']*R:(\d+)s", sr.fragment_filter_line(fragment))
+    assert m, sr.fragment_filter_line(fragment)
+    read_timeout = int(m.group(1))
+    proc = sm.saslgate.procs["milter"]
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        res, t = sm.submit("PLAIN", "alice@example.test", decided=False)
+        took = time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert not res.accepted and 400 <= res.code < 500, res
+    assert not sm.sendmail.queued_with(t)
+    assert read_timeout - 1 <= took < read_timeout + 8, took
+    res, t = sm.submit("PLAIN", "alice@example.test")
+    sm.expect_refused(res, t, "PLAIN")
 
 
 def test_fragment_documents_tempfail():
