@@ -4,7 +4,6 @@ sasldb, and saslgate-milter hooked with the shipped
 contrib/sendmail/saslgate.mc fragment.  Real swaks/raw clients submit over
 loopback; each scenario asserts what the client saw, what reached Sendmail's
 private queue and what the milter recorded."""
-import json
 import re
 import shutil
 import signal
@@ -294,19 +293,18 @@ def check_ctl_reports(sm, user, queue_ids, mechs):
     if missing:
         pytest.xfail("saslgatectl has no %s command yet; the would-block decision rows "
                      "in activity.db were asserted instead" % "/".join(missing))
-    data = json.loads(sm.ctl("--json", "log", "--user", user).stdout)
-    rows = data if isinstance(data, list) else next(
-        v for v in data.values() if isinstance(v, list))
+    rows = sm.saslgate.ctl_json("log", "--user", user, "--limit", "0")
     by_queue_id = {r.get("queue_id"): r for r in rows}
     for qid in queue_ids:
-        assert by_queue_id[qid]["outcome"] == "would-block", by_queue_id.get(qid)
-        assert by_queue_id[qid]["daemon"] == "milter"
+        row = by_queue_id.get(qid)
+        assert row and row["outcome"] == "would-block", (qid, rows)
+        assert row["daemon"] == "milter" and row["report_only"] == ["block-legacy"], row
     text = sm.ctl("log", "--user", user).stdout
     assert text.count("would-block") >= len(queue_ids), text
-    report = sm.ctl("report", "legacy").stdout
+    report = {u["user"]: u for u in sm.saslgate.ctl_json("report", "legacy")["users"]}
     assert user in report, report
-    for mech in mechs:
-        assert mech in report, report
+    assert set(mechs) <= set(report[user]["mechanisms"]), report[user]
+    assert user in sm.ctl("report", "legacy").stdout
 
 
 # --- 4. live change -----------------------------------------------------------------
