@@ -289,7 +289,9 @@ int main(int argc, char **argv)
 	for (int i = 0; cases[i]; i++) {
 		double times[50];
 
-		snprintf(cmd, sizeof(cmd), "%s -d '%s' %s >/dev/null", ctl, dir, cases[i]);
+		/* status reports health in its exit status (no daemon runs here) */
+		snprintf(cmd, sizeof(cmd), "%s -d '%s' %s >/dev/null%s", ctl, dir, cases[i],
+		         strncmp(cases[i], "status", 6) == 0 ? " || test $? -le 3" : "");
 		for (int r = 0; r < runs; r++) {
 			t = now_s();
 			if (run_quiet(cmd) < 0)
