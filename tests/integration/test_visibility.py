@@ -5,11 +5,12 @@ must show exactly those submissions, in text, JSON, CSV and Prometheus."""
 import csv
 import io
 import os
+import subprocess
 import time
 
 import pytest
 
-from policyd_util import POLICYD
+from policyd_util import CTL, POLICYD
 from visibility_util import (FAST, Policyd, ask, js, ok, parse_prometheus, run, sample,
                              wait_heartbeat, wait_logged)
 
@@ -284,3 +285,35 @@ def test_status_json_and_text(site):
     assert text.startswith("state: OK")
     assert "policyd pid %d" % site["daemon"].pid in text
     assert "requests         9: block 4, allow 3, would-block 1" in text
+
+
+# ---------------------------------------------------------------- contrib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def contrib_env():
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(os.path.abspath(CTL)) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def test_contrib_check_saslgate(site):
+    check = os.path.join(ROOT, "contrib", "nagios", "check_saslgate")
+    proc = subprocess.run([check, "-d", str(site["store"]), "-s", "30"], capture_output=True,
+                          text=True, env=contrib_env(), timeout=30)
+    assert proc.returncode == 0 and proc.stdout.startswith("SASLGATE OK - "), proc.stdout
+    proc = subprocess.run([check, "-x"], capture_output=True, text=True, env=contrib_env(),
+                          timeout=30)
+    assert proc.returncode == 3 and proc.stdout.startswith("SASLGATE UNKNOWN")
+
+
+def test_contrib_prometheus_textfile(site, tmp_path):
+    script = os.path.join(ROOT, "contrib", "prometheus", "saslgate-textfile")
+    subprocess.run([script, str(tmp_path), str(site["store"]), "1d"], check=True,
+                   env=contrib_env(), timeout=30)
+    assert os.listdir(str(tmp_path)) == ["saslgate.prom"]
+    with open(str(tmp_path / "saslgate.prom")) as f:
+        fam = parse_prometheus(f.read())
+    assert sample(fam, "saslgate_window_seconds") == 86400
+    assert sample(fam, "saslgate_logged_outcomes", outcome="block") == 4
