@@ -11,7 +11,7 @@ import time
 import pytest
 
 from policyd_util import CTL, POLICYD
-from visibility_util import (FAST, Policyd, ask, js, ok, parse_prometheus, run, sample,
+from visibility_util import (FAST, Policyd, ask, js, ok, parse_prometheus, sample,
                              wait_heartbeat, wait_logged)
 
 pytestmark = pytest.mark.skipif(not (os.access(POLICYD, os.X_OK)), reason="not built")

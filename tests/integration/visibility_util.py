@@ -10,9 +10,8 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 
-from policyd_util import CTL, Policyd, PolicyClient, wait_for  # noqa: F401
+from policyd_util import CTL, Policyd, wait_for  # noqa: F401 (re-exported)
 
 FAST = {"heartbeat_interval": "1s", "activity_flush_ms": "50"}
 
