@@ -56,6 +56,7 @@ extern const struct ctl_command ctl_group_verbs[];
 extern const struct ctl_command ctl_location_verbs[];
 extern const struct ctl_command ctl_mech_verbs[];
 extern const struct ctl_command ctl_settings_verbs[];
+extern const struct ctl_command ctl_report_verbs[];
 
 /* Single-verb commands. */
 int cmd_init(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
@@ -64,6 +65,11 @@ int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 int cmd_import(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 int cmd_audit(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
+/* Visibility commands (cmd_log.c, cmd_stats.c, cmd_status.c, cmd_prune.c). */
+int cmd_log(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
+int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
+int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
+int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 
 /*
  * Option parsing. Every command accepts -h/--help and --json. A handler calls

@@ -34,6 +34,23 @@ static const struct ctl_command nouns[] = {
      NULL},
     {"audit", "[--since TIME]", "the admin change history", cmd_audit, NULL, NULL},
     {"check", "", "check the schema version and integrity of the store", cmd_check, NULL, NULL},
+    {"report", "legacy ...", "the legacy-authentication migration worklist", NULL, ctl_report_verbs,
+     NULL},
+    {"log",
+     "[--since TIME] [--until TIME] [--user USER] "
+     "[--outcome block|allow|would-block|not-authenticated]\n"
+     "      [--policy POLICY] [--limit N] [--format text|json|csv]\n"
+     "       saslgatectl log explain ID",
+     "the decision log, newest first; explain ID replays one against the current policy", cmd_log,
+     NULL, NULL},
+    {"stats", "[--since TIME] [--until TIME] [--format text|json|csv|prometheus] [--stale SECONDS]",
+     "decision counts by outcome, policy, mechanism and class; metrics", cmd_stats, NULL, NULL},
+    {"status",
+     "[--stale SECONDS] [--lag-warning N] [--dropped-warning N] "
+     "[--integrity all|policy|none] [--nagios]",
+     "daemon heartbeats and store health (--nagios: monitoring plugin)", cmd_status, NULL, NULL},
+    {"prune", "[--older-than DURATION] [--batch N] [--dry-run]",
+     "delete decision log rows older than the retention", cmd_prune, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
