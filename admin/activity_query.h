@@ -18,13 +18,6 @@
 
 #include "ctl.h"
 
-/* Handlers (also declared in ctl.h for the command table). */
-int cmd_log(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
-int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
-int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
-int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
-extern const struct ctl_command ctl_report_verbs[];
-
 enum aq_format { AQ_TEXT, AQ_JSON, AQ_CSV, AQ_PROMETHEUS };
 #define AQ_ALLOW_CSV        (1u << AQ_CSV)
 #define AQ_ALLOW_PROMETHEUS (1u << AQ_PROMETHEUS)
