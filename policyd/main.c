@@ -365,14 +365,16 @@ static int open_activity(struct server *srv, const char *dir, struct sg_err *err
 static int serve(struct server *srv)
 {
 	struct sg_err err = {{0}};
-	const char *dir = effective_store_dir(&srv->settings);
-	const char *pid_file = settings_str(&srv->settings, "pid_file");
-	char default_pid[] = "/run/saslgate/" POLICYD_PROGRAM ".pid";
+	/* Copies: a SIGHUP replaces the settings these strings live in. */
+	char *dir = xstrdup(effective_store_dir(&srv->settings));
+	char *pid_file = xstrdup(settings_str(&srv->settings, "pid_file"));
 	struct snapshot *snap;
 	int status = 1;
 
-	if (!srv->foreground && *pid_file == '\0')
-		pid_file = default_pid;
+	if (!srv->foreground && *pid_file == '\0') {
+		free(pid_file);
+		pid_file = xstrdup("/run/saslgate/" POLICYD_PROGRAM ".pid");
+	}
 	if (*pid_file != '\0' && daemon_pidfile_write(pid_file, &err) < 0)
 		fatal("pid file: %s", err.text);
 	if (daemon_drop_privileges(settings_str(&srv->settings, "user"),
@@ -417,6 +419,8 @@ out_pid:
 	endpoints_close(srv); /* no-op if already closed; removes UNIX sockets */
 	if (*pid_file != '\0')
 		daemon_pidfile_remove(pid_file);
+	free(pid_file);
+	free(dir);
 	return status;
 }
 

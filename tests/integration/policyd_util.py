@@ -294,6 +294,12 @@ class Policyd:
             time.sleep(0.02)
         raise AssertionError("%r not logged; log:\n%s" % (needle, self.log_text()))
 
+    def sanitized(self):
+        """True if the daemon runs with AddressSanitizer, whose quarantine makes
+        RSS meaningless as a leak measure."""
+        with open("/proc/%d/maps" % self.pid) as f:
+            return "libasan" in f.read()
+
     def rss_kb(self):
         with open("/proc/%d/status" % self.pid) as f:
             for line in f:
