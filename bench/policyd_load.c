@@ -17,6 +17,15 @@
  *
  * Prints one line of key=value results; exits 1 if a connection failed or a
  * reply was not "action=...\n\n".
+ *
+ * Side by side with the baseline responder, alternating runs so that both see
+ * the same machine load:
+ *   bench/baseline_policy -l unix:/tmp/b.sock &
+ *   saslgate-policyd -f -d STORE -l unix:/tmp/p.sock 2>policyd.log &
+ *   for i in 1 2 3 4; do
+ *           bench/policyd_load -l unix:/tmp/b.sock -d 8
+ *           bench/policyd_load -l unix:/tmp/p.sock -d 8
+ *   done
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -26,8 +26,8 @@
 #include "source.h"
 #include "store.h"
 
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
+#ifndef SASLGATE_VERSION
+#define SASLGATE_VERSION "0.1.0"
 #endif
 
 #define EXIT_USAGE    2
@@ -109,7 +109,7 @@ static int parse_args(int argc, char **argv, struct policyd_cmdline *cl, int *fo
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf(POLICYD_PROGRAM " " PACKAGE_VERSION "\n");
+			printf(POLICYD_PROGRAM " " SASLGATE_VERSION "\n");
 			return 0;
 		default:
 			usage(stderr);
