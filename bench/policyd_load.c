@@ -43,7 +43,7 @@
 #include <unistd.h>
 
 #define REQ_MAX 2048
-#define IN_MAX 4096
+#define IN_MAX  4096
 
 struct options {
 	const char *endpoint;
@@ -75,7 +75,7 @@ struct worker {
 	int id, n_conns;
 	struct conn *conns;
 	uint64_t rng;
-	uint32_t *lat;	/* latencies in microseconds, measured phase only */
+	uint32_t *lat; /* latencies in microseconds, measured phase only */
 	size_t n_lat, cap_lat;
 	struct counts c;
 	uint64_t msg_seq;
@@ -168,10 +168,10 @@ static void new_message(struct worker *w, struct conn *c)
 		c->user[0] = '\0';
 	/* a user mostly comes from the same few networks */
 	snprintf(c->client, sizeof(c->client), "10.%u.%u.%u", user % 200, (user / 200) % 250,
-		 (unsigned)(rnd(w) % 250) + 1);
+	         (unsigned)(rnd(w) % 250) + 1);
 	c->tls = rnd(w) % 10 != 0;
 	snprintf(c->instance, sizeof(c->instance), "%x.%x.%llx.0", (unsigned)getpid(), w->id,
-		 (unsigned long long)w->msg_seq++);
+	         (unsigned long long)w->msg_seq++);
 	c->rcpt_left = w->opt->recipients;
 }
 
@@ -183,40 +183,40 @@ static void build_request(struct worker *w, struct conn *c)
 		new_message(w, c);
 	c->rcpt_left--;
 	n = snprintf(c->out, sizeof(c->out),
-		     "request=smtpd_access_policy\n"
-		     "protocol_state=RCPT\n"
-		     "protocol_name=ESMTP\n"
-		     "helo_name=[%s]\n"
-		     "queue_id=\n"
-		     "sender=%s\n"
-		     "recipient=rcpt%d@example.org\n"
-		     "recipient_count=0\n"
-		     "client_address=%s\n"
-		     "client_name=unknown\n"
-		     "reverse_client_name=unknown\n"
-		     "instance=%s\n"
-		     "sasl_method=%s\n"
-		     "sasl_username=%s\n"
-		     "sasl_sender=\n"
-		     "size=0\n"
-		     "ccert_subject=\n"
-		     "ccert_issuer=\n"
-		     "ccert_fingerprint=\n"
-		     "ccert_pubkey_fingerprint=\n"
-		     "encryption_protocol=%s\n"
-		     "encryption_cipher=%s\n"
-		     "encryption_keysize=%s\n"
-		     "etrn_domain=\n"
-		     "stress=\n"
-		     "client_port=%u\n"
-		     "policy_context=submission\n"
-		     "server_address=192.0.2.1\n"
-		     "server_port=587\n"
-		     "\n",
-		     c->client, c->user[0] ? c->user : "someone@example.net", c->rcpt_left,
-		     c->client, c->instance, c->mech, c->user, c->tls ? "TLSv1.3" : "",
-		     c->tls ? "TLS_AES_256_GCM_SHA384" : "", c->tls ? "256" : "",
-		     (unsigned)(rnd(w) % 30000) + 30000);
+	             "request=smtpd_access_policy\n"
+	             "protocol_state=RCPT\n"
+	             "protocol_name=ESMTP\n"
+	             "helo_name=[%s]\n"
+	             "queue_id=\n"
+	             "sender=%s\n"
+	             "recipient=rcpt%d@example.org\n"
+	             "recipient_count=0\n"
+	             "client_address=%s\n"
+	             "client_name=unknown\n"
+	             "reverse_client_name=unknown\n"
+	             "instance=%s\n"
+	             "sasl_method=%s\n"
+	             "sasl_username=%s\n"
+	             "sasl_sender=\n"
+	             "size=0\n"
+	             "ccert_subject=\n"
+	             "ccert_issuer=\n"
+	             "ccert_fingerprint=\n"
+	             "ccert_pubkey_fingerprint=\n"
+	             "encryption_protocol=%s\n"
+	             "encryption_cipher=%s\n"
+	             "encryption_keysize=%s\n"
+	             "etrn_domain=\n"
+	             "stress=\n"
+	             "client_port=%u\n"
+	             "policy_context=submission\n"
+	             "server_address=192.0.2.1\n"
+	             "server_port=587\n"
+	             "\n",
+	             c->client, c->user[0] ? c->user : "someone@example.net", c->rcpt_left,
+	             c->client, c->instance, c->mech, c->user, c->tls ? "TLSv1.3" : "",
+	             c->tls ? "TLS_AES_256_GCM_SHA384" : "", c->tls ? "256" : "",
+	             (unsigned)(rnd(w) % 30000) + 30000);
 	c->out_len = (size_t)n;
 	c->out_off = 0;
 }
@@ -293,6 +293,39 @@ static int on_readable(struct worker *w, struct conn *c, int measuring, int send
 	return flush_out(c) < 0 ? -1 : 1;
 }
 
+/* Connects every connection and sends its first request. Returns how many
+ * requests are outstanding, or -1 if a connection could not be made. */
+static int open_all(struct worker *w, int ep)
+{
+	int outstanding = 0;
+
+	for (int i = 0; i < w->n_conns; i++) {
+		struct conn *c = &w->conns[i];
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+		c->fd = connect_endpoint(w->opt->endpoint);
+		if (c->fd < 0) {
+			fprintf(stderr, "policyd_load: connect %s: %s\n", w->opt->endpoint,
+			        strerror(errno));
+			w->failed = 1;
+			return -1;
+		}
+		if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) {
+			w->failed = 1;
+			return -1;
+		}
+		epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+		build_request(w, c);
+		c->sent_ns = now_ns();
+		if (flush_out(c) < 0) {
+			w->c.errors++;
+			continue;
+		}
+		outstanding++;
+	}
+	return outstanding;
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -304,29 +337,9 @@ static void *worker_run(void *arg)
 	uint64_t stop_at = measure_from + (uint64_t)(opt->seconds * 1e9);
 	int outstanding = 0;
 
-	for (int i = 0; i < w->n_conns; i++) {
-		struct conn *c = &w->conns[i];
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-		c->fd = connect_endpoint(opt->endpoint);
-		if (c->fd < 0) {
-			fprintf(stderr, "policyd_load: connect %s: %s\n", opt->endpoint,
-				strerror(errno));
-			w->failed = 1;
-			return NULL;
-		}
-		if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) {
-			w->failed = 1;
-			return NULL;
-		}
-		epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-		build_request(w, c);
-		c->sent_ns = now_ns();
-		if (flush_out(c) < 0) {
-			w->c.errors++;
-			continue;
-		}
-		outstanding++;
-	}
+	outstanding = open_all(w, ep);
+	if (outstanding < 0)
+		return NULL;
 	while (outstanding > 0) {
 		uint64_t t = now_ns();
 		int sending = t < stop_at;
@@ -360,12 +373,13 @@ static void *worker_run(void *arg)
 			if (r > 0 && !sending)
 				outstanding--;
 			if (r > 0 && sending && c->out_off < c->out_len) {
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
+				                         .data.ptr = c};
 
 				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 			}
 			continue;
-broken:
+		broken:
 			w->c.errors++;
 			outstanding--;
 			epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -401,8 +415,45 @@ static uint32_t pct(const uint32_t *v, size_t n, double p)
 static void usage(void)
 {
 	fprintf(stderr, "usage: policyd_load -l unix:PATH|inet:HOST:PORT [-c CONNECTIONS] "
-			"[-d SECONDS] [-w WARMUP] [-r RECIPIENTS] [-u USERS] [-T THREADS]\n");
+	                "[-d SECONDS] [-w WARMUP] [-r RECIPIENTS] [-u USERS] [-T THREADS]\n");
 	exit(2);
+}
+
+static void parse_options(int argc, char **argv, struct options *o)
+{
+	int ch;
+
+	while ((ch = getopt(argc, argv, "l:c:d:w:r:u:T:")) != -1) {
+		switch (ch) {
+		case 'l':
+			o->endpoint = optarg;
+			break;
+		case 'c':
+			o->connections = atoi(optarg);
+			break;
+		case 'd':
+			o->seconds = atof(optarg);
+			break;
+		case 'w':
+			o->warmup = atof(optarg);
+			break;
+		case 'r':
+			o->recipients = atoi(optarg);
+			break;
+		case 'u':
+			o->users = atoi(optarg);
+			break;
+		case 'T':
+			o->threads = atoi(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (o->endpoint == NULL || o->connections < 1 || o->threads < 1 ||
+	    o->threads > o->connections || o->recipients < 1 || o->users < 1 || o->seconds <= 0 ||
+	    o->warmup < 0)
+		usage();
 }
 
 int main(int argc, char **argv)
@@ -412,39 +463,9 @@ int main(int argc, char **argv)
 	struct counts total = {0};
 	uint32_t *all;
 	size_t n_all = 0;
-	int ch, failed = 0;
+	int failed = 0;
 
-	while ((ch = getopt(argc, argv, "l:c:d:w:r:u:T:")) != -1) {
-		switch (ch) {
-		case 'l':
-			opt.endpoint = optarg;
-			break;
-		case 'c':
-			opt.connections = atoi(optarg);
-			break;
-		case 'd':
-			opt.seconds = atof(optarg);
-			break;
-		case 'w':
-			opt.warmup = atof(optarg);
-			break;
-		case 'r':
-			opt.recipients = atoi(optarg);
-			break;
-		case 'u':
-			opt.users = atoi(optarg);
-			break;
-		case 'T':
-			opt.threads = atoi(optarg);
-			break;
-		default:
-			usage();
-		}
-	}
-	if (opt.endpoint == NULL || opt.connections < 1 || opt.threads < 1 ||
-	    opt.threads > opt.connections || opt.recipients < 1 || opt.users < 1 ||
-	    opt.seconds <= 0 || opt.warmup < 0)
-		usage();
+	parse_options(argc, argv, &opt);
 	signal(SIGPIPE, SIG_IGN);
 	ws = calloc((size_t)opt.threads, sizeof(*ws));
 	pthread_t *tids = calloc((size_t)opt.threads, sizeof(*tids));
