@@ -594,3 +594,21 @@ def test_rebuild_counted_in_heartbeat(tmp_path, store):
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def test_sighup_applies_idle_timeout_to_open_connections(tmp_path, store):
+    conf = tmp_path / "policyd.conf"
+    conf.write_text("idle_timeout = 10m\n")
+    d = Policyd(tmp_path, store, config_file=conf)
+    try:
+        with d.client(timeout=10) as c:
+            assert c.ask() == BLOCK_REPLY
+            conf.write_text("idle_timeout = 1s\n")
+            d.signal(signal.SIGHUP)
+            d.wait_log("idle_timeout = 1s")
+            start = time.monotonic()
+            assert c.closed_without_reply()
+            assert time.monotonic() - start < 5
+        assert d.stop() == 0
+    finally:
+        d.kill()
