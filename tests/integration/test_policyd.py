@@ -502,6 +502,9 @@ def test_activity_unwritable_decisions_go_on(tmp_path, store, damage):
                 assert c.ask(instance=new_instance()) == BLOCK_REPLY
                 assert c.ask(instance=new_instance(), sasl_method="XOAUTH2") == DUNNO
         assert d.stop() == 0
+        # The trouble is logged (by lib/activity), not hidden.
+        assert any("activity" in line and ("error" in line or "warning" in line)
+                   for line in d.log_text().splitlines()), d.log_text()
     finally:
         d.kill()
 
