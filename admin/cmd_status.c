@@ -133,7 +133,7 @@ static void inspect_store(struct status *s)
 	s->policy.present = s->policy.size >= 0;
 	s->activity.present = s->activity.size >= 0;
 
-	aq_policy_facts(s->ctl, 7 * 86400, &s->facts);
+	aq_policy_facts(s->ctl, (int64_t)7 * 86400, &s->facts);
 	if (store_open_readonly(s->ctl->dir, &db, &err) == 0) {
 		inspect_db(&s->policy, db, s->integrity != CHECK_NONE);
 		store_close(&db);

@@ -20,8 +20,9 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "util.h"
 
-#define DAY 86400
+#define DAY ((int64_t)86400)
 
 struct usage_row {
 	uint32_t user;
@@ -88,22 +89,22 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 	    "INSERT OR IGNORE INTO usage (user, mech, network, mech_class, first_seen, last_seen, "
 	    "count, last_outcome) VALUES (?,?,?,?,?,?,?,?)";
 	struct sg_err err = {{0}};
-	struct usage_row *rows = calloc((size_t)n_usage, sizeof(*rows));
-	int64_t *first = calloc((size_t)n_usage, sizeof(int64_t));
-	int64_t *last = calloc((size_t)n_usage, sizeof(int64_t));
-	int64_t *count = calloc((size_t)n_usage, sizeof(int64_t));
+	struct usage_row *rows;
+	int64_t *first, *last, *count;
 	long n_users = n_usage * 2 / 5; /* 2.5 entries per user */
 	time_t t0 = time(NULL);
 	sqlite3_stmt *d = NULL, *u = NULL;
 	sqlite3 *db;
 	char user[64], net[64], client[64], inst[32];
 
-	if (!rows || !first || !last || !count)
-		return -1;
 	if (store_open_activity(dir, 0, &db, &err) < 0) {
 		fprintf(stderr, "%s\n", err.text);
 		return -1;
 	}
+	rows = xcalloc((size_t)n_usage, sizeof(*rows));
+	first = xcalloc((size_t)n_usage, sizeof(int64_t));
+	last = xcalloc((size_t)n_usage, sizeof(int64_t));
+	count = xcalloc((size_t)n_usage, sizeof(int64_t));
 	for (long i = 0; i < n_usage; i++) {
 		rows[i].user = (uint32_t)(i % n_users);
 		rows[i].mech = (uint8_t)(rnd() % 6);
@@ -158,7 +159,7 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 		}
 		if (sqlite3_step(d) != SQLITE_DONE) {
 			fprintf(stderr, "insert: %s\n", sqlite3_errmsg(db));
-			return -1;
+			exit(1);
 		}
 	}
 	for (long k = 0; k < n_usage; k++) {
@@ -183,7 +184,7 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 		                  SQLITE_STATIC);
 		if (sqlite3_step(u) != SQLITE_DONE) {
 			fprintf(stderr, "usage: %s\n", sqlite3_errmsg(db));
-			return -1;
+			exit(1);
 		}
 	}
 	sqlite3_finalize(d);
@@ -239,13 +240,13 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", optarg);
 			break;
 		case 'n':
-			n_decisions = atol(optarg);
+			n_decisions = strtol(optarg, NULL, 10);
 			break;
 		case 'u':
-			n_usage = atol(optarg);
+			n_usage = strtol(optarg, NULL, 10);
 			break;
 		case 'r':
-			runs = atoi(optarg);
+			runs = (int)strtol(optarg, NULL, 10);
 			break;
 		case 'k':
 			keep = 1;
@@ -287,7 +288,7 @@ int main(int argc, char **argv)
 	       n_usage, (double)sb.st_size / 1e6, now_s() - t);
 	printf("| command | best (s) | median (s) |\n|---|---|---|\n");
 	for (int i = 0; cases[i]; i++) {
-		double times[50];
+		double times[50] = {0};
 
 		/* status reports health in its exit status (no daemon runs here) */
 		snprintf(cmd, sizeof(cmd), "%s -d '%s' %s >/dev/null%s", ctl, dir, cases[i],
