@@ -258,3 +258,31 @@ def test_log_explain_unknown_id(store, daemon):
     proc = run(store, "log", "explain", "999")
     assert proc.returncode == 2 and "no decision 999" in proc.stderr
     assert json.loads(ok(store, "--json", "log"))[0]["id"] == 1
+
+
+def test_policyd_and_milter_both_visible(store, daemon):
+    from milter_util import MILTER, Milter
+    from milter_wire import SMFIR_REPLYCODE, session
+    if not os.access(MILTER, os.X_OK):
+        pytest.skip("saslgate-milter not built")
+    milter = Milter(str(store))
+    try:
+        cmd, _ = session(milter.address, {"i": "Q1", "{auth_type}": "LOGIN",
+                                          "{auth_authen}": "mia@example.com"},
+                         addr="198.51.100.20")
+        assert cmd == SMFIR_REPLYCODE
+        assert ask(daemon, "mia@example.com", "PLAIN", "198.51.100.21").startswith(b"action=550")
+        wait_logged(store, 2)
+        rows = js(store, "log")
+        assert sorted((r["daemon"], r["mech"], r["outcome"]) for r in rows) == [
+            ("milter", "LOGIN", "block"), ("policyd", "PLAIN", "block")]
+        (user,) = js(store, "report", "legacy")["users"]
+        assert user["user"] == "mia@example.com" and user["count"] == 2
+        assert user["networks"] == ["198.51.100.0/24"]
+        assert sorted(user["mechanisms"]) == ["LOGIN", "PLAIN"]
+        assert js(store, "stats")["outcomes"]["block"] == 2
+        wait_heartbeat(store, milter.proc.pid)
+        state, text, perf = nagios(store, "--stale", "5")
+        assert state == "OK" and perf["daemons"] == 2, text
+    finally:
+        milter.stop()
