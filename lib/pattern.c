@@ -229,12 +229,17 @@ struct userindex {
 
 struct userindex *userindex_create(void)
 {
+	return userindex_create_sized(0);
+}
+
+struct userindex *userindex_create_sized(size_t expected)
+{
 	struct userindex *idx = calloc(1, sizeof(*idx));
 
 	if (idx == NULL)
 		return NULL;
-	idx->exact = hash_create(0);
-	idx->domain = hash_create(0);
+	idx->exact = hash_create(expected);
+	idx->domain = hash_create(expected / 8);
 	return idx;
 }
 

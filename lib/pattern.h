@@ -44,6 +44,9 @@ int pattern_match(const struct pattern *p, const char *user_lower);
 struct userindex;
 
 struct userindex *userindex_create(void);
+/* The same, sized for about `expected` exact patterns (no rehashing while a
+ * large snapshot is built). */
+struct userindex *userindex_create_sized(size_t expected);
 /* Adds a parsed pattern with its value. 0, or -1 on allocation failure. */
 int userindex_add(struct userindex *idx, const struct pattern *p, void *value);
 /* Calls fn(value, pattern, arg) for every pattern matching user_lower. The

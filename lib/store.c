@@ -183,7 +183,8 @@ int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err)
 		return -1;
 	if (access(path, R_OK) < 0)
 		return sg_err_set(err, "%s: %s", path, strerror(errno));
-	if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
+	/* The caller serialises its use of the connection (lib/source.c). */
+	if (open_file(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, db, err) < 0)
 		return -1;
 	v = store_schema_version(*db);
 	if (v != newest) {
