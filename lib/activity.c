@@ -4,6 +4,7 @@
  * mutex; one writer thread turns batches of records into one transaction.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 struct record {
 	time_t at;
 	int tls;
+	int addr_valid;
+	struct ipaddr addr; /* the writer derives the usage network from it */
 	int64_t generation;
 	char queue_id[32];
 	char instance[64];
@@ -89,22 +92,20 @@ static const char *or_dash(const char *s)
 static void fill_record(struct record *r, const struct request *req, const struct decision *d,
 			int64_t generation, time_t now)
 {
-	struct cidr net;
-
-	memset(r, 0, sizeof(*r));
+	memset(r, 0, offsetof(struct record, queue_id));
 	r->at = now;
 	r->tls = req->tls;
 	r->generation = generation;
+	r->addr_valid = req->addr_valid;
+	r->addr = req->addr;
 	field(r->queue_id, sizeof(r->queue_id), req->queue_id);
 	field(r->instance, sizeof(r->instance), req->instance);
 	field(r->user, sizeof(r->user), req->user);
 	field(r->client, sizeof(r->client), req->client_addr);
-	if (req->addr_valid) {
-		cidr_network_of(&req->addr, &net);
-		cidr_format(&net, r->network, sizeof(r->network));
-	}
+	r->network[0] = '\0';
 	field(r->mech, sizeof(r->mech), req->mech);
 	sg_upper(r->mech, r->mech, sizeof(r->mech));
+	r->mech_class[0] = '\0';
 	if (d->outcome != OUTCOME_NOT_AUTHENTICATED)
 		sg_strlcpy(r->mech_class, mech_class_name(d->mech_class), sizeof(r->mech_class));
 	field(r->service, sizeof(r->service), req->service);
@@ -114,29 +115,35 @@ static void fill_record(struct record *r, const struct request *req, const struc
 	field(r->report_only, sizeof(r->report_only), d->report_only);
 }
 
+static void format_record(char *buf, size_t len, const struct record *r)
+{
+	snprintf(buf, len,
+		 "decision instance=%s queue_id=%s client=%s user=%s mech=%s class=%s tls=%s "
+		 "service=%s outcome=%s policy=%s report_only=%s",
+		 or_dash(r->instance), or_dash(r->queue_id), or_dash(r->client), or_dash(r->user),
+		 or_dash(r->mech), or_dash(r->mech_class), r->tls ? "yes" : "no",
+		 or_dash(r->service), r->outcome, or_dash(r->policy), or_dash(r->report_only));
+}
+
 void activity_format_line(char *buf, size_t len, const struct request *req,
 			  const struct decision *d)
 {
 	struct record r;
 
 	fill_record(&r, req, d, 0, 0);
-	snprintf(buf, len,
-		 "decision instance=%s queue_id=%s client=%s user=%s mech=%s class=%s tls=%s "
-		 "service=%s outcome=%s policy=%s report_only=%s",
-		 or_dash(r.instance), or_dash(r.queue_id), or_dash(r.client), or_dash(r.user),
-		 or_dash(r.mech), or_dash(r.mech_class), r.tls ? "yes" : "no", or_dash(r.service),
-		 r.outcome, or_dash(r.policy), or_dash(r.report_only));
+	format_record(buf, len, &r);
 }
 
 void activity_record(struct activity *act, const struct request *req,
 		     const struct decision *d, int64_t snap_generation, time_t now)
 {
-	struct record *slot;
+	struct record r;
 
+	fill_record(&r, req, d, snap_generation, now);
 	if (act->log_decisions) {
 		char line[1400];
 
-		activity_format_line(line, sizeof(line), req, d);
+		format_record(line, sizeof(line), &r);
 		log_info("%s", line);
 	}
 	pthread_mutex_lock(&act->lock);
@@ -162,8 +169,7 @@ void activity_record(struct activity *act, const struct request *req,
 		pthread_mutex_unlock(&act->lock);
 		return;
 	}
-	slot = &act->ring[(act->head + act->count) % act->cap];
-	fill_record(slot, req, d, snap_generation, now);
+	act->ring[(act->head + act->count) % act->cap] = r;
 	act->count++;
 	pthread_mutex_unlock(&act->lock);
 }
@@ -289,18 +295,24 @@ static int write_usage(struct activity *act, const struct usage_sum *u)
 
 /* Sums a batch's usage per user x mechanism x network, so that a busy user
  * costs one upsert per batch rather than one per submission. */
-static size_t sum_usage(const struct record *batch, size_t n, struct usage_sum *sums)
+static size_t sum_usage(struct record *batch, size_t n, struct usage_sum *sums)
 {
 	struct hash *index = hash_create(n);
 	char key[sizeof(batch->user) + sizeof(batch->mech) + sizeof(batch->network) + 2];
 	size_t n_sums = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const struct record *r = &batch[i];
+		struct record *r = &batch[i];
 		void **slot;
 
 		if (r->mech[0] == '\0')
 			continue; /* not authenticated: no usage */
+		if (r->addr_valid) {
+			struct cidr net;
+
+			cidr_network_of(&r->addr, &net);
+			cidr_format(&net, r->network, sizeof(r->network));
+		}
 		snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", r->user, r->mech, r->network);
 		slot = hash_slot(index, key);
 		if (*slot == NULL) {
@@ -315,7 +327,7 @@ static size_t sum_usage(const struct record *batch, size_t n, struct usage_sum *
 	return n_sums;
 }
 
-static int write_batch(struct activity *act, const struct record *batch, size_t n,
+static int write_batch(struct activity *act, struct record *batch, size_t n,
 		       struct usage_sum *sums)
 {
 	size_t n_sums;
@@ -405,7 +417,8 @@ static int ensure_open(struct activity *act, time_t now)
 		return -1;
 	act->next_open_attempt = now + 5;
 	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
-	    (sqlite3_prepare_v2(act->db, sql_decision, -1, &act->ins, NULL) != SQLITE_OK ||
+	    (store_exec(act->db, "PRAGMA cache_size = -16384", &err) < 0 || /* 16 MiB */
+	     sqlite3_prepare_v2(act->db, sql_decision, -1, &act->ins, NULL) != SQLITE_OK ||
 	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
 		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
 		close_db(act);
