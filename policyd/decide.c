@@ -95,28 +95,17 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 }
 
 /*
- * The snapshot to decide with. source_acquire() asks SQLite for the data
- * version (a statement, some microseconds); under load one event loop
- * iteration answers many connections, and they share one check. This keeps
- * the pickup guarantee: a request sent after a commit completed cannot have
- * been ready when this iteration's epoll_wait returned, so it is read in a
- * later iteration, which checks again. Iterations are told apart by libevent's
- * cached time, which it refreshes once per iteration.
+ * The snapshot to decide with: source_acquire() checks PRAGMA data_version
+ * (a prepared statement, about a microsecond) on every request, so the first
+ * request after a commit is decided by the new policy. (Sharing one check per
+ * event-loop iteration, told apart by libevent's cached time, was tried and
+ * dropped: that clock is coarse, two iterations can share a timestamp, and a
+ * request sent after a commit was then decided by the old policy.)
  */
 static struct snapshot *iteration_snapshot(struct server *srv)
 {
-	struct timeval tv;
-
-	if (srv->base == NULL || event_base_gettimeofday_cached(srv->base, &tv) < 0) {
-		policyd_release_snapshot(srv);
-		return source_acquire(srv->source);
-	}
-	if (srv->snap != NULL && tv.tv_sec == srv->snap_tv.tv_sec &&
-	    tv.tv_usec == srv->snap_tv.tv_usec)
-		return snapshot_ref(srv->snap);
 	snapshot_unref(&srv->snap);
 	srv->snap = source_acquire(srv->source);
-	srv->snap_tv = tv;
 	return srv->snap != NULL ? snapshot_ref(srv->snap) : NULL;
 }
 
