@@ -86,9 +86,8 @@ struct server {
 	struct conn *conns; /* doubly linked list of open connections */
 	size_t n_conns;
 
-	/* The snapshot checked in this event loop iteration (see decide.c). */
+	/* The snapshot of the request being decided (see decide.c). */
 	struct snapshot *snap;
-	struct timeval snap_tv;
 
 	int stopping;
 	int degraded; /* last reported state of the source */
