@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stddef.h>
 #include <pthread.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,10 +459,6 @@ static void *writer_main(void *arg)
 	time_t next_heartbeat = 0;
 	int stopping;
 
-	/* Recording must never compete with deciding: the writer runs at a lower
-	 * priority (a full ring drops and counts records rather than slow requests). */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) < 0)
-		log_debug("activity writer: cannot lower priority: %s", strerror(errno));
 
 	for (;;) {
 		struct timespec deadline;
