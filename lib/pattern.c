@@ -170,17 +170,13 @@ static int glob_match(const char *pat, const char *str)
 		if (*str == '\0') {
 			if (*pat == '\0')
 				return 1;
-		} else if (*pat == '?') {
-			pat++;
-			str++;
-			continue;
 		} else if (*pat == '[' && bracket_len(pat) != 0) {
 			if (bracket_match(pat, (unsigned char)*str, &blen)) {
 				pat += blen;
 				str++;
 				continue;
 			}
-		} else if (*pat != '\0' && *pat == *str) {
+		} else if (*pat == '?' || *pat == *str) { /* *str != '\0' here */
 			pat++;
 			str++;
 			continue;

@@ -67,6 +67,10 @@ const struct setting_def settings_table[] = {
     {NULL, SETTING_STRING, NULL, 0, 0, NULL, 0, NULL},
 };
 
+/* struct settings holds one value per table entry. */
+_Static_assert(sizeof(settings_table) / sizeof(settings_table[0]) <= SETTINGS_MAX + 1,
+               "settings_table has more entries than SETTINGS_MAX");
+
 static const char *program_name(unsigned program)
 {
 	return program == SETTINGS_MILTER ? "saslgate-milter" : "saslgate-policyd";
@@ -89,8 +93,6 @@ void settings_init(struct settings *s, unsigned program)
 	memset(s, 0, sizeof(*s));
 	s->program = program;
 	for (i = 0; settings_table[i].key != NULL; i++) {
-		if (i >= SETTINGS_MAX)
-			abort();
 		if (settings_table[i].programs & program)
 			s->values[i] = xstrdup(settings_table[i].def);
 	}

@@ -24,7 +24,7 @@ static int unit_seconds(char unit, int64_t *mult)
 		*mult = 86400;
 		return 0;
 	case 'w':
-		*mult = 7 * 86400;
+		*mult = (int64_t)7 * 86400;
 		return 0;
 	}
 	return -1;

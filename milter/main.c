@@ -327,12 +327,17 @@ static void setup_socket(const struct milter_settings *m)
 static void check_not_running(const char *pid_file)
 {
 	FILE *f;
+	char line[32], *end;
 	long pid = 0;
 
 	if (pid_file == NULL || (f = fopen(pid_file, "r")) == NULL)
 		return;
-	if (fscanf(f, "%ld", &pid) != 1)
-		pid = 0;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		errno = 0;
+		pid = strtol(line, &end, 10);
+		if (errno != 0 || end == line || (*end != '\n' && *end != '\0'))
+			pid = 0;
+	}
 	fclose(f);
 	if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
 		fatal("already running: %s names process %ld", pid_file, pid);

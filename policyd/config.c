@@ -15,7 +15,7 @@ static int append_endpoints(const struct policyd_cmdline *cl, struct settings *s
                             struct sg_err *err)
 {
 	const char *cur = settings_str(s, "listen");
-	size_t len = strlen(cur) + 1;
+	size_t len = strlen(cur) + 1, used;
 	char *joined;
 	int rc;
 
@@ -24,13 +24,17 @@ static int append_endpoints(const struct policyd_cmdline *cl, struct settings *s
 	for (size_t i = 0; i < cl->n_endpoints; i++)
 		len += strlen(cl->endpoints[i]) + 1;
 	joined = xmalloc(len);
-	joined[0] = '\0';
-	strcat(joined, cur);
+	used = strlen(cur);
+	memcpy(joined, cur, used);
 	for (size_t i = 0; i < cl->n_endpoints; i++) {
-		if (joined[0] != '\0')
-			strcat(joined, ",");
-		strcat(joined, cl->endpoints[i]);
+		size_t n = strlen(cl->endpoints[i]);
+
+		if (used > 0)
+			joined[used++] = ',';
+		memcpy(joined + used, cl->endpoints[i], n);
+		used += n;
 	}
+	joined[used] = '\0';
 	rc = settings_set(s, "listen", joined, err);
 	free(joined);
 	return rc;

@@ -301,9 +301,10 @@ void conns_shutdown(struct server *srv)
 
 void conns_close_all(struct server *srv)
 {
-	while (srv->conns != NULL) {
-		struct conn *c = srv->conns;
+	struct conn *c = srv->conns, *next;
 
+	for (; c != NULL; c = next) {
+		next = c->next; /* conn_free(c) unlinks and frees c only */
 		if (policy_parser_busy(&c->parser))
 			log_warning("closing policy connection: client=%s reason=\"shutting down "
 			            "with a request incomplete\"",

@@ -262,7 +262,7 @@ static void reload(struct server *srv)
 		settings_free(&fresh);
 		return;
 	}
-	for (size_t i = 0; settings_table[i].key != NULL && i < SETTINGS_MAX; i++) {
+	for (size_t i = 0; i < SETTINGS_MAX && settings_table[i].key != NULL; i++) {
 		const char *a = srv->settings.values[i], *b = fresh.values[i];
 
 		if (!(settings_table[i].programs & SETTINGS_POLICYD) || a == NULL || b == NULL ||

@@ -222,7 +222,7 @@ static int fast_line(struct policy_parser *p, const char *s, size_t n)
 	a = attr_lookup(s, (size_t)(eq - s));
 	if (a >= 0) {
 		vlen = eff - (size_t)(eq - s) - 1;
-		if (p->vals_cap - p->vals_len < vlen + 1) {
+		if (p->vals == NULL || p->vals_cap - p->vals_len < vlen + 1) {
 			size_t cap = p->vals_cap ? p->vals_cap : 512;
 			char *nv;
 
