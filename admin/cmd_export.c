@@ -23,7 +23,7 @@
 
 #define EXPORT_FORMAT    "saslgate-policy"
 #define EXPORT_VERSION   1
-#define IMPORT_MAX_BYTES (64 * 1024 * 1024)
+#define IMPORT_MAX_BYTES ((size_t)64 * 1024 * 1024)
 
 /* ---- export ---- */
 
@@ -88,63 +88,77 @@ static int export_exception(const struct sa_exception *e, void *arg)
 	return 0;
 }
 
-int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+int ctl_export_doc(sqlite3 *db, time_t now, FILE *out, struct sg_err *err)
 {
-	struct export_ctx x = {NULL, NULL, SA_GROUP, {{0}}};
+	struct export_ctx x = {db, NULL, SA_GROUP, {{0}}};
 	struct json j;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc;
 
-	if (rc != CTL_OPT_CONTINUE)
-		return rc;
-	if ((rc = ctl_open(ctl, &x.db)) != CTL_OK)
-		return rc;
-	/* One read transaction: a consistent picture even if an admin writes. */
-	if (store_exec(x.db, "BEGIN", &x.err) < 0) {
-		store_close(&x.db);
-		return ctl_fail("%s", x.err.text);
-	}
-	json_init(&j, stdout, 1);
+	json_init(&j, out, 1);
 	x.j = &j;
 	json_object_begin(&j);
 	json_kv_string(&j, "format", EXPORT_FORMAT);
 	json_kv_int(&j, "version", EXPORT_VERSION);
-	json_kv_time(&j, "exported_at", ctl->now);
+	json_kv_time(&j, "exported_at", now);
 	json_key(&j, "settings");
 	json_object_begin(&j);
-	rc = store_admin_setting_foreach(x.db, export_setting, &x, &x.err);
+	rc = store_admin_setting_foreach(db, export_setting, &x, &x.err);
 	json_object_end(&j);
 	json_key(&j, "mechanisms");
 	json_array_begin(&j);
 	if (rc >= 0)
-		rc = store_admin_mech_foreach(x.db, export_mech, &x, &x.err);
+		rc = store_admin_mech_foreach(db, export_mech, &x, &x.err);
 	json_array_end(&j);
 	json_key(&j, "groups");
 	json_array_begin(&j);
 	if (rc >= 0)
-		rc = store_admin_name_foreach(x.db, SA_GROUP, export_set, &x, &x.err);
+		rc = store_admin_name_foreach(db, SA_GROUP, export_set, &x, &x.err);
 	json_array_end(&j);
 	json_key(&j, "locations");
 	json_array_begin(&j);
 	x.kind = SA_LOCATION;
 	if (rc >= 0)
-		rc = store_admin_name_foreach(x.db, SA_LOCATION, export_set, &x, &x.err);
+		rc = store_admin_name_foreach(db, SA_LOCATION, export_set, &x, &x.err);
 	json_array_end(&j);
 	json_key(&j, "policies");
 	json_array_begin(&j);
 	if (rc >= 0)
-		rc = store_admin_policy_foreach(x.db, export_policy, &x, &x.err);
+		rc = store_admin_policy_foreach(db, export_policy, &x, &x.err);
 	json_array_end(&j);
 	json_key(&j, "exceptions");
 	json_array_begin(&j);
 	if (rc >= 0)
-		rc = store_admin_exception_foreach(x.db, 1, 0, export_exception, &x, &x.err);
+		rc = store_admin_exception_foreach(db, 1, 0, export_exception, &x, &x.err);
 	json_array_end(&j);
 	json_object_end(&j);
 	json_finish(&j);
-	store_rollback(x.db);
-	store_close(&x.db);
+	if (rc < 0) {
+		*err = x.err;
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct sg_err err = {{0}};
+	sqlite3 *db = NULL;
+	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+
+	if (rc != CTL_OPT_CONTINUE)
+		return rc;
+	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+		return rc;
+	/* One read transaction: a consistent picture even if an admin writes. */
+	if (store_exec(db, "BEGIN", &err) < 0) {
+		store_close(&db);
+		return ctl_fail("%s", err.text);
+	}
+	rc = ctl_export_doc(db, ctl->now, stdout, &err);
+	store_rollback(db);
+	store_close(&db);
 	if (rc < 0)
-		return ctl_fail("export failed: %s", x.err.text);
+		return ctl_fail("export failed: %s", err.text);
 	if (fflush(stdout) != 0 || ferror(stdout))
 		return ctl_fail("export: cannot write to standard output: %s", strerror(errno));
 	return CTL_OK;
@@ -153,7 +167,7 @@ int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 /* ---- import ---- */
 
 struct import {
-	struct ctl *ctl;
+	const struct ctl *ctl;
 	sqlite3 *db;
 	const char *doc;   /* the whole file */
 	sqlite3_stmt *get; /* json_type/json_extract of (?1 json, ?2 path) */
@@ -216,12 +230,12 @@ static int check_keys(struct import *im, const char *ctx, const char *entry,
                       const char *const *allowed)
 {
 	sqlite3_stmt *st;
-	int rc, status = CTL_OK;
+	int status = CTL_OK;
 
 	if (sqlite3_prepare_v2(im->db, "SELECT key FROM json_each(?1)", -1, &st, NULL) != SQLITE_OK)
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	sqlite3_bind_text(st, 1, entry, -1, SQLITE_STATIC);
-	while (status == CTL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (status == CTL_OK && sqlite3_step(st) == SQLITE_ROW) {
 		const char *key = (const char *)sqlite3_column_text(st, 0);
 		size_t i;
 
@@ -243,7 +257,7 @@ static int each(struct import *im, const char *json, const char *path, const cha
 	char type[16], ctx[200];
 	char *arr;
 	sqlite3_stmt *st;
-	int rc, status = CTL_OK;
+	int status = CTL_OK;
 
 	if (jget(im, json, path, type, sizeof(type), &arr) < 0)
 		return CTL_FAIL;
@@ -261,7 +275,7 @@ static int each(struct import *im, const char *json, const char *path, const cha
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	}
 	sqlite3_bind_text(st, 1, arr, -1, SQLITE_STATIC);
-	while (status == CTL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (status == CTL_OK && sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(ctx, sizeof(ctx), "%s[%lld]", what,
 		         (long long)sqlite3_column_int64(st, 0));
 		status = fn(im, ctx, (const char *)sqlite3_column_text(st, 1),
@@ -279,7 +293,7 @@ static int import_setting_each(struct import *im, const char *json)
 	struct sg_err err = {{0}};
 	sqlite3_stmt *st;
 	char type[16], *obj;
-	int rc, status = CTL_OK;
+	int status = CTL_OK;
 
 	if (jget(im, json, "$.settings", type, sizeof(type), &obj) < 0)
 		return CTL_FAIL;
@@ -297,7 +311,7 @@ static int import_setting_each(struct import *im, const char *json)
 		return ctl_fail("import: %s", sqlite3_errmsg(im->db));
 	}
 	sqlite3_bind_text(st, 1, obj, -1, SQLITE_STATIC);
-	while (status == CTL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (status == CTL_OK && sqlite3_step(st) == SQLITE_ROW) {
 		const char *key = (const char *)sqlite3_column_text(st, 0);
 		const char *value = (const char *)sqlite3_column_text(st, 2);
 		char norm[64], field[120];
@@ -628,7 +642,7 @@ static int import_exception(struct import *im, const char *ctx, const char *type
 		return rc;
 	if (jget(im, entry, "$.id", idtype, sizeof(idtype), &idtext) < 0)
 		return CTL_FAIL;
-	if (strcmp(idtype, "integer") == 0) {
+	if (strcmp(idtype, "integer") == 0 && idtext != NULL) {
 		e.id = strtoll(idtext, NULL, 10);
 		keep_id = e.id > 0;
 		snprintf(what, sizeof(what), "%s (#%lld)", ctx, (long long)e.id);
@@ -714,7 +728,8 @@ static int import_check_doc(struct import *im, const char *file)
 	if (jget(im, im->doc, "$.version", type, sizeof(type), &v) < 0)
 		return CTL_FAIL;
 	rc = CTL_OK;
-	if (type[0] && (strcmp(type, "integer") != 0 || atoi(v) != EXPORT_VERSION))
+	if (type[0] &&
+	    (strcmp(type, "integer") != 0 || v == NULL || strtoll(v, NULL, 10) != EXPORT_VERSION))
 		rc = ctl_invalid(file, "unsupported version (this saslgatectl reads version %d)",
 		                 EXPORT_VERSION);
 	free(v);
@@ -772,7 +787,7 @@ static char *read_file(const char *path, int *status)
 	if (ferror(f))
 		*status = ctl_fail("%s: %s", path, strerror(errno));
 	else if (len > IMPORT_MAX_BYTES)
-		*status = ctl_invalid(path, "larger than %d bytes", IMPORT_MAX_BYTES);
+		*status = ctl_invalid(path, "larger than %zu bytes", IMPORT_MAX_BYTES);
 	else if (memchr(buf, '\0', len))
 		*status = ctl_invalid(path, "contains a NUL byte");
 	else
@@ -787,53 +802,61 @@ static char *read_file(const char *path, int *status)
 	return buf;
 }
 
-int cmd_import(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+int ctl_import_doc(const struct ctl *ctl, sqlite3 *db, const char *doc, const char *file,
+                   struct ctl_import_counts *counts)
 {
 	struct import im;
+	int rc;
+
+	memset(&im, 0, sizeof(im));
+	im.ctl = ctl;
+	im.db = db;
+	im.doc = doc;
+	if (sqlite3_prepare_v2(db, "SELECT json_type(?1, ?2), json_extract(?1, ?2)", -1, &im.get,
+	                       NULL) != SQLITE_OK)
+		return ctl_fail("import: %s", sqlite3_errmsg(db));
+	if ((rc = import_check_doc(&im, file)) == CTL_OK)
+		rc = import_all(&im);
+	sqlite3_finalize(im.get);
+	*counts =
+	    (struct ctl_import_counts){im.counts[N_MECH], im.counts[N_GROUP], im.counts[N_LOCATION],
+	                               im.counts[N_POLICY], im.counts[N_EXCEPTION]};
+	return rc;
+}
+
+int cmd_import(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
+	struct ctl_import_counts n = {0, 0, 0, 0, 0};
 	char after[256];
 	const char *file;
 	char *doc;
+	sqlite3 *db = NULL;
 	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 1, 1);
 
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
 	file = argv[optind];
-	memset(&im, 0, sizeof(im));
-	im.ctl = ctl;
 	if ((doc = read_file(file, &rc)) == NULL)
 		return rc;
-	im.doc = doc;
-	if ((rc = ctl_open(ctl, &im.db)) != CTL_OK)
+	if ((rc = ctl_open(ctl, &db)) != CTL_OK || (rc = ctl_begin(db)) != CTL_OK)
 		goto out;
-	if (sqlite3_prepare_v2(im.db, "SELECT json_type(?1, ?2), json_extract(?1, ?2)", -1, &im.get,
-	                       NULL) != SQLITE_OK) {
-		rc = ctl_fail("import: %s", sqlite3_errmsg(im.db));
-		goto out;
-	}
-	if ((rc = import_check_doc(&im, file)) != CTL_OK || (rc = ctl_begin(im.db)) != CTL_OK)
-		goto out;
-	if ((rc = import_all(&im)) != CTL_OK) {
+	if ((rc = ctl_import_doc(ctl, db, doc, file, &n)) != CTL_OK) {
 		fprintf(stderr, "saslgatectl: import: %s rejected; the store is unchanged\n", file);
-		rc = ctl_abort(im.db, rc);
+		rc = ctl_abort(db, rc);
 		goto out;
 	}
 	snprintf(after, sizeof(after),
 	         "{\"mechanisms\":%d,\"groups\":%d,\"locations\":%d,\"policies\":%d,"
 	         "\"exceptions\":%d}",
-	         im.counts[N_MECH], im.counts[N_GROUP], im.counts[N_LOCATION], im.counts[N_POLICY],
-	         im.counts[N_EXCEPTION]);
-	sqlite3_finalize(im.get);
-	im.get = NULL;
-	if ((rc = ctl_finish(im.db, "import", file, NULL, after)) == CTL_OK && !ctl->json)
+	         n.mechanisms, n.groups, n.locations, n.policies, n.exceptions);
+	if ((rc = ctl_finish(db, "import", file, NULL, after)) == CTL_OK && !ctl->json)
 		printf("imported %d policies, %d exceptions, %d groups, %d locations, %d "
 		       "mechanisms\n",
-		       im.counts[N_POLICY], im.counts[N_EXCEPTION], im.counts[N_GROUP],
-		       im.counts[N_LOCATION], im.counts[N_MECH]);
+		       n.policies, n.exceptions, n.groups, n.locations, n.mechanisms);
 	else if (rc == CTL_OK)
 		printf("%s\n", after);
 out:
-	sqlite3_finalize(im.get);
-	store_close(&im.db);
+	store_close(&db);
 	free(doc);
 	return rc;
 }

@@ -161,7 +161,9 @@ void json_write_string(FILE *out, const char *str)
 			} else if (c < 0x80) {
 				fputc(c, out);
 			} else if ((n = utf8_seq_len(s)) == 0) {
-				fputs("\\ufffd", out);
+				/* U+FFFD as UTF-8, as a valid one is written: an
+				 * export re-imported exports byte for byte the same. */
+				fputs("\xef\xbf\xbd", out);
 			} else {
 				fwrite(s, 1, n, out);
 				s += n;
