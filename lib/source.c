@@ -3,20 +3,26 @@
  * (see source.h).
  *
  * Two checks run before a snapshot is handed out:
- *  - on every acquire, PRAGMA data_version: a commit by saslgatectl is seen by
- *    the very next request;
- *  - at most once a second, the identity of the file (inode, size, mtime): a
- *    file that was removed, replaced or overwritten behind SQLite's back forces
- *    a reopen, and a store that cannot be read leaves the last good snapshot in
- *    service with the source marked degraded.
+ *  - on every acquire, the change notice that saslgatectl bumps after each
+ *    commit (one pread); when it moved, PRAGMA data_version (a SQLite read
+ *    transaction, several system calls) says whether policy.db changed, so a
+ *    commit by saslgatectl is seen by the very next request. Without a notice
+ *    file, data_version is asked on every acquire;
+ *  - at most once a second, data_version regardless of the notice (a change
+ *    made by another tool), and the identity of the file (inode, size,
+ *    mtime): a file that was removed, replaced or overwritten behind SQLite's
+ *    back forces a reopen, and a store that cannot be read leaves the last
+ *    good snapshot in service with the source marked degraded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "source.h"
@@ -30,6 +36,11 @@ struct source {
 	sqlite3_stmt *data_version_stmt; /* prepared once per connection */
 	struct snapshot *current;
 	int64_t data_version;
+	int notice_fd;		/* STORE_POLICY_NOTICE, -1 if absent */
+	char notice_path[4096];
+	struct stat notice_identity;
+	uint64_t notice_seen;
+	int check_due;		/* ask data_version on the next acquire */
 	struct stat identity;
 	time_t last_identity_check;
 	int degraded;
@@ -123,14 +134,58 @@ static int reopen(struct source *src, struct sg_err *err)
 	return rebuild(src, err);
 }
 
+/* (Re)opens the change notice if it is missing or was replaced. Lock held. */
+static void notice_open(struct source *src)
+{
+	struct stat sb;
+
+	if (stat(src->notice_path, &sb) < 0) {
+		if (src->notice_fd >= 0)
+			close(src->notice_fd);
+		src->notice_fd = -1;
+		return;
+	}
+	if (src->notice_fd >= 0 && sb.st_ino == src->notice_identity.st_ino &&
+	    sb.st_dev == src->notice_identity.st_dev)
+		return;
+	if (src->notice_fd >= 0)
+		close(src->notice_fd);
+	src->notice_fd = open(src->notice_path, O_RDONLY | O_CLOEXEC);
+	src->notice_identity = sb;
+	src->check_due = 1;
+}
+
+/* 1 if the notice moved since the last look (or there is none). Lock held. */
+static int notice_moved(struct source *src)
+{
+	uint64_t v;
+
+	if (src->notice_fd < 0 || store_notice_read(src->notice_fd, &v) < 0)
+		return 1;
+	if (v == src->notice_seen)
+		return 0;
+	src->notice_seen = v;
+	return 1;
+}
+
 struct source *source_open(const char *dir, struct sg_err *err)
 {
 	struct source *src = xcalloc(1, sizeof(*src));
 
 	pthread_mutex_init(&src->lock, NULL);
 	src->dir = xstrdup(dir);
+	src->notice_fd = -1;
 	if (store_path(dir, STORE_POLICY_DB, src->path, sizeof(src->path), err) < 0 ||
-	    reopen(src, err) < 0) {
+	    store_path(dir, STORE_POLICY_NOTICE, src->notice_path, sizeof(src->notice_path),
+		       err) < 0) {
+		source_close(&src);
+		return NULL;
+	}
+	/* The notice is read before the snapshot is built: a commit after this
+	 * read moves it again. */
+	notice_open(src);
+	notice_moved(src);
+	if (reopen(src, err) < 0) {
 		source_close(&src);
 		return NULL;
 	}
@@ -148,6 +203,8 @@ static void check_identity(struct source *src, time_t now)
 	if (now == src->last_identity_check)
 		return;
 	src->last_identity_check = now;
+	src->check_due = 1;
+	notice_open(src);
 	if (stat(src->path, &sb) < 0) {
 		sg_snprintf(reason, sizeof(reason), "%s: %s", src->path, strerror(errno));
 		set_degraded(src, reason);
@@ -173,7 +230,12 @@ struct snapshot *source_acquire(struct source *src)
 	pthread_mutex_lock(&src->lock);
 	check_identity(src, time(NULL));
 	err.text[0] = '\0';
-	if (src->db != NULL && read_data_version(src, &version, &err) == 0) {
+	if (notice_moved(src))
+		src->check_due = 1;
+	if (!src->check_due) {
+		/* nothing committed since the last check */
+	} else if (src->db != NULL && read_data_version(src, &version, &err) == 0) {
+		src->check_due = 0;
 		if (version != src->data_version) {
 			if (rebuild(src, &err) < 0) {
 				set_degraded(src, err.text);
@@ -216,6 +278,8 @@ void source_close(struct source **srcp)
 	if (src == NULL)
 		return;
 	snapshot_unref(&src->current);
+	if (src->notice_fd >= 0)
+		close(src->notice_fd);
 	sqlite3_finalize(src->data_version_stmt);
 	store_close(&src->db);
 	pthread_mutex_destroy(&src->lock);

@@ -3,6 +3,8 @@
  * detection and the audit trail (see store.h).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +140,59 @@ static int configure_rw(sqlite3 *db, const char *path, struct sg_err *err)
 	return 0;
 }
 
+/* The notice file of the admin connection of this process (saslgatectl opens
+ * one); set by store_open_admin, used by the WAL hook. */
+static char notice_path[4096];
+
+int store_notice_read(int fd, uint64_t *value)
+{
+	unsigned char b[8];
+
+	if (pread(fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -1;
+	*value = 0;
+	for (int i = 0; i < 8; i++)
+		*value = *value << 8 | b[i];
+	return 0;
+}
+
+/* Increments the counter under an exclusive lock (two saslgatectl processes
+ * must not write the same value). A failure is reported but not fatal: the
+ * daemons also check the store once a second. */
+static void notice_bump(const char *path)
+{
+	unsigned char b[8];
+	uint64_t v = 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		fprintf(stderr, "saslgatectl: warning: %s: %s (daemons see the change within a second)\n",
+			path, strerror(errno));
+		return;
+	}
+	if (flock(fd, LOCK_EX) == 0) {
+		if (store_notice_read(fd, &v) < 0)
+			v = 0;
+		v++;
+		for (int i = 7; i >= 0; i--, v >>= 8)
+			b[i] = (unsigned char)(v & 0xff);
+		if (pwrite(fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+			fprintf(stderr, "saslgatectl: warning: %s: %s\n", path, strerror(errno));
+	}
+	close(fd);
+}
+
+/* Called by SQLite after each commit is visible to other connections. Taking
+ * the WAL hook also takes over the automatic checkpoint, done here. */
+static int committed(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)arg;
+	notice_bump(notice_path);
+	if (frames >= 1000)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
 int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err)
 {
 	char path[4096];
@@ -166,10 +221,14 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 		      err) < 0)
 		return -1;
 	if (configure_rw(*db, path, err) < 0 ||
-	    migrate(*db, schema_policy_migrations, path, err) < 0) {
+	    migrate(*db, schema_policy_migrations, path, err) < 0 ||
+	    store_path(dir, STORE_POLICY_NOTICE, notice_path, sizeof(notice_path), err) < 0) {
 		store_close(db);
 		return -1;
 	}
+	sqlite3_wal_hook(*db, committed, NULL);
+	if (create)
+		notice_bump(notice_path);
 	return 0;
 }
 

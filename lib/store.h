@@ -19,6 +19,10 @@
 #define STORE_DEFAULT_DIR "/var/lib/saslgate"
 #define STORE_POLICY_DB "policy.db"
 #define STORE_ACTIVITY_DB "activity.db"
+/* The change notice: an 8-byte counter that saslgatectl's connection bumps
+ * after every commit to policy.db, so that daemons learn of a change with one
+ * pread() instead of a SQLite read transaction per request. */
+#define STORE_POLICY_NOTICE "policy.notice"
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* The store directory: the argument if not NULL, else $SASLGATE_DIR, else
@@ -34,7 +38,9 @@ int store_activity_schema_version(void);
 
 /* policy.db for saslgatectl: create = 1 creates the directory (0750) and the
  * file and refuses an existing policy.db; create = 0 requires it to exist.
- * Migrates an older schema. 0 or -1 with err. */
+ * Migrates an older schema. Every commit on the connection then bumps the
+ * change notice (STORE_POLICY_NOTICE). One admin connection per process.
+ * 0 or -1 with err. */
 int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err);
 
 /* policy.db for a daemon: read-only (SQLITE_OPEN_READONLY); refuses a schema
@@ -47,6 +53,10 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 
 /* Closes (NULL-safe) and sets *db to NULL. */
 void store_close(sqlite3 **db);
+
+/* Reads the change notice counter from an open descriptor of
+ * STORE_POLICY_NOTICE: 0 and the value, or -1 (short or failed read). */
+int store_notice_read(int fd, uint64_t *value);
 
 /* PRAGMA data_version of this connection: changes when another connection
  * commits. 0 or -1 with err. */

@@ -2,6 +2,7 @@
 negotiation, exact replies, concurrency, policy changes mid-connection,
 clients that misbehave, and a store that breaks while the daemon runs."""
 
+import json
 import os
 import struct
 import threading
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from milter_util import (MILTER, Milter, activity_rows, add_exception, create_store,
-                         store_write, wait_for)
+                         store_write, wait_for, ctl)
 from milter_wire import (SMFIC_CONNECT, SMFIC_MAIL, SMFIF_SETSYMLIST, SMFIM_CONNECT,
                          SMFIM_ENVFROM, SMFIP_NOBODY, SMFIP_NOCONNECT, SMFIP_NODATA,
                          SMFIP_NOEOH, SMFIP_NOHDRS, SMFIP_NOHELO, SMFIP_NOMAIL, SMFIP_NORCPT,
@@ -157,7 +158,8 @@ def test_policy_change_between_two_mails(store, milter):
         cmd, _ = c.mail("<carol@example.test>", macros=carol)
         assert cmd == SMFIR_ACCEPT
         c.abort()
-        store_write(store, "DELETE FROM exceptions")
+        for exc in json.loads(ctl(store, "--json", "exception", "list", "--all")):
+            ctl(store, "exception", "remove", str(exc["id"]))
         carol["i"] = "P3"
         cmd, _ = c.mail("<carol@example.test>", macros=carol)
         assert cmd == SMFIR_REPLYCODE
