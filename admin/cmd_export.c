@@ -778,7 +778,7 @@ static char *read_file(const char *path, int *status)
 	}
 	do {
 		if (len + 65536 + 1 > cap) {
-			cap = cap ? cap * 2 : 65536 * 2;
+			cap = cap ? cap * 2 : (size_t)65536 * 2;
 			buf = xrealloc(buf, cap);
 		}
 		n = fread(buf + len, 1, cap - len - 1, f);

@@ -23,7 +23,7 @@ int time_parse_duration(const char *text, int64_t *seconds, struct sg_err *err);
  */
 enum time_direction { TIME_FUTURE, TIME_PAST };
 int time_parse(const char *text, time_t now, enum time_direction dir, time_t *out,
-	       struct sg_err *err);
+               struct sg_err *err);
 
 /* Formats t as "2026-12-31T16:00:00Z" into buf (at least 21 bytes). */
 void time_format(time_t t, char *buf, size_t len);

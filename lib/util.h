@@ -19,7 +19,7 @@ struct sg_err {
 };
 
 #define SG_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define SG_UNUSED __attribute__((unused))
+#define SG_UNUSED       __attribute__((unused))
 
 /* Sets the reason; err may be NULL (the reason is then dropped). Always returns -1
  * so that "return sg_err_set(err, ...);" reads naturally. */
