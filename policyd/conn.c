@@ -228,6 +228,24 @@ static char *cache_key(const struct policy_parser *p, size_t *len)
 	return key;
 }
 
+/*
+ * Sends a reply. With nothing queued, it goes straight to the socket: a
+ * bufferevent write would add and then remove a write event (two epoll_ctl
+ * calls per request). Whatever the socket does not take is queued as usual.
+ */
+static void conn_send(struct conn *c, const char *reply, size_t len)
+{
+	ssize_t n = 0;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		n = send(bufferevent_getfd(c->bev), reply, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			n = 0; /* EAGAIN, or an error the bufferevent will report */
+	}
+	if ((size_t)n < len)
+		bufferevent_write(c->bev, reply + n, len - (size_t)n);
+}
+
 /* A complete request: answer from the cache or decide. */
 static void conn_answer(struct conn *c)
 {
@@ -237,12 +255,12 @@ static void conn_answer(struct conn *c)
 	if (key != NULL && c->cache_key != NULL && klen == c->cache_key_len &&
 	    memcmp(key, c->cache_key, klen) == 0) {
 		free(key);
-		bufferevent_write(c->bev, c->cache_reply, c->cache_reply_len);
+		conn_send(c, c->cache_reply, c->cache_reply_len);
 		return;
 	}
 	c->cache_reply_len =
 	    policyd_decide(c->srv, &c->parser, c->cache_reply, sizeof(c->cache_reply));
-	bufferevent_write(c->bev, c->cache_reply, c->cache_reply_len);
+	conn_send(c, c->cache_reply, c->cache_reply_len);
 	free(c->cache_key);
 	c->cache_key = key;
 	c->cache_key_len = klen;
