@@ -1,0 +1,70 @@
+#!/bin/sh
+# bench/run.sh - every benchmark of saslgate, each against its baseline in the
+# same run (rounds alternate between the two so that machine noise hits both).
+# Run from the build directory after `make` (make bench does both):
+#   sh bench/run.sh [ROUNDS] [SECONDS]
+# Prints the figures recorded in bench/README.md.
+set -eu
+ROUNDS=${1:-3}
+SECS=${2:-5}
+B=$(pwd)
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /tmp/saslgate-bench-XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT INT TERM
+
+wait_socket() { i=0; while [ ! -S "$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; }
+field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+echo "== engine"
+"$B/bench/engine" -n 500000
+
+echo
+echo "== store for the daemons: 10 policies, 100,000 exceptions"
+SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
+
+echo
+echo "== saslgate-policyd vs bench/baseline_policy: 100 connections, ${SECS}s x $ROUNDS rounds"
+for r in $(seq "$ROUNDS"); do
+	rm -f "$W/base.sock"
+	"$B/bench/baseline_policy" -l "unix:$W/base.sock" & BP=$!
+	wait_socket "$W/base.sock"
+	"$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d 1 >/dev/null
+	out=$("$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d "$SECS")
+	echo "baseline  round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
+	kill $BP; wait $BP 2>/dev/null || true
+
+	rm -f "$W/pd.sock" "$W/store/activity.db"*
+	"$B/saslgate-policyd" -f -d "$W/store" -l "unix:$W/pd.sock" -o socket_mode=0666 \
+		2>"$W/policyd.log" & PP=$!
+	wait_socket "$W/pd.sock"
+	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d 1 >/dev/null
+	out=$("$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d "$SECS")
+	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
+	echo "policyd   round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss"
+	# Rebuild time after one change (the heartbeat records it).
+	"$B/saslgatectl" -d "$W/store" exception add --user "bench$r@example.test" --permanent \
+		--reason bench >/dev/null
+	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 1 -d 1 >/dev/null
+	sleep 6
+	kill $PP; wait $PP 2>/dev/null || true
+	sqlite3 "$W/store/activity.db" "SELECT 'policyd   round $r: rebuild_ms=' || (last_rebuild_us / 1000) || ' requests=' || requests || ' dropped_activity=' || dropped FROM heartbeats ORDER BY last_seen DESC LIMIT 1"
+done
+
+echo
+echo "== saslgate-milter vs bench/noop_milter: 50 connections, ${SECS}s x $ROUNDS rounds"
+for r in $(seq "$ROUNDS"); do
+	rm -f "$W/noop.sock"
+	"$B/bench/noop_milter" -p "unix:$W/noop.sock" & NP=$!
+	wait_socket "$W/noop.sock"
+	"$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d 1 >/dev/null
+	echo "noop      round $r: $("$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d "$SECS")"
+	kill $NP; wait $NP 2>/dev/null || true
+
+	rm -f "$W/m.sock" "$W/store/activity.db"*
+	"$B/saslgate-milter" -f -d "$W/store" -p "unix:$W/m.sock" -o socket_mode=0666 \
+		2>"$W/milter.log" & MP=$!
+	wait_socket "$W/m.sock"
+	"$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d 1 >/dev/null
+	echo "saslgate  round $r: $("$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d "$SECS")"
+	kill $MP; wait $MP 2>/dev/null || true
+done
