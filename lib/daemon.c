@@ -171,3 +171,32 @@ int daemon_drop_privileges(const char *user, const char *group, struct sg_err *e
 		                  user);
 	return 0;
 }
+
+int daemon_check_store_dir(const char *dir, struct sg_err *err)
+{
+	struct passwd *pw;
+	char who[96];
+
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return sg_err_set(
+		    err, "store directory %s does not exist (saslgatectl init creates it)", dir);
+	if (errno == EROFS)
+		return sg_err_set(err,
+		                  "store directory %s is on a read-only file system: the daemon "
+		                  "writes activity.db and SQLite's policy.db-shm there",
+		                  dir);
+	if (errno != EACCES && errno != EPERM)
+		return sg_err_set(err, "store directory %s: %s", dir, strerror(errno));
+	pw = getpwuid(geteuid());
+	if (pw != NULL)
+		snprintf(who, sizeof(who), "user %s", pw->pw_name);
+	else
+		snprintf(who, sizeof(who), "uid %ld", (long)geteuid());
+	return sg_err_set(err,
+	                  "store directory %s is not writable by %s: the daemon writes "
+	                  "activity.db and SQLite's policy.db-shm there (give its group write "
+	                  "access, e.g. chgrp GROUP %s && chmod 1770 %s)",
+	                  dir, who, dir, dir);
+}

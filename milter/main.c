@@ -485,6 +485,8 @@ int main(int argc, char **argv)
 	prepare_pid_dir(&m, pid_file);
 	if (daemon_drop_privileges(m.user, m.group[0] ? m.group : NULL, &err) != 0)
 		fatal("%s", err.text);
+	if (daemon_check_store_dir(m.store_dir, &err) != 0)
+		fatal("%s", err.text);
 
 	/* Open the store as the daemon user, so that a problem shows on the
 	 * terminal; a detached child reopens it (no SQLite handle crosses fork). */

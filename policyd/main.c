@@ -382,6 +382,10 @@ static int serve(struct server *srv)
 		log_error("cannot drop privileges: %s", err.text);
 		goto out_pid;
 	}
+	if (daemon_check_store_dir(dir, &err) < 0) {
+		log_error("%s", err.text);
+		goto out_pid;
+	}
 	srv->source = source_open(dir, &err);
 	if (srv->source == NULL) {
 		log_error("policy store %s: %s", dir, err.text);

@@ -1,0 +1,243 @@
+"""Least privilege: the daemons warn when they would keep running as root, drop
+to -u/-g after binding, set socket modes explicitly, hold policy.db read-only
+and cannot write it; saslgatectl refuses a world-writable store directory.
+
+Most tests need root (to bind as root and drop to nobody); they are skipped
+otherwise. The store lives under a world-searchable temporary directory, since
+pytest's tmp_path (/tmp/pytest-of-root, mode 0700) cannot be entered by nobody.
+"""
+
+import grp
+import os
+import pathlib
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from milter_util import MILTER, Milter
+from milter_wire import SMFIR_REPLYCODE, reply_text, session
+from policyd_util import (BLOCK_REPLY, CTL, POLICYD, Policyd, activity_rows, init_store,
+                          wait_for)
+
+pytestmark = pytest.mark.skipif(not (os.access(POLICYD, os.X_OK) and os.access(MILTER, os.X_OK)
+                                     and os.access(CTL, os.X_OK)),
+                                reason="the programs are not built")
+
+
+def _ids():
+    try:
+        return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        return None
+
+
+IDS = _ids()
+as_root = pytest.mark.skipif(os.geteuid() != 0 or IDS is None,
+                             reason="needs root and the user nobody, group nogroup")
+
+MILTER_PLAIN = {"i": "Q1", "{auth_type}": "PLAIN", "{auth_authen}": "alice@example.test"}
+
+
+@pytest.fixture
+def base():
+    d = tempfile.mkdtemp(prefix="sgpriv")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def store(base):
+    """A store laid out as SECURITY.md recommends: the directory root:GROUP
+    1770 (the daemon creates activity.db; the sticky bit stops it from
+    replacing root's policy.db), policy.db root 0644."""
+    s = init_store(base / "store")
+    if IDS is not None and os.geteuid() == 0:
+        os.chown(s, 0, IDS[1])
+        os.chmod(s, 0o1770)
+    return s
+
+
+def proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.split()
+    return out
+
+
+def policy_db_fds(pid, store_dir):
+    """(fd, flags) of every descriptor the process holds on policy.db itself."""
+    target = os.path.join(os.path.realpath(store_dir), "policy.db")
+    fds = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != target:
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                flags = next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+        except (FileNotFoundError, StopIteration):
+            continue
+        fds.append((int(fd), flags))
+    return fds
+
+
+def assert_unprivileged(pid, store_dir):
+    uid, gid = IDS
+    st = proc_status(pid)
+    assert st["Uid"] == [str(uid)] * 4, st["Uid"]  # real, effective, saved, fs
+    assert st["Gid"] == [str(gid)] * 4, st["Gid"]
+    assert st["Groups"] == [str(gid)], st["Groups"]  # root's groups are gone
+    assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0
+    # policy.db is open read-only (O_ACCMODE of every descriptor is O_RDONLY)...
+    fds = policy_db_fds(pid, store_dir)
+    assert fds, "the daemon does not hold policy.db open"
+    assert all(flags & os.O_ACCMODE == os.O_RDONLY for _, flags in fds), fds
+    # ...and with no capability left, the kernel refuses it a writable one:
+    # policy.db belongs to root, mode 0644, and the daemon runs as nobody.
+    db = os.stat(os.path.join(store_dir, "policy.db"))
+    assert db.st_uid == 0 and stat.S_IMODE(db.st_mode) & 0o022 == 0
+
+
+def open_as_nobody(path, flags):
+    """os.open(path, flags) in a child running as nobody:nogroup; the errno or 0."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(IDS[1])
+            os.setuid(IDS[0])
+            os.close(os.open(path, flags))
+        except OSError as e:
+            code = e.errno or 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+# --- warning when kept as root ---------------------------------------------------
+
+
+@as_root
+def test_policyd_warns_when_running_as_root(base, store):
+    d = Policyd(base, store)
+    try:
+        d.wait_log("running as root; use -u")
+    finally:
+        d.kill()
+
+
+@as_root
+def test_milter_warns_when_running_as_root(store):
+    m = Milter(store)
+    try:
+        wait_for(lambda: "running as root; use -u" in m.output(), timeout=5)
+        assert "running as root; use -u" in m.output()
+    finally:
+        assert m.stop() == 0
+
+
+# --- privilege drop, socket modes, read-only policy.db ------------------------------
+
+
+@as_root
+def test_policyd_drops_privileges_after_binding(base, store):
+    d = Policyd(base, store, inet=True, extra_args=["-u", "nobody", "-g", "nogroup"],
+                settings={"socket_mode": "0640", "socket_group": "nogroup",
+                          "activity_flush_ms": "10"})
+    try:
+        assert "running as root" not in d.log_text()
+        assert_unprivileged(d.pid, store)
+        # The UNIX socket was made as root with the configured mode and group.
+        st = os.stat(d.socket_path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o640
+        assert (st.st_uid, st.st_gid) == (0, IDS[1])
+        with d.client() as c:
+            assert c.ask(instance="priv-unix") == BLOCK_REPLY
+        with d.inet_client() as c:  # bound before the drop, as a low port would be
+            assert c.ask(instance="priv-inet") == BLOCK_REPLY
+        # As nobody it still records: activity.db is its own file.
+        assert wait_for(lambda: activity_rows(
+            store, "SELECT count(*) FROM decisions WHERE instance LIKE 'priv-%'")[0][0] == 2)
+        assert os.stat(os.path.join(store, "activity.db")).st_uid == IDS[0]
+        # The proof that it cannot write policy.db: what the kernel says to
+        # its credentials.
+        assert open_as_nobody(os.path.join(store, "policy.db"), os.O_RDWR) == 13  # EACCES
+        assert open_as_nobody(os.path.join(store, "policy.db"), os.O_RDONLY) == 0
+        assert d.stop() == 0
+    finally:
+        d.kill()
+
+
+@as_root
+def test_milter_drops_privileges_after_binding(base, store):
+    sock = base / "milter.sock"
+    m = Milter(store, path=str(sock),
+               extra_args=["-u", "nobody", "-g", "nogroup", "-o", "socket_mode=0660",
+                           "-o", "socket_group=nogroup"])
+    try:
+        cmd, data = session(m.address, MILTER_PLAIN)
+        assert cmd == SMFIR_REPLYCODE and reply_text(data).startswith("550 5.7.9 ")
+        assert "running as root" not in m.output()
+        assert_unprivileged(m.proc.pid, store)
+        st = os.stat(sock)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert (st.st_uid, st.st_gid) == (0, IDS[1])
+    finally:
+        assert m.stop(remove_dir=False) == 0, m.output()
+
+
+@as_root
+@pytest.mark.parametrize("program", ["policyd", "milter"])
+def test_daemon_refuses_store_dir_it_cannot_write(base, program):
+    """A store directory the daemon user cannot write: SQLite could open
+    neither activity.db nor (WAL mode) policy.db-shm. The daemon says which
+    directory, which user, and what to do, and exits 1."""
+    s = init_store(base / "store")
+    os.chmod(s, 0o755)  # root's, not the daemon's
+    if program == "policyd":
+        args = [POLICYD, "-f", "-d", s, "-u", "nobody", "-g", "nogroup",
+                "-l", "unix:%s" % (base / "p.sock")]
+    else:
+        args = [MILTER, "-f", "-d", s, "-u", "nobody", "-g", "nogroup",
+                "-p", "unix:%s" % (base / "m.sock")]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1
+    assert "store directory %s is not writable by user nobody" % s in r.stderr, r.stderr
+    assert "chmod" in r.stderr
+    assert not os.path.exists(os.path.join(s, "activity.db"))
+
+
+# --- saslgatectl and a world-writable store directory ------------------------------
+
+
+def run_ctl(store_dir, *args):
+    return subprocess.run([CTL, "-d", str(store_dir)] + list(args), capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_ctl_refuses_world_writable_store_dir(tmp_path):
+    s = init_store(tmp_path / "store")
+    before = open(os.path.join(s, "policy.db"), "rb").read()
+    os.chmod(s, 0o777)
+    for args in (["policy", "list"],
+                 ["exception", "add", "--user", "x@example.com", "--permanent",
+                  "--reason", "must not be stored"]):
+        r = run_ctl(s, *args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "world-writable" in r.stderr and s in r.stderr, r.stderr
+    assert open(os.path.join(s, "policy.db"), "rb").read() == before
+    # Restricting deletion to owners (sticky bit, as /tmp) is accepted...
+    os.chmod(s, 0o1777)
+    assert run_ctl(s, "policy", "list").returncode == 0
+    # ...and so is the directory once it is no longer world-writable.
+    os.chmod(s, 0o750)
+    assert run_ctl(s, "check").returncode == 0
