@@ -103,12 +103,21 @@ def test_report_only_delivers_and_records_would_block(mail):
         res = clients.swaks(mail.port, "PLAIN", "carol@example.test", [rcpt])
         assert res.accepted, res.transcript
         assert mail.postfix.wait_delivered(rcpt)
-        rows = rig.wait_for(
-            lambda: [r for r in mail.saslgate.decisions()
-                     if r["user"] == "carol@example.test" and r["outcome"] == "would-block"],
-            10, "a would-block decision for carol")
-        assert rows[-1]["mech"] == "PLAIN"
-        assert rows[-1]["report_only"] == "block-legacy"
+        # saslgatectl shows it: the decision log and the legacy usage report.
+        log = rig.wait_for(
+            lambda: [r for r in mail.saslgate.ctl_json("log", "--user", "carol@example.test",
+                                                       "--outcome", "would-block")], 10,
+            "a would-block decision for carol in saslgatectl log")
+        assert log[0]["mech"] == "PLAIN" and log[0]["report_only"] == ["block-legacy"]
+        expected = {"policyd": {"policyd"}, "milter": {"milter"},
+                    "both": {"policyd", "milter"}}[mail.hooks]
+        rig.wait_for(lambda: {r["daemon"] for r in mail.saslgate.ctl_json(
+            "log", "--user", "carol@example.test", "--outcome", "would-block")} == expected,
+            10, "would-block decisions from %s" % sorted(expected))
+        report = mail.saslgate.ctl_json("report", "legacy", "--user", "carol@example.test")
+        entry = [u for u in report["users"] if u["user"] == "carol@example.test"][0]
+        assert "PLAIN" in entry["mechanisms"] and entry["count"] >= 1
+        assert any(e["last_outcome"] == "would-block" for e in entry["entries"])
     finally:
         mail.ctl("policy", "set", "block-legacy", "--state", "enforce")
 
