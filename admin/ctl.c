@@ -4,10 +4,13 @@
  * compile check + commit, abort). Kept apart from main.c so that the fuzz
  * targets can link the commands without saslgatectl's main().
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "snapshot.h"
@@ -118,9 +121,17 @@ int ctl_open(struct ctl *ctl, sqlite3 **db)
 {
 	struct sg_err err = {{0}};
 
-	if (store_open_admin(ctl->dir, 0, db, &err) < 0)
-		return ctl_fail("%s", err.text);
-	return CTL_OK;
+	if (store_open_admin(ctl->dir, 0, db, &err) == 0)
+		return CTL_OK;
+	/* SQLite's message ("unable to open database file") does not say why. */
+	if (faccessat(AT_FDCWD, ctl->dir, W_OK | X_OK, AT_EACCESS) < 0 &&
+	    (errno == EROFS || errno == EACCES || errno == EPERM))
+		return ctl_fail("%s: the store directory %s is %s; saslgatectl needs to write "
+		                "policy.db and SQLite's policy.db-wal and policy.db-shm there, "
+		                "even to read",
+		                err.text, ctl->dir,
+		                errno == EROFS ? "on a read-only file system" : "not writable");
+	return ctl_fail("%s", err.text);
 }
 
 int ctl_begin(sqlite3 *db)
