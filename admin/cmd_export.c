@@ -397,14 +397,14 @@ static int import_member(struct import *im, const char *ctx, const char *type, c
 		if (pattern_parse(value, &p, &err) < 0)
 			return ctl_invalid(ctx, "user pattern '%s': %s", value, err.text);
 		sg_lower(norm, value, sizeof(norm));
-		rc = store_admin_group_member_add(im->db, name, norm, &err);
+		rc = store_admin_set_member(im->db, SA_GROUP, 1, name, norm, &err);
 	} else {
 		struct cidr c;
 
 		if (cidr_parse(value, &c, &err) < 0)
 			return ctl_invalid(ctx, "'%s': %s", value, err.text);
 		cidr_format(&c, norm, sizeof(norm));
-		rc = store_admin_location_net_add(im->db, name, norm, &err);
+		rc = store_admin_set_member(im->db, SA_LOCATION, 1, name, norm, &err);
 	}
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
@@ -446,10 +446,8 @@ static int import_set(struct import *im, const char *ctx, const char *type, cons
 		rc = found < 0 ? ctl_fail("%s", err.text) : ctl_invalid(what, "duplicate name");
 		goto out;
 	}
-	if ((kind == SA_GROUP
-	         ? store_admin_group_insert(im->db, name, created ? created : im->ctl->now, &err)
-	         : store_admin_location_insert(im->db, name, created ? created : im->ctl->now,
-	                                       &err)) < 0) {
+	if (store_admin_set_insert(im->db, kind, name, created ? created : im->ctl->now, &err) <
+	    0) {
 		rc = ctl_fail("%s", err.text);
 		goto out;
 	}

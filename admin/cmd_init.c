@@ -23,9 +23,9 @@ static int populate(sqlite3 *db, const char *state, time_t now, struct sg_err *e
 	for (const struct mech_default *m = mech_defaults; m->name; m++)
 		if (store_admin_mech_set(db, m->name, mech_class_name(m->mech_class), err) < 0)
 			return -1;
-	if (store_admin_location_insert(db, "loopback", now, err) < 0 ||
-	    store_admin_location_net_add(db, "loopback", "127.0.0.0/8", err) < 0 ||
-	    store_admin_location_net_add(db, "loopback", "::1/128", err) < 0)
+	if (store_admin_set_insert(db, SA_LOCATION, "loopback", now, err) < 0 ||
+	    store_admin_set_member(db, SA_LOCATION, 1, "loopback", "127.0.0.0/8", err) < 0 ||
+	    store_admin_set_member(db, SA_LOCATION, 1, "loopback", "::1/128", err) < 0)
 		return -1;
 	sa_policy_defaults(&p, "block-legacy");
 	sa_set(&p.state, state);

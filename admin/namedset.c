@@ -40,16 +40,6 @@ static int normalise_member(enum sa_kind kind, const char *text, char *buf, size
 	return CTL_OK;
 }
 
-static int member_write(sqlite3 *db, enum sa_kind kind, const char *name, const char *member,
-                        int add, struct sg_err *err)
-{
-	if (kind == SA_GROUP)
-		return add ? store_admin_group_member_add(db, name, member, err)
-		           : store_admin_group_member_remove(db, name, member, err);
-	return add ? store_admin_location_net_add(db, name, member, err)
-	           : store_admin_location_net_remove(db, name, member, err);
-}
-
 /* Adds or removes members; an unknown member to remove is invalid input. */
 static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char **members, int n,
                           int add)
@@ -62,7 +52,7 @@ static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char
 
 		if (rc != CTL_OK)
 			return rc;
-		rc = member_write(db, kind, name, norm, add, &err);
+		rc = store_admin_set_member(db, kind, add, name, norm, &err);
 		if (rc < 0)
 			return ctl_fail("%s", err.text);
 		if (rc == 0 && !add)
@@ -80,8 +70,7 @@ static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, en
 	int r;
 
 	if (op == SET_ADD) {
-		r = kind == SA_GROUP ? store_admin_group_insert(db, name, now, &err)
-		                     : store_admin_location_insert(db, name, now, &err);
+		r = store_admin_set_insert(db, kind, name, now, &err);
 		return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 	}
 	r = ctl_references(db, kind, name, refs, sizeof(refs));
@@ -90,8 +79,7 @@ static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, en
 	if (r > 0)
 		return ctl_invalid(kind_name(kind), "%s '%s' is still used by %s", kind_name(kind),
 		                   name, refs);
-	r = kind == SA_GROUP ? store_admin_group_delete(db, name, &err)
-	                     : store_admin_location_delete(db, name, &err);
+	r = store_admin_set_delete(db, kind, name, &err);
 	return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 

@@ -351,78 +351,47 @@ int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions, 
 	return 0;
 }
 
-int store_admin_group_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err)
+/* The SQL of the named sets (groups of user patterns, locations of CIDRs). */
+static const struct {
+	const char *insert, *delete_members, *delete, *member_add, *member_remove;
+} set_sql[] = {
+    [SA_GROUP] = {"INSERT INTO groups (name, created_at) VALUES (?1, ?2)",
+                  "DELETE FROM group_members WHERE group_name = ?1",
+                  "DELETE FROM groups WHERE name = ?1",
+                  "INSERT OR IGNORE INTO group_members (group_name, pattern) VALUES (?1, ?2)",
+                  "DELETE FROM group_members WHERE group_name = ?1 AND pattern = ?2"},
+    [SA_LOCATION] = {"INSERT INTO locations (name, created_at) VALUES (?1, ?2)",
+                     "DELETE FROM location_nets WHERE location_name = ?1",
+                     "DELETE FROM locations WHERE name = ?1",
+                     "INSERT OR IGNORE INTO location_nets (location_name, cidr) VALUES (?1, ?2)",
+                     "DELETE FROM location_nets WHERE location_name = ?1 AND cidr = ?2"},
+};
+
+int store_admin_set_insert(sqlite3 *db, enum sa_kind kind, const char *name, int64_t now,
+                           struct sg_err *err)
 {
 	sqlite3_stmt *st;
 
-	if (prepare(db, "INSERT INTO groups (name, created_at) VALUES (?1, ?2)", &st, err) < 0)
+	if (prepare(db, set_sql[kind].insert, &st, err) < 0)
 		return -1;
 	bind_text(st, 1, name);
 	sqlite3_bind_int64(st, 2, now);
 	return step_done(db, st, err);
 }
 
-int store_admin_group_delete(sqlite3 *db, const char *name, struct sg_err *err)
+int store_admin_set_delete(sqlite3 *db, enum sa_kind kind, const char *name, struct sg_err *err)
 {
-	if (exec2(db, "DELETE FROM group_members WHERE group_name = ?1", name, NULL, err) < 0 ||
-	    exec2(db, "DELETE FROM groups WHERE name = ?1", name, NULL, err) < 0)
+	if (exec2(db, set_sql[kind].delete_members, name, NULL, err) < 0 ||
+	    exec2(db, set_sql[kind].delete, name, NULL, err) < 0)
 		return -1;
 	return 0;
 }
 
-int store_admin_group_member_add(sqlite3 *db, const char *group, const char *pattern,
-                                 struct sg_err *err)
+int store_admin_set_member(sqlite3 *db, enum sa_kind kind, int add, const char *name,
+                           const char *member, struct sg_err *err)
 {
-	int n =
-	    exec2(db, "INSERT OR IGNORE INTO group_members (group_name, pattern) VALUES (?1, ?2)",
-	          group, pattern, err);
-
-	return n < 0 ? -1 : n > 0;
-}
-
-int store_admin_group_member_remove(sqlite3 *db, const char *group, const char *pattern,
-                                    struct sg_err *err)
-{
-	int n = exec2(db, "DELETE FROM group_members WHERE group_name = ?1 AND pattern = ?2", group,
-	              pattern, err);
-
-	return n < 0 ? -1 : n > 0;
-}
-
-int store_admin_location_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err)
-{
-	sqlite3_stmt *st;
-
-	if (prepare(db, "INSERT INTO locations (name, created_at) VALUES (?1, ?2)", &st, err) < 0)
-		return -1;
-	bind_text(st, 1, name);
-	sqlite3_bind_int64(st, 2, now);
-	return step_done(db, st, err);
-}
-
-int store_admin_location_delete(sqlite3 *db, const char *name, struct sg_err *err)
-{
-	if (exec2(db, "DELETE FROM location_nets WHERE location_name = ?1", name, NULL, err) < 0 ||
-	    exec2(db, "DELETE FROM locations WHERE name = ?1", name, NULL, err) < 0)
-		return -1;
-	return 0;
-}
-
-int store_admin_location_net_add(sqlite3 *db, const char *location, const char *cidr,
-                                 struct sg_err *err)
-{
-	int n =
-	    exec2(db, "INSERT OR IGNORE INTO location_nets (location_name, cidr) VALUES (?1, ?2)",
-	          location, cidr, err);
-
-	return n < 0 ? -1 : n > 0;
-}
-
-int store_admin_location_net_remove(sqlite3 *db, const char *location, const char *cidr,
-                                    struct sg_err *err)
-{
-	int n = exec2(db, "DELETE FROM location_nets WHERE location_name = ?1 AND cidr = ?2",
-	              location, cidr, err);
+	int n = exec2(db, add ? set_sql[kind].member_add : set_sql[kind].member_remove, name,
+	              member, err);
 
 	return n < 0 ? -1 : n > 0;
 }

@@ -100,21 +100,14 @@ int store_admin_policy_update(sqlite3 *db, const struct sa_policy *p, struct sg_
  * NULL) receives how many exceptions went with it. */
 int store_admin_policy_delete(sqlite3 *db, const char *name, int *n_exceptions, struct sg_err *err);
 
-/* Groups and locations: names with members (patterns / CIDR texts). */
-int store_admin_group_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err);
-int store_admin_group_delete(sqlite3 *db, const char *name, struct sg_err *err);
-/* 1 added, 0 already a member. */
-int store_admin_group_member_add(sqlite3 *db, const char *group, const char *pattern,
-                                 struct sg_err *err);
-/* 1 removed, 0 not a member. */
-int store_admin_group_member_remove(sqlite3 *db, const char *group, const char *pattern,
-                                    struct sg_err *err);
-int store_admin_location_insert(sqlite3 *db, const char *name, int64_t now, struct sg_err *err);
-int store_admin_location_delete(sqlite3 *db, const char *name, struct sg_err *err);
-int store_admin_location_net_add(sqlite3 *db, const char *location, const char *cidr,
-                                 struct sg_err *err);
-int store_admin_location_net_remove(sqlite3 *db, const char *location, const char *cidr,
-                                    struct sg_err *err);
+/* Groups and locations (kind SA_GROUP or SA_LOCATION): names with members
+ * (user patterns / CIDR texts). Deleting a set deletes its members. */
+int store_admin_set_insert(sqlite3 *db, enum sa_kind kind, const char *name, int64_t now,
+                           struct sg_err *err);
+int store_admin_set_delete(sqlite3 *db, enum sa_kind kind, const char *name, struct sg_err *err);
+/* Adds (add = 1) or removes a member: 1 changed, 0 already (not) a member, -1 error. */
+int store_admin_set_member(sqlite3 *db, enum sa_kind kind, int add, const char *name,
+                           const char *member, struct sg_err *err);
 /* Calls fn(name, created_at, arg) per group/location by name. */
 int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
                              int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
