@@ -58,8 +58,8 @@ int cidr_tree_insert(struct cidr_tree *tree, const struct cidr *range, uint32_t 
 /* Stores into values[0..max) the values of every range that contains addr, most
  * general range first, and returns how many there are in total (which may exceed
  * max: the caller can retry with a larger array). Never allocates. */
-size_t cidr_tree_lookup(const struct cidr_tree *tree, const struct ipaddr *addr,
-			uint32_t *values, size_t max);
+size_t cidr_tree_lookup(const struct cidr_tree *tree, const struct ipaddr *addr, uint32_t *values,
+                        size_t max);
 /* Approximate memory held by the tree, in bytes. */
 size_t cidr_tree_memory(const struct cidr_tree *tree);
 /* Frees the tree and sets *tree to NULL. */

@@ -36,6 +36,6 @@ size_t hash_count(const struct hash *h);
 /* Calls fn for every entry, in unspecified order; stops early if fn returns
  * non-zero and returns that value, else 0. */
 int hash_foreach(const struct hash *h, int (*fn)(const char *key, void *value, void *arg),
-		 void *arg);
+                 void *arg);
 
 #endif

@@ -55,7 +55,7 @@ int userindex_add(struct userindex *idx, const struct pattern *p, void *value);
  * first, then domain, then globs); stops when fn returns non-zero and returns
  * that value, else 0. Never allocates; safe for concurrent readers. */
 int userindex_lookup(const struct userindex *idx, const char *user_lower,
-		     int (*fn)(void *value, const struct pattern *p, void *arg), void *arg);
+                     int (*fn)(void *value, const struct pattern *p, void *arg), void *arg);
 size_t userindex_count(const struct userindex *idx);
 /* Frees the index (not the values) and sets *idx to NULL. */
 void userindex_free(struct userindex **idx);

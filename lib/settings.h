@@ -14,17 +14,17 @@
 #include "util.h"
 
 #define SETTINGS_POLICYD 0x1u
-#define SETTINGS_MILTER 0x2u
+#define SETTINGS_MILTER  0x2u
 
 enum setting_type { SETTING_INT, SETTING_DURATION, SETTING_BOOL, SETTING_STRING, SETTING_ENUM };
 
 struct setting_def {
 	const char *key;
 	enum setting_type type;
-	const char *def;	 /* default, as text */
-	int64_t min, max;	 /* INT and DURATION (seconds) bounds */
-	const char *choices;	 /* ENUM: "a|b|c" */
-	unsigned programs;	 /* SETTINGS_POLICYD | SETTINGS_MILTER */
+	const char *def;     /* default, as text */
+	int64_t min, max;    /* INT and DURATION (seconds) bounds */
+	const char *choices; /* ENUM: "a|b|c" */
+	unsigned programs;   /* SETTINGS_POLICYD | SETTINGS_MILTER */
 	const char *help;
 };
 
