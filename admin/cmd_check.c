@@ -1,13 +1,36 @@
 /*
  * check - is the store usable: schema version, SQLite integrity and foreign
  * keys, and does the policy compile into a snapshot as the daemons will build
- * it.
+ * it; and, once a daemon has created it, is activity.db intact (after a crash
+ * or a full disk, say).
  */
+#include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "json.h"
 #include "snapshot.h"
+
+enum activity_state { ACTIVITY_ABSENT, ACTIVITY_OK, ACTIVITY_BROKEN };
+
+/* activity.db: schema version, integrity and foreign keys, read-only. */
+static enum activity_state check_activity(const char *dir, struct sg_err *err)
+{
+	char path[4096];
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (store_path(dir, STORE_ACTIVITY_DB, path, sizeof(path), err) < 0)
+		return ACTIVITY_BROKEN;
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return ACTIVITY_ABSENT;
+	if (store_open_activity(dir, 1, &db, err) < 0)
+		return ACTIVITY_BROKEN;
+	rc = store_check(db, err);
+	store_close(&db);
+	return rc == 0 ? ACTIVITY_OK : ACTIVITY_BROKEN;
+}
 
 int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
@@ -17,6 +40,8 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	int ok_integrity, ok_compile, ok_version;
 	int64_t generation;
 	size_t policies = 0, exceptions = 0, locations = 0;
+	struct sg_err activity_err = {{0}};
+	enum activity_state activity;
 	sqlite3 *db;
 	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
 
@@ -37,12 +62,15 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 		snapshot_unref(&snap);
 	}
 	store_close(&db);
+	activity = check_activity(ctl->dir, &activity_err);
 	if (ctl->json) {
 		struct json j;
 
 		json_init(&j, stdout, 1);
 		json_object_begin(&j);
-		json_kv_bool(&j, "ok", ok_version && ok_integrity && ok_compile);
+		json_kv_bool(&j, "ok",
+		             ok_version && ok_integrity && ok_compile &&
+		                 activity != ACTIVITY_BROKEN);
 		json_kv_string(&j, "store", ctl->dir);
 		json_kv_int(&j, "schema_version", version);
 		json_kv_int(&j, "schema_version_expected", want);
@@ -54,6 +82,13 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 		json_kv_int(&j, "policies", (int64_t)policies);
 		json_kv_int(&j, "exceptions", (int64_t)exceptions);
 		json_kv_int(&j, "locations", (int64_t)locations);
+		json_key(&j, "activity_integrity");
+		if (activity == ACTIVITY_ABSENT)
+			json_null(&j);
+		else
+			json_bool(&j, activity == ACTIVITY_OK);
+		json_kv_string(&j, "activity_error",
+		               activity == ACTIVITY_BROKEN ? activity_err.text : NULL);
 		json_object_end(&j);
 		json_finish(&j);
 	} else {
@@ -65,6 +100,10 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 		if (ok_compile)
 			printf("contents:       %zu policies, %zu exceptions, %zu locations\n",
 			       policies, exceptions, locations);
+		printf("activity.db:    %s\n", activity == ACTIVITY_ABSENT ? "not created yet"
+		                               : activity == ACTIVITY_OK   ? "ok"
+		                                                           : activity_err.text);
 	}
-	return ok_version && ok_integrity && ok_compile ? CTL_OK : CTL_FAIL;
+	return ok_version && ok_integrity && ok_compile && activity != ACTIVITY_BROKEN ? CTL_OK
+	                                                                               : CTL_FAIL;
 }

@@ -373,3 +373,30 @@ def test_sigkill_during_activity_flush_loses_nothing_committed(tmp_path):
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def test_check_covers_activity_db(tmp_path):
+    """saslgatectl check, the test after a crash, also looks at activity.db."""
+    store = init_store(tmp_path / "store")
+    assert "activity.db:    not created yet" in ctl(store, "check").stdout
+    d = Policyd(tmp_path, store, settings={"activity_flush_ms": "10"})
+    try:
+        inst = instance()
+        with d.client() as c:
+            assert c.ask(instance=inst) == BLOCK_REPLY
+        assert wait_for(lambda: inst in committed_instances(store))
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    r = ctl(store, "check")
+    assert r.returncode == 0 and "activity.db:    ok" in r.stdout, r.stdout + r.stderr
+    # Damage the decision table's pages (not the header): check must say so.
+    path = os.path.join(store, "activity.db")
+    size = os.path.getsize(path)
+    assert size >= 4 * 4096
+    with open(path, "r+b") as f:
+        f.seek(2 * 4096)
+        f.write(os.urandom(size - 2 * 4096))
+    r = ctl(store, "--json", "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert '"activity_integrity": false' in r.stdout and '"ok": false' in r.stdout
