@@ -262,7 +262,8 @@ static int cmp_user(const void *a, const void *b)
 
 static void group_users(struct report *r)
 {
-	qsort(r->entries, r->n_entries, sizeof(*r->entries), cmp_entry_user);
+	if (r->n_entries > 1)
+		qsort(r->entries, r->n_entries, sizeof(*r->entries), cmp_entry_user);
 	r->users = xcalloc(r->n_entries ? r->n_entries : 1, sizeof(*r->users));
 	for (size_t i = 0; i < r->n_entries; i++) {
 		struct entry *e = &r->entries[i];
@@ -290,7 +291,8 @@ static void group_users(struct report *r)
 			u->n_covered++;
 		}
 	}
-	qsort(r->users, r->n_users, sizeof(*r->users), cmp_user);
+	if (r->n_users > 1)
+		qsort(r->users, r->n_users, sizeof(*r->users), cmp_user);
 	if (r->limit > 0 && (size_t)r->limit < r->n_users)
 		r->n_users = (size_t)r->limit;
 }

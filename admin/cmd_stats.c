@@ -189,8 +189,10 @@ static int stats_query(sqlite3 *db, struct stats *s)
 		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
 	for (size_t i = 0; i < s->n_combos; i++)
 		add_combo(s, &s->combos[i]);
-	qsort(s->policies.items, s->policies.n, sizeof(*s->policies.items), cmp_named);
-	qsort(s->mechs.items, s->mechs.n, sizeof(*s->mechs.items), cmp_named);
+	if (s->policies.n > 1)
+		qsort(s->policies.items, s->policies.n, sizeof(*s->policies.items), cmp_named);
+	if (s->mechs.n > 1)
+		qsort(s->mechs.items, s->mechs.n, sizeof(*s->mechs.items), cmp_named);
 	if ((rc = aq_prepare(db, sql_users, &st)) != CTL_OK)
 		return rc;
 	sqlite3_bind_int64(st, 1, (int64_t)s->since);

@@ -658,7 +658,8 @@ static int compile(struct snapshot *snap, struct snapshot_builder *b, struct sg_
 					     (uint32_t)i) < 0)
 				return sg_err_set(err, "out of memory building the location tree");
 
-	qsort(b->policies, b->n_policies, sizeof(b->policies[0]), compare_policy_defs);
+	if (b->n_policies > 1)
+		qsort(b->policies, b->n_policies, sizeof(b->policies[0]), compare_policy_defs);
 	snap->policies = xcalloc(b->n_policies ? b->n_policies : 1, sizeof(*snap->policies));
 	policy_index = hash_create(b->n_policies);
 	for (size_t i = 0; i < b->n_policies; i++) {
