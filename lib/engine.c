@@ -201,8 +201,11 @@ static int normalise(struct eval *ev)
 		sg_lower(ev->user_heap, user, len + 1);
 		ev->user = ev->user_heap;
 	}
-	/* An over-long or odd mechanism is simply not in the catalogue. */
-	sg_lower(ev->mech_lower, ev->req->mech, sizeof(ev->mech_lower));
+	/* An over-long mechanism is in no catalogue and matches no name (its
+	 * truncation must not pass for a shorter mechanism). */
+	if (sg_lower(ev->mech_lower, ev->req->mech, sizeof(ev->mech_lower)) >=
+	    sizeof(ev->mech_lower))
+		ev->mech_lower[0] = '\0';
 	sg_upper(ev->mech_upper, ev->req->mech, sizeof(ev->mech_upper));
 	ev->cls = snapshot_mech_class(ev->snap, ev->req->mech);
 	return 0;
