@@ -490,19 +490,8 @@ static const char *const policy_keys[] = {"name",
 
 static int import_policy(struct import *im, const char *ctx, const char *type, const char *entry)
 {
-	/* Same order as policy_keys[1..12]; reply included. */
-	static const char *const opt_keys[] = {"state",
-	                                       "enforce_from",
-	                                       "mechs",
-	                                       "include_users",
-	                                       "include_groups",
-	                                       "exclude_users",
-	                                       "exclude_groups",
-	                                       "include_locations",
-	                                       "exclude_locations",
-	                                       "tls",
-	                                       "services",
-	                                       "reply"};
+	/* The settable keys: policy_keys[1..12], state to reply. */
+	const char *const *opt_keys = policy_keys + 1;
 	char *values[12] = {NULL};
 	struct policy_opts o;
 	struct sa_policy p;
