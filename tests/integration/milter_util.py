@@ -15,14 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILDDIR = os.environ.get("SASLGATE_BUILDDIR", ROOT)
 MILTER = os.path.join(BUILDDIR, "saslgate-milter")
 CTL = os.path.join(BUILDDIR, "saslgatectl")
-SCHEMA = os.path.join(ROOT, "schema", "policy-001.sql")
 LUA_DIR = os.path.join(ROOT, "tests", "milter")
-
-DEFAULT_MECHS = {
-    "legacy": ["PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "NTLM", "ANONYMOUS", "OTP", "SRP"],
-    "password": ["SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"],
-    "modern": ["XOAUTH2", "OAUTHBEARER", "EXTERNAL", "GSSAPI", "GS2-KRB5"],
-}
 
 DEFAULT_REPLY = ("Authentication mechanism %m is not allowed; "
                  "use OAuth2 (XOAUTH2/OAUTHBEARER)")
@@ -36,31 +29,11 @@ def ctl(store_dir, *args):
 
 
 def create_store(store_dir, policy_state="enforce"):
-    """policy.db made by "saslgatectl init" (or, without saslgatectl, built
-    from the schema the same way): the catalogue, the policy block-legacy
-    (state policy_state) and the location loopback."""
-    if os.path.exists(CTL):
-        ctl(store_dir, "init")
-        if policy_state != "enforce":
-            ctl(store_dir, "policy", "set", "block-legacy", "--state", policy_state)
-        return
-    os.makedirs(store_dir, exist_ok=True)
-    db = sqlite3.connect(os.path.join(store_dir, "policy.db"))
-    with open(SCHEMA) as f:
-        db.executescript(f.read())
-    db.execute("PRAGMA user_version = 1")
-    db.execute("PRAGMA journal_mode = WAL")
-    now = int(time.time())
-    for cls, names in DEFAULT_MECHS.items():
-        db.executemany("INSERT INTO mechanisms (name, class) VALUES (?, ?)",
-                       [(n, cls) for n in names])
-    db.execute("INSERT INTO policies (name, state, created_at, updated_at) "
-               "VALUES ('block-legacy', ?, ?, ?)", (policy_state, now, now))
-    db.execute("INSERT INTO locations (name, created_at) VALUES ('loopback', ?)", (now,))
-    db.executemany("INSERT INTO location_nets (location_name, cidr) VALUES ('loopback', ?)",
-                   [("127.0.0.0/8",), ("::1/128",)])
-    db.commit()
-    db.close()
+    """policy.db made by "saslgatectl init": the catalogue, the policy
+    block-legacy (state policy_state) and the location loopback."""
+    ctl(store_dir, "init")
+    if policy_state != "enforce":
+        ctl(store_dir, "policy", "set", "block-legacy", "--state", policy_state)
 
 
 def store_write(store_dir, sql, params=()):
@@ -75,20 +48,14 @@ def store_write(store_dir, sql, params=()):
 
 
 def add_exception(store_dir, user_pattern=None, location=None, policy=None, reason="test"):
-    if os.path.exists(CTL):
-        args = ["exception", "add", "--permanent", "--reason", reason]
-        if user_pattern:
-            args += ["--user", user_pattern]
-        if location:
-            args += ["--location", location]
-        if policy:
-            args += ["--policy", policy]
-        ctl(store_dir, *args)
-        return
-    store_write(store_dir,
-                "INSERT INTO exceptions (policy, user_pattern, location, reason, created_by, "
-                "created_at, expires_at) VALUES (?, ?, ?, ?, 'pytest', ?, NULL)",
-                (policy, user_pattern, location, reason, int(time.time())))
+    args = ["exception", "add", "--permanent", "--reason", reason]
+    if user_pattern:
+        args += ["--user", user_pattern]
+    if location:
+        args += ["--location", location]
+    if policy:
+        args += ["--policy", policy]
+    ctl(store_dir, *args)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):

@@ -32,71 +32,27 @@ def ctl(store_dir, *args, check=True):
     return proc
 
 
-def ctl_available():
-    return os.access(CTL, os.X_OK)
-
-
 def init_store(store_dir):
     """A fresh store as an administrator makes it: saslgatectl init (default
-    policy block-legacy, enforce, location loopback). Without a built
-    saslgatectl, the same content is written from the schema."""
-    if ctl_available():
-        ctl(store_dir, "init")
-    else:
-        _sql_init(str(store_dir))
+    policy block-legacy, enforce, location loopback)."""
+    ctl(store_dir, "init")
     return str(store_dir)
 
 
 def add_exception(store_dir, user=None, location=None, policy=None):
     """An exception, as "saslgatectl exception add ... --permanent" adds it."""
-    if ctl_available():
-        args = ["exception", "add", "--permanent", "--reason", "integration test"]
-        if user:
-            args += ["--user", user]
-        if location:
-            args += ["--location", location]
-        if policy:
-            args += ["--policy", policy]
-        ctl(store_dir, *args)
-        return
-    _sql_write(str(store_dir),
-               "INSERT INTO exceptions (policy, user_pattern, location, reason, created_by, "
-               "created_at) VALUES (?, ?, ?, 'integration test', 'test', strftime('%s'))",
-               (policy, user, location))
+    args = ["exception", "add", "--permanent", "--reason", "integration test"]
+    if user:
+        args += ["--user", user]
+    if location:
+        args += ["--location", location]
+    if policy:
+        args += ["--policy", policy]
+    ctl(store_dir, *args)
 
 
 def set_policy_state(store_dir, name, state):
-    if ctl_available():
-        ctl(store_dir, "policy", "set", name, "--state", state)
-        return
-    _sql_write(str(store_dir), "UPDATE policies SET state = ? WHERE name = ?", (state, name))
-
-
-_DEFAULT_MECHS = {
-    "legacy": ["PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "NTLM", "ANONYMOUS", "OTP", "SRP"],
-    "password": ["SCRAM-SHA-1", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"],
-    "modern": ["XOAUTH2", "OAUTHBEARER", "EXTERNAL", "GSSAPI", "GS2-KRB5"],
-}
-
-
-def _sql_init(store_dir):
-    os.makedirs(store_dir, exist_ok=True)
-    db = sqlite3.connect(os.path.join(store_dir, "policy.db"))
-    with open(os.path.join(ROOT, "schema", "policy-001.sql")) as f:
-        db.executescript(f.read())
-    db.execute("PRAGMA user_version = 1")
-    db.execute("PRAGMA journal_mode = WAL")
-    now = int(time.time())
-    for cls, names in _DEFAULT_MECHS.items():
-        db.executemany("INSERT INTO mechanisms (name, class) VALUES (?, ?)",
-                       [(n, cls) for n in names])
-    db.execute("INSERT INTO policies (name, state, created_at, updated_at) "
-               "VALUES ('block-legacy', 'enforce', ?, ?)", (now, now))
-    db.execute("INSERT INTO locations (name, created_at) VALUES ('loopback', ?)", (now,))
-    db.executemany("INSERT INTO location_nets (location_name, cidr) VALUES ('loopback', ?)",
-                   [("127.0.0.0/8",), ("::1/128",)])
-    db.commit()
-    db.close()
+    ctl(store_dir, "policy", "set", name, "--state", state)
 
 
 def _sql_write(store_dir, sql, params=()):
