@@ -61,6 +61,23 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, struct sg_err *err)
 
 /* Runs sql with up to two text parameters; returns the number of changed rows
  * or -1. */
+/* Steps a query of at most one row and finalizes it: 1 with the row handed to
+ * fill (may be NULL), 0 for no row, -1 with err. */
+static int step_one(sqlite3 *db, sqlite3_stmt *st, void (*fill)(sqlite3_stmt *st, void *out),
+                    void *out, struct sg_err *err)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW && fill != NULL)
+		fill(st, out);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return sql_error(db, err);
+}
+
 static int exec2(sqlite3 *db, const char *sql, const char *a, const char *b, struct sg_err *err)
 {
 	sqlite3_stmt *st;
@@ -146,18 +163,11 @@ int store_admin_exists(sqlite3 *db, enum sa_kind kind, const char *name, struct 
 	    [SA_LOCATION] = "SELECT 1 FROM locations WHERE name = ?1",
 	};
 	sqlite3_stmt *st;
-	int rc;
 
 	if (prepare(db, sql[kind], &st, err) < 0)
 		return -1;
 	bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return sql_error(db, err);
+	return step_one(db, st, NULL, NULL, err);
 }
 
 /* Runs a query returning one text column (or none) into a malloc'ed copy. */
@@ -245,23 +255,19 @@ static void policy_from_row(sqlite3_stmt *st, struct sa_policy *p)
 	p->updated_at = sqlite3_column_int64(st, 16);
 }
 
+static void policy_fill(sqlite3_stmt *st, void *out)
+{
+	policy_from_row(st, out);
+}
+
 int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out, struct sg_err *err)
 {
 	sqlite3_stmt *st;
-	int rc;
 
 	if (prepare(db, "SELECT " POLICY_COLUMNS " FROM policies WHERE name = ?1", &st, err) < 0)
 		return -1;
 	bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		policy_from_row(st, out);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return sql_error(db, err);
+	return step_one(db, st, policy_fill, out, err);
 }
 
 int store_admin_policy_foreach(sqlite3 *db, int (*fn)(const struct sa_policy *p, void *arg),
@@ -495,23 +501,19 @@ int store_admin_exception_insert(sqlite3 *db, const struct sa_exception *e, int 
 	return 0;
 }
 
+static void exception_fill(sqlite3_stmt *st, void *out)
+{
+	exception_from_row(st, out);
+}
+
 int store_admin_exception_get(sqlite3 *db, int64_t id, struct sa_exception *out, struct sg_err *err)
 {
 	sqlite3_stmt *st;
-	int rc;
 
 	if (prepare(db, "SELECT " EXCEPTION_COLUMNS " FROM exceptions WHERE id = ?1", &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		exception_from_row(st, out);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return sql_error(db, err);
+	return step_one(db, st, exception_fill, out, err);
 }
 
 int store_admin_exception_delete(sqlite3 *db, int64_t id, struct sg_err *err)
