@@ -5,7 +5,8 @@
  * would happen now.
  *
  * Filters are fixed SQL fragments with bound values, so the planner can use
- * decisions_user (user, at) for --user and decisions_at otherwise.
+ * decisions_at for the time range; --user filters within it (activity.db has
+ * no user index: its random inserts cost the daemons too much).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,12 +7,13 @@
  * Exception coverage is decided by the real engine, not by a second reading
  * of the exceptions: for each (user, mechanism, network) entry the newest
  * logged submission from that network (client address, TLS, service) is
- * replayed with engine_decide() against the current policy. The entry is
+ * replayed with engine_decide() against the current policy; the usage row
+ * keeps that submission's client address, TLS and service. The entry is
  * covered when some policy that applies is skipped because of an active
  * exception (TRACE_EXCEPTED); the coverage expires with the earliest of those
- * exceptions. When the decision log no longer holds a submission from that
- * network (pruned), the network's first address, no TLS and no service are
- * used. "now" is what the engine decides for that replay today.
+ * exceptions. For a row written before activity.db schema 2, which did not
+ * keep them, the network's first address, no TLS and no service are used.
+ * "now" is what the engine decides for that replay today.
  *
  * count, first and last seen are the usage table's: since the entry was first
  * seen (the usage table is not pruned); the window selects entries by their
@@ -32,7 +33,6 @@
 #include "snapshot.h"
 
 #define REPORT_DEFAULT_SINCE "30d"
-#define REPLAY_SCAN          200 /* logged submissions of a user+mechanism looked at */
 #define ENTRY_EXC_MAX        4
 
 enum { OPT_SINCE = 0x100, OPT_USER, OPT_CLASS, OPT_MECH, OPT_FORMAT, OPT_LIMIT };
@@ -42,7 +42,9 @@ struct entry {
 	int64_t first, last, count;
 	/* the replay */
 	char client[64];
-	int replayed; /* 1: from a logged submission, 0: network address */
+	int replayed; /* 1: the newest submission's, 0: network address */
+	int tls;
+	char service[64];
 	const char *now;
 	int covered;
 	int64_t exc[ENTRY_EXC_MAX];
@@ -120,7 +122,7 @@ static int read_usage(struct report *r, sqlite3 *db)
 
 	snprintf(sql, sizeof(sql),
 	         "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	         "last_outcome FROM usage WHERE last_seen >= ?1 AND mech_class <> "
+	         "last_outcome, last_client, last_tls, last_service FROM usage WHERE last_seen >= ?1 AND mech_class <> "
 	         "'modern'%s%s",
 	         r->mech_class ? " AND mech_class = ?" : "", r->mech ? " AND mech = ?" : "");
 	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
@@ -152,6 +154,12 @@ static int read_usage(struct report *r, sqlite3 *db)
 		e->last = sqlite3_column_int64(st, 5);
 		e->count = sqlite3_column_int64(st, 6);
 		e->last_outcome = xstrdup(aq_text(st, 7));
+		if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
+			sg_strlcpy(e->client, aq_text(st, 8), sizeof(e->client));
+			e->tls = sqlite3_column_int(st, 9);
+			sg_strlcpy(e->service, aq_text(st, 10), sizeof(e->service));
+			e->replayed = 1;
+		}
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -159,27 +167,12 @@ static int read_usage(struct report *r, sqlite3 *db)
 	return CTL_OK;
 }
 
-/* Fills req from the newest logged submission of the entry's network. */
-static void find_replay(sqlite3_stmt *st, struct entry *e, struct request *req, char *service,
-                        size_t service_len)
+/* Fills req from the newest submission of the entry, or its network. */
+static void replay_request(struct entry *e, struct request *req)
 {
-	char net[64];
-	int n = 0;
-
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, e->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, e->mech, -1, SQLITE_STATIC);
-	while (n++ < REPLAY_SCAN && sqlite3_step(st) == SQLITE_ROW) {
-		aq_network_of(aq_text(st, 0), net, sizeof(net));
-		if (strcmp(net, e->network) != 0)
-			continue;
-		sg_strlcpy(e->client, aq_text(st, 0), sizeof(e->client));
-		req->tls = sqlite3_column_int(st, 1);
-		sg_strlcpy(service, aq_text(st, 2), service_len);
-		e->replayed = 1;
-		break;
-	}
-	sqlite3_reset(st);
+	request_init(req);
+	req->user = e->user;
+	req->mech = e->mech;
 	if (!e->replayed) {
 		struct cidr c;
 
@@ -189,32 +182,20 @@ static void find_replay(sqlite3_stmt *st, struct entry *e, struct request *req, 
 	if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
 		req->addr_valid = 1;
 	req->client_addr = e->client;
-	req->service = *service ? service : NULL;
+	req->tls = e->tls;
+	req->service = *e->service ? e->service : NULL;
 }
 
-static int replay(struct report *r, sqlite3 *act, const struct snapshot *snap)
+static int replay(struct report *r, const struct snapshot *snap)
 {
-	static const char sql[] = "SELECT client, tls, service FROM decisions "
-	                          "WHERE user = ?1 AND mech = ?2 ORDER BY at DESC";
-	sqlite3_stmt *st;
-	int rc;
-
-	if ((rc = aq_prepare(act, sql, &st)) != CTL_OK)
-		return rc;
 	for (size_t i = 0; i < r->n_entries; i++) {
 		struct entry *e = &r->entries[i];
 		struct request req;
 		struct decision d;
-		char service[64] = "";
 
-		request_init(&req);
-		req.user = e->user;
-		req.mech = e->mech;
-		find_replay(st, e, &req, service, sizeof(service));
-		if (engine_decide(snap, &req, r->ctl->now, 1, &d) < 0) {
-			sqlite3_finalize(st);
+		replay_request(e, &req);
+		if (engine_decide(snap, &req, r->ctl->now, 1, &d) < 0)
 			return ctl_fail("the engine could not decide (out of memory)");
-		}
 		e->now = decision_label(&d); /* a static string */
 		for (size_t k = 0; k < d.n_trace; k++) {
 			int64_t exp;
@@ -230,7 +211,6 @@ static int replay(struct report *r, sqlite3 *act, const struct snapshot *snap)
 		}
 		decision_release(&d);
 	}
-	sqlite3_finalize(st);
 	return CTL_OK;
 }
 
@@ -608,7 +588,7 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	}
 	store_exec(act, "BEGIN", NULL);
 	if ((rc = read_usage(&r, act)) == CTL_OK)
-		rc = replay(&r, act, snap);
+		rc = replay(&r, snap);
 	store_exec(act, "COMMIT", NULL);
 	if (rc != CTL_OK)
 		goto out;

@@ -87,7 +87,8 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 	    "service, sender, outcome, policy, generation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1)";
 	static const char sql_u[] =
 	    "INSERT OR IGNORE INTO usage (user, mech, network, mech_class, first_seen, last_seen, "
-	    "count, last_outcome) VALUES (?,?,?,?,?,?,?,?)";
+	    "count, last_outcome, last_client, last_tls, last_service) "
+	    "VALUES (?,?,?,?,?,?,?,?,?,1,'submission')";
 	struct sg_err err = {{0}};
 	struct usage_row *rows;
 	int64_t *first, *last, *count;
@@ -182,6 +183,7 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 		sqlite3_bind_int64(u, 7, count[k]);
 		sqlite3_bind_text(u, 8, strcmp(cls, "legacy") == 0 ? "block" : "allow", -1,
 		                  SQLITE_STATIC);
+		sqlite3_bind_text(u, 9, client, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(u) != SQLITE_DONE) {
 			fprintf(stderr, "usage: %s\n", sqlite3_errmsg(db));
 			exit(1);

@@ -1,7 +1,8 @@
 /*
  * activity - decision lines, decision rows, the usage table and heartbeats
- * (see activity.h). Callers only copy a record into a bounded ring under a
- * mutex; one writer thread turns batches of records into one transaction.
+ * (see activity.h). Callers only pack a record and append it to a bounded
+ * queue under a mutex; one writer thread takes the whole queue at a time,
+ * logs its decision lines in one write and turns it into one transaction.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,24 +20,67 @@
 #include "log.h"
 #include "store.h"
 
+/* The text fields of a record, in the order they are packed. */
+enum rec_field {
+	F_QUEUE_ID,
+	F_INSTANCE,
+	F_USER,
+	F_CLIENT,
+	F_MECH,
+	F_MECH_CLASS,
+	F_SERVICE,
+	F_SENDER,
+	F_OUTCOME,
+	F_POLICY,
+	F_REPORT_ONLY,
+	N_FIELDS
+};
+
+/* The longest text kept per field; longer values are cut. */
+static const unsigned short field_max[N_FIELDS] = {
+    [F_QUEUE_ID] = 31, [F_INSTANCE] = 63,    [F_USER] = 255,   [F_CLIENT] = 63,
+    [F_MECH] = MECH_NAME_MAX, [F_MECH_CLASS] = 11, [F_SERVICE] = 63, [F_SENDER] = 255,
+    [F_OUTCOME] = 19, [F_POLICY] = 63,   [F_REPORT_ONLY] = 255,
+};
+
+/*
+ * A queued record: this head, then the fields as NUL-terminated strings, the
+ * whole padded to 8 bytes. A typical decision packs into about 250 bytes, so
+ * the queue costs memory and copying in proportion to what was said, not to
+ * the longest possible values.
+ */
 struct record {
+	uint32_t size; /* head and strings, padded */
+	uint8_t tls, addr_valid;
 	time_t at;
-	int tls;
-	int addr_valid;
-	struct ipaddr addr; /* the writer derives the usage network from it */
 	int64_t generation;
-	char queue_id[32];
-	char instance[64];
-	char user[256];
-	char client[64];
-	char network[64];
-	char mech[MECH_NAME_MAX + 1];
+	struct ipaddr addr; /* the writer derives the usage network from it */
+	const char *f[N_FIELDS]; /* set by the writer when it unpacks */
+};
+
+#define RECORD_MAX (sizeof(struct record) + N_FIELDS + 1200 + 8)
+
+/* The queue: records appended by the deciding threads to one buffer while the
+ * writer drains the other; the writer swaps them under the lock. */
+struct qbuf {
+	char *data;
+	size_t len, cap; /* bytes */
+	size_t n;	 /* records */
+};
+
+/* A usage row in the making: the records of one user x mech x network since
+ * the last flush of usage to activity.db. */
+struct usage_sum {
+	time_t first_seen, last_seen;
+	long count;
+	int last_tls;
 	char mech_class[12];
-	char service[64];
-	char sender[256];
 	char outcome[20];
-	char policy[64];
-	char report_only[256];
+	char last_client[64];
+	char last_service[64];
+	char *user;
+	char mech[MECH_NAME_MAX + 1];
+	char network[64];
 };
 
 struct activity {
@@ -48,8 +94,8 @@ struct activity {
 	unsigned flush_ms, heartbeat_s;
 	int log_decisions;
 
-	struct record *ring;
-	size_t cap, head, count;
+	struct qbuf fill; /* appended to by activity_record() */
+	size_t cap;	  /* records held before dropping */
 
 	struct activity_counters counters;
 	uint64_t dropped;
@@ -60,7 +106,9 @@ struct activity {
 
 	/* writer thread only */
 	sqlite3 *db;
-	sqlite3_stmt *ins, *use; /* prepared once per open */
+	sqlite3_stmt *ins, *ins_many, *use; /* prepared once per open */
+	struct hash *usage;	 /* key -> struct usage_sum, since usage_flushed */
+	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
 	time_t last_loss_log;
@@ -68,19 +116,68 @@ struct activity {
 	char host[256];
 };
 
-/* Copies a borrowed string into a fixed field, replacing what would break a
- * key=value log line (blanks, quotes, control bytes). */
-static void field(char *dst, size_t len, const char *src)
+/* Appends a borrowed string to a packed record, cut at max bytes and with
+ * what would break a key=value log line (blanks, quotes, control bytes)
+ * replaced. Returns the bytes written, NUL included. */
+static size_t pack_field(char *dst, const char *src, size_t max)
 {
 	size_t i = 0;
 
 	if (src != NULL)
-		for (; src[i] != '\0' && i + 1 < len; i++) {
+		for (; src[i] != '\0' && i < max; i++) {
 			unsigned char c = (unsigned char)src[i];
 
 			dst[i] = (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (char)c;
 		}
 	dst[i] = '\0';
+	return i + 1;
+}
+
+/* Packs a decision into buf (RECORD_MAX bytes); returns its size. */
+static size_t pack_record(char *buf, const struct request *req, const struct decision *d,
+			  int64_t generation, time_t now)
+{
+	struct record *r = (struct record *)buf;
+	const char *text[N_FIELDS] = {
+	    [F_QUEUE_ID] = req->queue_id, [F_INSTANCE] = req->instance,
+	    [F_USER] = req->user,	  [F_CLIENT] = req->client_addr,
+	    [F_MECH] = req->mech,	  [F_SERVICE] = req->service,
+	    [F_SENDER] = req->sender,	  [F_OUTCOME] = decision_label(d),
+	    [F_POLICY] = d->policy,	  [F_REPORT_ONLY] = d->report_only,
+	};
+	size_t n = sizeof(*r);
+
+	memset(r, 0, sizeof(*r));
+	r->at = now;
+	r->tls = (uint8_t)(req->tls != 0);
+	r->generation = generation;
+	r->addr_valid = (uint8_t)(req->addr_valid != 0);
+	r->addr = req->addr;
+	if (d->outcome != OUTCOME_NOT_AUTHENTICATED)
+		text[F_MECH_CLASS] = mech_class_name(d->mech_class);
+	for (int i = 0; i < N_FIELDS; i++) {
+		size_t len = pack_field(buf + n, text[i], field_max[i]);
+
+		if (i == F_MECH)
+			sg_upper(buf + n, buf + n, len);
+		n += len;
+	}
+	n = (n + 7) & ~(size_t)7;
+	r->size = (uint32_t)n;
+	return n;
+}
+
+/* Points a queued record's fields at its strings. */
+static struct record *unpack_record(char *p)
+{
+	struct record *r = (struct record *)p;
+	const char *s = p + sizeof(*r);
+
+	for (int i = 0; i < N_FIELDS; i++) {
+		r->f[i] = s;
+		s += strlen(s) + 1;
+	}
+	return r;
 }
 
 static const char *or_dash(const char *s)
@@ -88,88 +185,101 @@ static const char *or_dash(const char *s)
 	return s != NULL && *s != '\0' ? s : "-";
 }
 
-static void fill_record(struct record *r, const struct request *req, const struct decision *d,
-			int64_t generation, time_t now)
+/* Appends "name=value" (value "-" when empty) to a line being built. */
+static char *put_kv(char *p, const char *end, const char *name, const char *value)
 {
-	memset(r, 0, offsetof(struct record, queue_id));
-	r->at = now;
-	r->tls = req->tls;
-	r->generation = generation;
-	r->addr_valid = req->addr_valid;
-	r->addr = req->addr;
-	field(r->queue_id, sizeof(r->queue_id), req->queue_id);
-	field(r->instance, sizeof(r->instance), req->instance);
-	field(r->user, sizeof(r->user), req->user);
-	field(r->client, sizeof(r->client), req->client_addr);
-	r->network[0] = '\0';
-	field(r->mech, sizeof(r->mech), req->mech);
-	sg_upper(r->mech, r->mech, sizeof(r->mech));
-	r->mech_class[0] = '\0';
-	if (d->outcome != OUTCOME_NOT_AUTHENTICATED)
-		sg_strlcpy(r->mech_class, mech_class_name(d->mech_class), sizeof(r->mech_class));
-	field(r->service, sizeof(r->service), req->service);
-	field(r->sender, sizeof(r->sender), req->sender);
-	sg_strlcpy(r->outcome, decision_label(d), sizeof(r->outcome));
-	field(r->policy, sizeof(r->policy), d->policy);
-	field(r->report_only, sizeof(r->report_only), d->report_only);
+	size_t n = strlen(name), v;
+
+	value = or_dash(value);
+	v = strlen(value);
+	if ((size_t)(end - p) < n + v + 3)
+		return p;
+	*p++ = ' ';
+	memcpy(p, name, n);
+	p += n;
+	*p++ = '=';
+	memcpy(p, value, v);
+	return p + v;
 }
 
-static void format_record(char *buf, size_t len, const struct record *r)
+/* The decision line, without a newline; returns its length. (Built by hand:
+ * snprintf with eleven fields cost the writer more than a decision row.) */
+static size_t format_record(char *buf, size_t len, const struct record *r)
 {
-	snprintf(buf, len,
-		 "decision instance=%s queue_id=%s client=%s user=%s mech=%s class=%s tls=%s "
-		 "service=%s outcome=%s policy=%s report_only=%s",
-		 or_dash(r->instance), or_dash(r->queue_id), or_dash(r->client), or_dash(r->user),
-		 or_dash(r->mech), or_dash(r->mech_class), r->tls ? "yes" : "no",
-		 or_dash(r->service), r->outcome, or_dash(r->policy), or_dash(r->report_only));
+	static const char head[] = "decision";
+	char *p = buf, *end = buf + len - 1;
+
+	if (len < sizeof(head))
+		return 0;
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	p = put_kv(p, end, "instance", r->f[F_INSTANCE]);
+	p = put_kv(p, end, "queue_id", r->f[F_QUEUE_ID]);
+	p = put_kv(p, end, "client", r->f[F_CLIENT]);
+	p = put_kv(p, end, "user", r->f[F_USER]);
+	p = put_kv(p, end, "mech", r->f[F_MECH]);
+	p = put_kv(p, end, "class", r->f[F_MECH_CLASS]);
+	p = put_kv(p, end, "tls", r->tls ? "yes" : "no");
+	p = put_kv(p, end, "service", r->f[F_SERVICE]);
+	p = put_kv(p, end, "outcome", r->f[F_OUTCOME]);
+	p = put_kv(p, end, "policy", r->f[F_POLICY]);
+	p = put_kv(p, end, "report_only", r->f[F_REPORT_ONLY]);
+	*p = '\0';
+	return (size_t)(p - buf);
 }
 
 void activity_format_line(char *buf, size_t len, const struct request *req,
 			  const struct decision *d)
 {
-	struct record r;
+	char packed[RECORD_MAX] __attribute__((aligned(8)));
 
-	fill_record(&r, req, d, 0, 0);
-	format_record(buf, len, &r);
+	pack_record(packed, req, d, 0, 0);
+	format_record(buf, len, unpack_record(packed));
+}
+
+static void count_outcome(struct activity_counters *c, const struct decision *d)
+{
+	c->requests++;
+	switch (d->outcome) {
+	case OUTCOME_BLOCK:
+		c->blocks++;
+		break;
+	case OUTCOME_ALLOW:
+		if (d->n_report_only > 0)
+			c->would_blocks++;
+		else
+			c->allows++;
+		break;
+	case OUTCOME_NOT_AUTHENTICATED:
+		c->not_authenticated++;
+		break;
+	}
 }
 
 void activity_record(struct activity *act, const struct request *req,
 		     const struct decision *d, int64_t snap_generation, time_t now)
 {
-	struct record r;
+	char packed[RECORD_MAX] __attribute__((aligned(8)));
+	size_t size = pack_record(packed, req, d, snap_generation, now);
+	struct qbuf *q = &act->fill;
 
-	fill_record(&r, req, d, snap_generation, now);
-	if (act->log_decisions) {
-		char line[1400];
-
-		format_record(line, sizeof(line), &r);
-		log_info("%s", line);
-	}
 	pthread_mutex_lock(&act->lock);
-	act->counters.requests++;
-	switch (d->outcome) {
-	case OUTCOME_BLOCK:
-		act->counters.blocks++;
-		break;
-	case OUTCOME_ALLOW:
-		if (d->n_report_only > 0)
-			act->counters.would_blocks++;
-		else
-			act->counters.allows++;
-		break;
-	case OUTCOME_NOT_AUTHENTICATED:
-		act->counters.not_authenticated++;
-		break;
-	}
-	if (act->count == act->cap / 2)
-		pthread_cond_signal(&act->wake);
-	if (act->count == act->cap) {
+	count_outcome(&act->counters, d);
+	if (q->n >= act->cap) {
 		act->dropped++;
 		pthread_mutex_unlock(&act->lock);
 		return;
 	}
-	act->ring[(act->head + act->count) % act->cap] = r;
-	act->count++;
+	if (q->len + size > q->cap) {
+		size_t cap = q->cap * 2 > q->len + size ? q->cap * 2 : q->len + size;
+
+		q->data = xrealloc(q->data, cap);
+		q->cap = cap;
+	}
+	memcpy(q->data + q->len, packed, size);
+	q->len += size;
+	if (++q->n == act->cap / 2)
+		pthread_cond_signal(&act->wake);
 	pthread_mutex_unlock(&act->lock);
 }
 
@@ -211,17 +321,45 @@ uint64_t activity_dropped(struct activity *act)
 
 /* ------------------------------------------------------------ writer thread */
 
+/* Decision rows go in DECISIONS_PER_INSERT at a time: one statement per row
+ * spent a third of the writer's time starting and ending statements. */
+#define DECISIONS_PER_INSERT 20
+#define DECISION_COLUMNS 15
 static const char sql_decision[] =
 	"INSERT INTO decisions (at, daemon, queue_id, instance, user, client, mech, mech_class, "
-	"tls, service, sender, outcome, policy, report_only, generation) "
-	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	"tls, service, sender, outcome, policy, report_only, generation) VALUES ";
+static const char sql_decision_values[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+static int prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **st)
+{
+	size_t len = sizeof(sql_decision) + (size_t)rows * sizeof(sql_decision_values);
+	char *sql = xmalloc(len);
+	int rc;
+
+	sg_strlcpy(sql, sql_decision, len);
+	for (int i = 0; i < rows; i++) {
+		if (i > 0)
+			strcat(sql, ",");
+		strcat(sql, sql_decision_values);
+	}
+	rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+	free(sql);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* A usage column that follows the newest submission (two daemons may write
+ * out of order). */
+#define NEWER(col)                                                                                 \
+	col " = CASE WHEN excluded.last_seen >= last_seen THEN excluded." col " ELSE " col " END"
 static const char sql_usage[] =
 	"INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
-	"last_outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+	"last_outcome, last_client, last_tls, last_service) "
+	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 	"ON CONFLICT (user, mech, network) DO UPDATE SET "
 	"first_seen = min(first_seen, excluded.first_seen), "
 	"last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
-	"mech_class = excluded.mech_class, last_outcome = excluded.last_outcome";
+	"mech_class = excluded.mech_class, " NEWER("last_outcome") ", " NEWER("last_client") ", "
+	NEWER("last_tls") ", " NEWER("last_service");
 static const char sql_heartbeat[] =
 	"INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
 	"degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
@@ -243,104 +381,166 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-static int write_decision(struct activity *act, const struct record *r)
+/* Binds a decision to the row'th set of parameters of an insert. */
+static void bind_decision(struct activity *act, sqlite3_stmt *ins, int row,
+			  const struct record *r)
 {
-	sqlite3_stmt *ins = act->ins;
+	int b = row * DECISION_COLUMNS;
+
+	sqlite3_bind_int64(ins, b + 1, (sqlite3_int64)r->at);
+	sqlite3_bind_text(ins, b + 2, act->program, -1, SQLITE_STATIC);
+	bind_text(ins, b + 3, r->f[F_QUEUE_ID]);
+	bind_text(ins, b + 4, r->f[F_INSTANCE]);
+	bind_text(ins, b + 5, r->f[F_USER]);
+	bind_text(ins, b + 6, r->f[F_CLIENT]);
+	bind_text(ins, b + 7, r->f[F_MECH]);
+	bind_text(ins, b + 8, r->f[F_MECH_CLASS]);
+	sqlite3_bind_int(ins, b + 9, r->tls);
+	bind_text(ins, b + 10, r->f[F_SERVICE]);
+	bind_text(ins, b + 11, r->f[F_SENDER]);
+	sqlite3_bind_text(ins, b + 12, r->f[F_OUTCOME], -1, SQLITE_STATIC);
+	bind_text(ins, b + 13, r->f[F_POLICY]);
+	bind_text(ins, b + 14, r->f[F_REPORT_ONLY]);
+	sqlite3_bind_int64(ins, b + 15, r->generation);
+}
+
+/* Inserts the n records starting at recs[0] (n is 1 or DECISIONS_PER_INSERT). */
+static int write_decisions(struct activity *act, struct record *const *recs, int n)
+{
+	sqlite3_stmt *ins = n == 1 ? act->ins : act->ins_many;
 
 	sqlite3_reset(ins);
-	sqlite3_clear_bindings(ins);
-	sqlite3_bind_int64(ins, 1, (sqlite3_int64)r->at);
-	sqlite3_bind_text(ins, 2, act->program, -1, SQLITE_STATIC);
-	bind_text(ins, 3, r->queue_id);
-	bind_text(ins, 4, r->instance);
-	bind_text(ins, 5, r->user);
-	bind_text(ins, 6, r->client);
-	bind_text(ins, 7, r->mech);
-	bind_text(ins, 8, r->mech_class);
-	sqlite3_bind_int(ins, 9, r->tls);
-	bind_text(ins, 10, r->service);
-	bind_text(ins, 11, r->sender);
-	sqlite3_bind_text(ins, 12, r->outcome, -1, SQLITE_STATIC);
-	bind_text(ins, 13, r->policy);
-	bind_text(ins, 14, r->report_only);
-	sqlite3_bind_int64(ins, 15, r->generation);
+	for (int i = 0; i < n; i++)
+		bind_decision(act, ins, i, recs[i]);
 	return sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
 }
 
-/* One usage row's worth of a batch: the records of one user x mech x network. */
-struct usage_sum {
-	const struct record *last; /* newest record (its outcome and class) */
-	time_t first_seen;
-	long count;
-};
-
-static int write_usage(struct activity *act, const struct usage_sum *u)
+/* Adds an authenticated decision to its usage sum. The key holds the client
+ * network in hex (cheap); its text form is made once per sum. */
+static void sum_usage(struct activity *act, const struct record *r)
 {
-	const struct record *r = u->last;
-	sqlite3_stmt *use = act->use;
+	static const char hex[] = "0123456789abcdef";
+	char key[256 + MECH_NAME_MAX + 40 + 3];
+	struct cidr net = {{{0}}, 0};
+	struct usage_sum *u;
+	size_t n;
+	void **slot;
+
+	if (r->f[F_MECH][0] == '\0')
+		return; /* not authenticated: no usage */
+	n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s\x1f", r->f[F_USER], r->f[F_MECH]);
+	if (n > sizeof(key) - 34)
+		n = sizeof(key) - 34; /* cannot happen: the fields are cut shorter */
+	if (r->addr_valid) {
+		cidr_network_of(&r->addr, &net);
+		for (int i = 0; i < 16; i++) {
+			key[n++] = hex[net.net.b[i] >> 4];
+			key[n++] = hex[net.net.b[i] & 15];
+		}
+	} else {
+		key[n++] = '-';
+	}
+	key[n] = '\0';
+	slot = hash_slot(act->usage, key);
+	if (*slot == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		if (r->addr_valid)
+			cidr_format(&net, u->network, sizeof(u->network));
+		else
+			sg_strlcpy(u->network, "-", sizeof(u->network));
+		u->user = xstrdup(r->f[F_USER]);
+		sg_strlcpy(u->mech, r->f[F_MECH], sizeof(u->mech));
+		u->first_seen = r->at;
+		*slot = u;
+	}
+	u = *slot;
+	if (r->at < u->first_seen)
+		u->first_seen = r->at;
+	if (r->at >= u->last_seen) {
+		u->last_seen = r->at;
+		sg_strlcpy(u->mech_class, r->f[F_MECH_CLASS][0] ? r->f[F_MECH_CLASS] : "legacy",
+			   sizeof(u->mech_class));
+		sg_strlcpy(u->outcome, r->f[F_OUTCOME], sizeof(u->outcome));
+		sg_strlcpy(u->last_client, r->f[F_CLIENT], sizeof(u->last_client));
+		sg_strlcpy(u->last_service, r->f[F_SERVICE], sizeof(u->last_service));
+		u->last_tls = r->tls;
+	}
+	u->count++;
+}
+
+static int write_usage(const char *key, void *value, void *arg)
+{
+	const struct usage_sum *u = value;
+	sqlite3_stmt *use = arg;
 
 	sqlite3_reset(use);
-	sqlite3_bind_text(use, 1, r->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 2, r->mech, -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 3, r->network[0] ? r->network : "-", -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 4, r->mech_class[0] ? r->mech_class : "legacy", -1,
-			  SQLITE_STATIC);
+	sqlite3_bind_text(use, 1, u->user, -1, SQLITE_STATIC);
+	sqlite3_bind_text(use, 2, u->mech, -1, SQLITE_STATIC);
+	sqlite3_bind_text(use, 3, u->network, -1, SQLITE_STATIC);
+	sqlite3_bind_text(use, 4, u->mech_class, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
-	sqlite3_bind_int64(use, 6, (sqlite3_int64)r->at);
+	sqlite3_bind_int64(use, 6, (sqlite3_int64)u->last_seen);
 	sqlite3_bind_int64(use, 7, u->count);
-	sqlite3_bind_text(use, 8, r->outcome, -1, SQLITE_STATIC);
+	sqlite3_bind_text(use, 8, u->outcome, -1, SQLITE_STATIC);
+	bind_text(use, 9, u->last_client);
+	sqlite3_bind_int(use, 10, u->last_tls);
+	bind_text(use, 11, u->last_service);
 	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Sums a batch's usage per user x mechanism x network, so that a busy user
- * costs one upsert per batch rather than one per submission. */
-static size_t sum_usage(struct record *batch, size_t n, struct usage_sum *sums)
+static void usage_free(void *value)
 {
-	struct hash *index = hash_create(n);
-	char key[sizeof(batch->user) + sizeof(batch->mech) + sizeof(batch->network) + 2];
-	size_t n_sums = 0;
+	struct usage_sum *u = value;
 
-	for (size_t i = 0; i < n; i++) {
-		struct record *r = &batch[i];
-		void **slot;
-
-		if (r->mech[0] == '\0')
-			continue; /* not authenticated: no usage */
-		if (r->addr_valid) {
-			struct cidr net;
-
-			cidr_network_of(&r->addr, &net);
-			cidr_format(&net, r->network, sizeof(r->network));
-		}
-		snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", r->user, r->mech, r->network);
-		slot = hash_slot(index, key);
-		if (*slot == NULL) {
-			sums[n_sums].first_seen = r->at;
-			sums[n_sums].count = 0;
-			*slot = &sums[n_sums++];
-		}
-		((struct usage_sum *)*slot)->last = r;
-		((struct usage_sum *)*slot)->count++;
-	}
-	hash_free(&index, NULL);
-	return n_sums;
+	free(u->user);
+	free(u);
 }
 
-static int write_batch(struct activity *act, struct record *batch, size_t n,
-		       struct usage_sum *sums)
+static void usage_reset(struct activity *act, time_t now)
 {
-	size_t n_sums;
+	hash_free(&act->usage, usage_free);
+	act->usage = hash_create(1024);
+	act->usage_flushed = now;
+}
+
+/*
+ * One transaction: the batch's decision rows and the usage sums, which are
+ * written with the decisions they count (what `saslgatectl log` shows is
+ * already in `report legacy`) unless the writer is behind. Then the sums span
+ * batches until a heartbeat interval has passed or they hold four times
+ * queue_max entries, and a busy user costs one upsert per interval instead of
+ * one per submission. On failure the batch and the unwritten sums are lost
+ * (and counted).
+ */
+static int write_batch(struct activity *act, char *data, size_t len, size_t n, int behind,
+		       time_t now)
+{
 	int rc = -1;
+	int flush = !behind || now - act->usage_flushed >= (time_t)act->heartbeat_s ||
+		    hash_count(act->usage) >= act->cap * 4;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++)
-		if (write_decision(act, &batch[i]) < 0)
-			goto fail;
-	n_sums = sum_usage(batch, n, sums);
-	for (size_t i = 0; i < n_sums; i++)
-		if (write_usage(act, &sums[i]) < 0)
-			goto fail;
+	for (size_t off = 0; off < len;) {
+		struct record *recs[DECISIONS_PER_INSERT];
+		int k = 0;
+
+		while (k < DECISIONS_PER_INSERT && off < len) {
+			recs[k] = (struct record *)(data + off);
+			sum_usage(act, recs[k]);
+			off += recs[k++]->size;
+		}
+		if (k == DECISIONS_PER_INSERT) {
+			if (write_decisions(act, recs, k) < 0)
+				goto fail;
+		} else {
+			for (int i = 0; i < k; i++)
+				if (write_decisions(act, recs + i, 1) < 0)
+					goto fail;
+		}
+	}
+	if (flush && hash_foreach(act->usage, write_usage, act->use) != 0)
+		goto fail;
 	if (store_exec(act->db, "COMMIT", NULL) == 0)
 		rc = 0;
 fail:
@@ -349,7 +549,30 @@ fail:
 			  sqlite3_errmsg(act->db));
 		store_rollback(act->db);
 	}
+	if (flush || rc < 0)
+		usage_reset(act, now);
 	return rc;
+}
+
+/* The decision lines of a batch, logged in one go. */
+static void log_batch(char *data, size_t len)
+{
+	size_t cap = 65536, n = 0;
+	char *block = xmalloc(cap);
+
+	for (size_t off = 0; off < len;) {
+		struct record *r = (struct record *)(data + off);
+
+		if (cap - n < 2048) {
+			cap *= 2;
+			block = xrealloc(block, cap);
+		}
+		n += format_record(block + n, cap - n - 1, r);
+		block[n++] = '\n';
+		off += r->size;
+	}
+	log_info_block(block, n);
+	free(block);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
@@ -400,8 +623,9 @@ static void write_heartbeat(struct activity *act, int stopped)
 static void close_db(struct activity *act)
 {
 	sqlite3_finalize(act->ins);
+	sqlite3_finalize(act->ins_many);
 	sqlite3_finalize(act->use);
-	act->ins = act->use = NULL;
+	act->ins = act->ins_many = act->use = NULL;
 	store_close(&act->db);
 }
 
@@ -417,7 +641,8 @@ static int ensure_open(struct activity *act, time_t now)
 	act->next_open_attempt = now + 5;
 	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
 	    (store_exec(act->db, "PRAGMA cache_size = -16384", &err) < 0 || /* 16 MiB */
-	     sqlite3_prepare_v2(act->db, sql_decision, -1, &act->ins, NULL) != SQLITE_OK ||
+	     prepare_insert(act->db, 1, &act->ins) < 0 ||
+	     prepare_insert(act->db, DECISIONS_PER_INSERT, &act->ins_many) < 0 ||
 	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
 		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
 		close_db(act);
@@ -450,43 +675,65 @@ static void count_loss(struct activity *act, size_t n, time_t now)
 	}
 }
 
+/*
+ * The writer runs at the lowest priority, nice 19: when the CPU is short,
+ * answering the MTA comes first and the record keeping waits (the queue then
+ * fills and drops, counted). Unlike SCHED_IDLE, nice 19 still gets a small
+ * share of a busy CPU, so other work on the machine cannot starve the writer
+ * for good. With CPU to spare, which is every load short of saturation, the
+ * priority changes nothing.
+ */
+#define WRITER_NICE 19
+
+static void writer_yield_priority(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	setpriority(PRIO_PROCESS, (id_t)tid, WRITER_NICE);
+}
+
 static void *writer_main(void *arg)
 {
 	struct activity *act = arg;
-	size_t batch_cap = act->cap < 4096 ? act->cap : 4096;
-	struct record *batch = xcalloc(batch_cap, sizeof(*batch));
-	struct usage_sum *sums = xcalloc(batch_cap, sizeof(*sums));
+	struct qbuf q = {0};
 	time_t next_heartbeat = 0;
 	int stopping;
 
+	writer_yield_priority();
 
 	for (;;) {
 		struct timespec deadline;
-		size_t n = 0;
+		struct qbuf taken;
+		int behind;
 		time_t now;
 
 		pthread_mutex_lock(&act->lock);
-		/* Batch: wait a flush interval unless the ring is filling up. */
-		if (!act->stopping && act->count < act->cap / 2) {
+		/* Batch: wait a flush interval unless the queue is filling up. */
+		if (!act->stopping && act->fill.n < act->cap / 2) {
 			clock_gettime(CLOCK_REALTIME, &deadline);
 			deadline.tv_nsec += (long)(act->flush_ms % 1000) * 1000000L;
 			deadline.tv_sec += act->flush_ms / 1000 + deadline.tv_nsec / 1000000000L;
 			deadline.tv_nsec %= 1000000000L;
 			pthread_cond_timedwait(&act->wake, &act->lock, &deadline);
 		}
-		while (n < batch_cap && act->count > 0) {
-			batch[n++] = act->ring[act->head];
-			act->head = (act->head + 1) % act->cap;
-			act->count--;
-		}
-		stopping = act->stopping && act->count == 0;
+		behind = act->fill.n >= act->cap / 2;
+		taken = act->fill; /* swap: the deciding threads go on filling q */
+		act->fill = q;
+		q = taken;
+		stopping = act->stopping;
 		pthread_mutex_unlock(&act->lock);
 
 		now = time(NULL);
-		if (n > 0) {
-			if (ensure_open(act, now) < 0 || write_batch(act, batch, n, sums) < 0)
-				count_loss(act, n, now);
+		if (q.n > 0) {
+			for (size_t off = 0; off < q.len; off += unpack_record(q.data + off)->size)
+				;
+			if (act->log_decisions)
+				log_batch(q.data, q.len);
+			if (ensure_open(act, now) < 0 ||
+			    write_batch(act, q.data, q.len, q.n, behind && !stopping, now) < 0)
+				count_loss(act, q.n, now);
 		}
+		q.len = q.n = 0;
 		if (now >= next_heartbeat || stopping) {
 			if (ensure_open(act, now) == 0)
 				write_heartbeat(act, stopping);
@@ -495,8 +742,7 @@ static void *writer_main(void *arg)
 		if (stopping)
 			break;
 	}
-	free(batch);
-	free(sums);
+	free(q.data);
 	return NULL;
 }
 
@@ -513,7 +759,9 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->heartbeat_s = opt->heartbeat_s ? opt->heartbeat_s : 5;
 	act->log_decisions = opt->log_decisions;
 	act->cap = opt->queue_max ? opt->queue_max : 10000;
-	act->ring = xcalloc(act->cap, sizeof(*act->ring));
+	act->fill.cap = 65536;
+	act->fill.data = xmalloc(act->fill.cap);
+	act->usage = hash_create(1024);
 	act->started = time(NULL);
 	if (gethostname(act->host, sizeof(act->host)) < 0)
 		sg_strlcpy(act->host, "localhost", sizeof(act->host));
@@ -523,7 +771,8 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
 		close_db(act);
-		free(act->ring);
+		hash_free(&act->usage, usage_free);
+		free(act->fill.data);
 		free(act->dir);
 		free(act);
 		return NULL;
@@ -543,9 +792,10 @@ void activity_close(struct activity **actp)
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
 	close_db(act);
+	hash_free(&act->usage, usage_free);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
-	free(act->ring);
+	free(act->fill.data);
 	free(act->dir);
 	free(act);
 	*actp = NULL;

@@ -4,9 +4,11 @@
  * table (user x mechanism x client network) in activity.db, written by one
  * writer thread in batched transactions, plus a heartbeat row with counters.
  *
- * activity_record() never blocks on SQLite: records go to a bounded queue; a
- * full queue or an unwritable activity.db drops records, counts the loss and
- * logs it (at most once a minute).
+ * activity_record() never blocks on I/O: records go to a bounded queue, and the
+ * writer thread logs their decision lines (a batch in one write) and writes
+ * their rows. A full queue drops records, lines included; an unwritable
+ * activity.db drops rows (the lines are still logged). Every loss is counted
+ * and logged (at most once a minute).
  */
 #ifndef SASLGATE_ACTIVITY_H
 #define SASLGATE_ACTIVITY_H
@@ -39,7 +41,7 @@ struct activity_counters {
  * retried and counted); NULL only when the thread cannot start (err). */
 struct activity *activity_open(const struct activity_options *opt, struct sg_err *err);
 
-/* Logs the decision line and queues the decision row and the usage update.
+/* Queues the decision line, the decision row and the usage update.
  * Thread-safe; never blocks on I/O. snap_generation is the policy generation the
  * decision was made with. */
 void activity_record(struct activity *act, const struct request *req,

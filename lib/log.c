@@ -145,6 +145,51 @@ void fatal(const char *fmt, ...)
 	exit(1);
 }
 
+void log_info_block(char *block, size_t len)
+{
+	static const char sep[] = ": info: ";
+	size_t ident_len = strlen(log_ident), n_lines = 0, out_len = 0;
+	char *out, *line = block, *end = block + len;
+
+	if ((int)LOG_LEVEL_INFO < atomic_load(&log_min_level) || len == 0)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		if (block[i] == '\n')
+			n_lines++;
+		else if ((unsigned char)block[i] < 0x20 || block[i] == 0x7f)
+			block[i] = '?';
+	}
+	if (block[len - 1] != '\n')
+		n_lines++;
+	if (!atomic_load(&log_to_stderr)) {
+		while (line < end) {
+			char *nl = memchr(line, '\n', (size_t)(end - line));
+			int n = (int)((nl != NULL ? nl : end) - line);
+
+			syslog(LOG_INFO, "%.*s", n, line);
+			line += n + 1;
+		}
+		return;
+	}
+	out = malloc(len + n_lines * (ident_len + sizeof(sep)) + 1);
+	if (out == NULL)
+		return;
+	while (line < end) {
+		char *nl = memchr(line, '\n', (size_t)(end - line));
+		size_t n = (size_t)((nl != NULL ? nl : end) - line);
+
+		memcpy(out + out_len, log_ident, ident_len);
+		memcpy(out + out_len + ident_len, sep, sizeof(sep) - 1);
+		out_len += ident_len + sizeof(sep) - 1;
+		memcpy(out + out_len, line, n);
+		out_len += n;
+		out[out_len++] = '\n';
+		line += n + 1;
+	}
+	fwrite(out, 1, out_len, stderr);
+	free(out);
+}
+
 static const struct {
 	const char *name;
 	int facility;

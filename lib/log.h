@@ -25,6 +25,12 @@ void log_error(const char *fmt, ...) SG_PRINTF(1, 2);
 /* Start-up and environment errors only: logs and exits with status 1. */
 void fatal(const char *fmt, ...) SG_PRINTF(1, 2) __attribute__((noreturn));
 
+/* Logs a block of info-level lines ("one\ntwo\n", the last newline optional)
+ * as one message per line: to stderr in a single write, to syslog one message
+ * each. The block is modified (sanitized, split). For the activity writer,
+ * which logs its decision lines a batch at a time. */
+void log_info_block(char *block, size_t len);
+
 /* Parses a syslog facility name ("mail", "local0".."local7", "daemon", "user").
  * Returns 0 and stores it, or -1 for an unknown name. */
 int log_facility_parse(const char *name, int *facility);

@@ -279,7 +279,10 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 		}
 		return 0;
 	}
-	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, db, err) < 0)
+	/* One thread at a time uses a writable activity connection (a daemon's
+	 * writer, saslgatectl): SQLite's per-call mutexes are not needed. */
+	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, db,
+		      err) < 0)
 		return -1;
 	if (configure_rw(*db, path, err) < 0 ||
 	    migrate(*db, schema_activity_migrations, path, err) < 0) {

@@ -167,8 +167,9 @@ def test_prune_while_daemon_writes(store, daemon):
                        "outcome, policy) VALUES (?, 'policyd', 'old@example.com', "
                        "'192.0.2.1', 'PLAIN', 'legacy', 'block', 'block-legacy')",
                        [(old + i,) for i in range(n_old)])
-        db.execute("INSERT INTO usage VALUES ('old@example.com', 'PLAIN', '192.0.2.0/24', "
-                   "'legacy', ?, ?, ?, 'block')", (old, old + n_old, n_old))
+        db.execute("INSERT INTO usage (user, mech, network, mech_class, first_seen, "
+                   "last_seen, count, last_outcome) VALUES ('old@example.com', 'PLAIN', "
+                   "'192.0.2.0/24', 'legacy', ?, ?, ?, 'block')", (old, old + n_old, n_old))
     db.close()
     dry = js(store, "prune", "--dry-run")
     assert dry["retention_from"] == "activity_retention_days"
