@@ -1,10 +1,16 @@
 /*
- * conn - one Postfix policy client connection: a bufferevent, the request
- * parser, and the per-message decision cache. Postfix keeps a connection per
- * smtpd process open for many requests, one at a time; with
- * smtpd_delay_reject=yes a check in the recipient restrictions runs once per
- * recipient, so the answer for a message (same instance, same login) is
- * computed, logged and recorded once and repeated for the other recipients.
+ * conn - one Postfix policy client connection: its socket, the request parser,
+ * and the per-message decision cache. Postfix keeps a connection per smtpd
+ * process open for many requests, one at a time; with smtpd_delay_reject=yes a
+ * check in the recipient restrictions runs once per recipient, so the answer
+ * for a message (same instance, same login) is computed, logged and recorded
+ * once and repeated for the other recipients.
+ *
+ * The socket is read with one recv() per readable event into the connection's
+ * own buffer and the reply goes out with one send(): two system calls per
+ * request, the least the protocol allows (a bufferevent adds an ioctl per read
+ * and an epoll_ctl pair per reply). A write event exists only while Postfix is
+ * slow to read a reply; idle connections are found by a sweep once a second.
  *
  * Any protocol violation or limit breach costs the connection: one log line
  * with the peer and the reason, then close without a reply (the protocol rule;
@@ -20,11 +26,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-
 #include "log.h"
 #include "policyd.h"
+
+/* What one recv() may bring; a request that does not fit is parsed in parts. */
+#define CONN_INPUT_BYTES 8192
 
 /* A client that does not read its replies stops being read from once this much
  * output is pending (Postfix never sends a second request before the reply). */
@@ -32,20 +38,27 @@
 
 struct conn {
 	struct server *srv;
-	struct bufferevent *bev;
+	int fd;
+	struct event *ev_read;	/* persistent while reading */
+	struct event *ev_write; /* added while output is pending */
 	struct conn *prev, *next;
 	struct policy_parser parser;
 	char peer[96];
-	int close_after_write;
-	int paused;
+	time_t last_active; /* last byte received or sent */
+	int reading;	    /* ev_read is added */
+	int closing;	    /* close once the pending output is sent */
+	/* output the socket did not take at once */
+	char *out;
+	size_t out_len, out_cap;
 	/* decision cache: instance, mechanism, user and client of the last decision */
 	char *cache_key;
 	size_t cache_key_len;
 	char cache_reply[POLICYD_REPLY_MAX];
 	size_t cache_reply_len;
+	/* input received and not yet parsed */
+	size_t in_off, in_len;
+	char in[CONN_INPUT_BYTES];
 };
-
-static void conn_read_cb(struct bufferevent *bev, void *arg);
 
 static void conn_free(struct conn *c)
 {
@@ -58,8 +71,11 @@ static void conn_free(struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	srv->n_conns--;
-	bufferevent_free(c->bev);
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	close(c->fd);
 	policy_parser_free(&c->parser);
+	free(c->out);
 	free(c->cache_key);
 	free(c);
 	if (srv->stopping)
@@ -120,84 +136,46 @@ static int over_limit(struct server *srv)
 	return 1;
 }
 
-static void set_timeouts(struct conn *c)
+static void set_reading(struct conn *c, int on)
 {
-	struct timeval tv = {(time_t)c->srv->cfg.idle_timeout_s, 0};
-
-	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	if (on == c->reading)
+		return;
+	if (on)
+		event_add(c->ev_read, NULL);
+	else
+		event_del(c->ev_read);
+	c->reading = on;
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+/* Keeps what the socket did not take; a write event sends it later. */
+static void queue_output(struct conn *c, const char *data, size_t len)
 {
-	struct conn *c = arg;
+	if (c->out_len + len > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap * 2 : 1024;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		conn_abort(c, (what & BEV_EVENT_READING) ? "idle timeout" : "write timeout");
-		return;
+		while (cap < c->out_len + len)
+			cap *= 2;
+		c->out = xrealloc(c->out, cap);
+		c->out_cap = cap;
 	}
-	if ((what & BEV_EVENT_EOF) && policy_parser_busy(&c->parser)) {
-		conn_abort(c, "disconnected in the middle of a request");
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		log_debug("policy connection from %s: %s", c->peer, strerror(errno));
-		conn_free(c);
-		return;
-	}
-	if (what & BEV_EVENT_EOF) {
-		/* A client that half-closes after its request still gets the reply. */
-		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-			c->close_after_write = 1;
-			bufferevent_disable(bev, EV_READ);
-			return;
-		}
-		conn_free(c);
-	}
+	memcpy(c->out + c->out_len, data, len);
+	if (c->out_len == 0)
+		event_add(c->ev_write, NULL);
+	c->out_len += len;
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* Sends a reply: straight to the socket unless output is already waiting. */
+static void conn_send(struct conn *c, const char *reply, size_t len)
 {
-	struct conn *c = arg;
+	ssize_t n = 0;
 
-	if (c->close_after_write) {
-		conn_free(c);
-		return;
+	if (c->out_len == 0) {
+		n = send(c->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			n = 0; /* EAGAIN, or an error the next read or write reports */
 	}
-	if (c->paused) {
-		c->paused = 0;
-		bufferevent_enable(bev, EV_READ);
-		conn_read_cb(bev, c); /* requests may be waiting in the input buffer */
-	}
-}
-
-void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
-                 const struct endpoint *ep)
-{
-	struct conn *c;
-
-	if (srv->stopping || over_limit(srv)) {
-		close(fd);
-		return;
-	}
-	c = xcalloc(1, sizeof(*c));
-	c->srv = srv;
-	format_peer(c, fd, sa, ep);
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		log_error("cannot set up a connection from %s", c->peer);
-		close(fd);
-		free(c);
-		return;
-	}
-	policy_parser_init(&c->parser, &srv->cfg.limits);
-	c->next = srv->conns;
-	if (srv->conns != NULL)
-		srv->conns->prev = c;
-	srv->conns = c;
-	srv->n_conns++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	set_timeouts(c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if ((size_t)n < len)
+		queue_output(c, reply + n, len - (size_t)n);
 }
 
 /* The cache key: a message (instance) and the login it was decided for, so a
@@ -228,24 +206,6 @@ static char *cache_key(const struct policy_parser *p, size_t *len)
 	return key;
 }
 
-/*
- * Sends a reply. With nothing queued, it goes straight to the socket: a
- * bufferevent write would add and then remove a write event (two epoll_ctl
- * calls per request). Whatever the socket does not take is queued as usual.
- */
-static void conn_send(struct conn *c, const char *reply, size_t len)
-{
-	ssize_t n = 0;
-
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		n = send(bufferevent_getfd(c->bev), reply, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0)
-			n = 0; /* EAGAIN, or an error the bufferevent will report */
-	}
-	if ((size_t)n < len)
-		bufferevent_write(c->bev, reply + n, len - (size_t)n);
-}
-
 /* A complete request: answer from the cache or decide. */
 static void conn_answer(struct conn *c)
 {
@@ -266,40 +226,167 @@ static void conn_answer(struct conn *c)
 	c->cache_key_len = klen;
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/*
+ * Parses and answers what is in the input buffer. Returns 0, or -1 when the
+ * connection is gone (freed). Stops reading while too much output is pending.
+ */
+static int conn_process(struct conn *c)
 {
-	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer *out = bufferevent_get_output(bev);
-
-	while (!c->close_after_write && evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
+	while (c->in_off < c->in_len && !c->closing) {
 		enum policy_parse_status st;
 		size_t used;
 
-		if (evbuffer_get_length(out) >= OUTPUT_PAUSE_BYTES) {
-			c->paused = 1;
-			bufferevent_disable(bev, EV_READ);
-			return;
+		if (c->out_len >= OUTPUT_PAUSE_BYTES) {
+			set_reading(c, 0); /* resumed when the output is sent */
+			return 0;
 		}
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		st = policy_parser_feed(&c->parser, v.iov_base, v.iov_len, &used);
-		evbuffer_drain(in, used);
+		st = policy_parser_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &used);
+		c->in_off += used;
 		if (st == POLICY_PARSE_ERROR) {
 			conn_abort(c, policy_parser_error(&c->parser));
-			return;
+			return -1;
 		}
 		if (st == POLICY_PARSE_DONE) {
 			conn_answer(c);
 			policy_parser_reset(&c->parser);
 			policy_parser_set_limits(&c->parser, &c->srv->cfg.limits);
 			if (c->srv->stopping)
-				c->close_after_write = 1;
+				c->closing = 1;
 		}
 	}
-	if (c->close_after_write && evbuffer_get_length(out) == 0)
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+	if (c->closing) {
+		set_reading(c, 0);
+		if (c->out_len == 0) {
+			conn_free(c);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The peer closed its side: fine between requests, a violation inside one.
+ * A client that half-closes after its request still gets the reply. */
+static void conn_eof(struct conn *c)
+{
+	if (policy_parser_busy(&c->parser) || c->in_off < c->in_len) {
+		conn_abort(c, "disconnected in the middle of a request");
+		return;
+	}
+	if (c->out_len > 0) {
+		c->closing = 1;
+		set_reading(c, 0);
+		return;
+	}
+	conn_free(c);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	if (c->in_off > 0) { /* a partial request waits at the end: move it to the front */
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	if (c->in_len == sizeof(c->in)) { /* cannot happen: the parser takes all it is given */
+		conn_process(c);
+		return;
+	}
+	n = recv(fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_debug("policy connection from %s: %s", c->peer, strerror(errno));
 		conn_free(c);
+		return;
+	}
+	if (n == 0) {
+		conn_eof(c);
+		return;
+	}
+	c->in_len += (size_t)n;
+	c->last_active = time(NULL);
+	conn_process(c);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n = send(fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_debug("policy connection from %s: %s", c->peer, strerror(errno));
+		conn_free(c);
+		return;
+	}
+	c->last_active = time(NULL);
+	memmove(c->out, c->out + n, c->out_len - (size_t)n);
+	c->out_len -= (size_t)n;
+	if (c->out_len > 0)
+		return;
+	event_del(c->ev_write);
+	if (c->closing) {
+		conn_free(c);
+		return;
+	}
+	/* Reading may have paused on this output; requests may be waiting. */
+	set_reading(c, 1);
+	conn_process(c);
+}
+
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
+                 const struct endpoint *ep)
+{
+	struct conn *c;
+
+	if (srv->stopping || over_limit(srv)) {
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	c->fd = fd;
+	format_peer(c, fd, sa, ep);
+	evutil_make_socket_nonblocking(fd);
+	c->ev_read = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+	c->ev_write = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+	if (c->ev_read == NULL || c->ev_write == NULL || event_add(c->ev_read, NULL) < 0) {
+		log_error("cannot set up a connection from %s", c->peer);
+		if (c->ev_read != NULL)
+			event_free(c->ev_read);
+		if (c->ev_write != NULL)
+			event_free(c->ev_write);
+		close(fd);
+		free(c);
+		return;
+	}
+	c->reading = 1;
+	c->last_active = time(NULL);
+	policy_parser_init(&c->parser, &srv->cfg.limits);
+	c->next = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->n_conns++;
+}
+
+/* Once a second: connections silent for idle_timeout are closed, as are those
+ * whose client has not read a reply for as long. */
+void conns_sweep(struct server *srv, time_t now)
+{
+	struct conn *c = srv->conns, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (now - c->last_active >= (time_t)srv->cfg.idle_timeout_s)
+			conn_abort(c, c->out_len > 0 ? "write timeout" : "idle timeout");
+	}
 }
 
 void conns_shutdown(struct server *srv)
@@ -310,10 +397,12 @@ void conns_shutdown(struct server *srv)
 		next = c->next;
 		if (policy_parser_busy(&c->parser))
 			continue; /* closes once its request is answered */
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-			c->close_after_write = 1;
-		else
+		if (c->out_len > 0) {
+			c->closing = 1;
+			set_reading(c, 0);
+		} else {
 			conn_free(c);
+		}
 	}
 }
 
@@ -329,10 +418,4 @@ void conns_close_all(struct server *srv)
 			            c->peer);
 		conn_free(c);
 	}
-}
-
-void conns_reconfigure(struct server *srv)
-{
-	for (struct conn *c = srv->conns; c != NULL; c = c->next)
-		set_timeouts(c);
 }

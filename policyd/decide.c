@@ -95,18 +95,32 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 }
 
 /*
- * The snapshot to decide with: source_acquire() checks PRAGMA data_version
- * (a prepared statement, about a microsecond) on every request, so the first
- * request after a commit is decided by the new policy. (Sharing one check per
- * event-loop iteration, told apart by libevent's cached time, was tried and
- * dropped: that clock is coarse, two iterations can share a timestamp, and a
- * request sent after a commit was then decided by the old policy.)
+ * The snapshot to decide with, checked once per event-loop iteration: the
+ * first request decided after epoll_wait() returns asks source_acquire()
+ * (one pread of policy.notice, PRAGMA data_version only when it moved) and
+ * schedules policyd_iteration_end(), which libevent runs after the other
+ * callbacks of the same iteration. A request read in this iteration was sent
+ * before epoll_wait() returned, so after any commit that preceded it: the
+ * first request after saslgatectl commits is decided by the new policy.
+ * (Keying the check on libevent's cached time was tried and dropped: two
+ * iterations can share a timestamp.)
  */
 static struct snapshot *iteration_snapshot(struct server *srv)
 {
-	snapshot_unref(&srv->snap);
-	srv->snap = source_acquire(srv->source);
+	if (!srv->snap_checked) {
+		snapshot_unref(&srv->snap);
+		srv->snap = source_acquire(srv->source);
+		srv->snap_checked = 1;
+		event_active(srv->ev_iteration_end, EV_TIMEOUT, 0);
+	}
 	return srv->snap != NULL ? snapshot_ref(srv->snap) : NULL;
+}
+
+void policyd_iteration_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	srv->snap_checked = 0;
 }
 
 void policyd_release_snapshot(struct server *srv)

@@ -280,7 +280,6 @@ static void reload(struct server *srv)
 	settings_free(&srv->settings);
 	srv->settings = fresh;
 	srv->cfg = cfg;
-	conns_reconfigure(srv);
 	open_log(srv);
 }
 
@@ -313,10 +312,17 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 	activity_set_rebuilds(srv->activity, st.rebuilds, st.last_rebuild_us);
 }
 
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	conns_sweep(srv, time(NULL));
+}
+
 static int setup_events(struct server *srv)
 {
 	int64_t hb = settings_int(&srv->settings, "heartbeat_interval");
-	struct timeval tv = {(time_t)(hb > 0 ? hb : 5), 0};
+	struct timeval tv = {(time_t)(hb > 0 ? hb : 5), 0}, one_second = {1, 0};
 
 	srv->ev_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
 	srv->ev_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
@@ -324,19 +330,23 @@ static int setup_events(struct server *srv)
 	srv->ev_grace = evtimer_new(srv->base, grace_cb, srv);
 	srv->ev_resume = evtimer_new(srv->base, resume_cb, srv);
 	srv->ev_heartbeat = event_new(srv->base, -1, EV_PERSIST, heartbeat_cb, srv);
+	srv->ev_sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv);
+	srv->ev_iteration_end = event_new(srv->base, -1, 0, policyd_iteration_end, srv);
 	if (!srv->ev_term || !srv->ev_int || !srv->ev_hup || !srv->ev_grace || !srv->ev_resume ||
-	    !srv->ev_heartbeat)
+	    !srv->ev_heartbeat || !srv->ev_sweep || !srv->ev_iteration_end)
 		return -1;
 	if (evsignal_add(srv->ev_term, NULL) < 0 || evsignal_add(srv->ev_int, NULL) < 0 ||
-	    evsignal_add(srv->ev_hup, NULL) < 0 || event_add(srv->ev_heartbeat, &tv) < 0)
+	    evsignal_add(srv->ev_hup, NULL) < 0 || event_add(srv->ev_heartbeat, &tv) < 0 ||
+	    event_add(srv->ev_sweep, &one_second) < 0)
 		return -1;
 	return 0;
 }
 
 static void free_events(struct server *srv)
 {
-	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,    &srv->ev_hup,
-	                        &srv->ev_grace, &srv->ev_resume, &srv->ev_heartbeat};
+	struct event **evs[] = {&srv->ev_term,      &srv->ev_int,   &srv->ev_hup,
+	                        &srv->ev_grace,     &srv->ev_resume, &srv->ev_heartbeat,
+	                        &srv->ev_sweep,     &srv->ev_iteration_end};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)

@@ -86,8 +86,10 @@ struct server {
 	struct conn *conns; /* doubly linked list of open connections */
 	size_t n_conns;
 
-	/* The snapshot of the request being decided (see decide.c). */
+	/* The snapshot of this event-loop iteration (see decide.c). */
 	struct snapshot *snap;
+	int snap_checked;
+	struct event *ev_iteration_end;
 
 	int stopping;
 	int degraded; /* last reported state of the source */
@@ -95,7 +97,7 @@ struct server {
 	uint64_t refused_unlogged;
 	time_t accept_error_logged_at;
 
-	struct event *ev_term, *ev_int, *ev_hup, *ev_heartbeat, *ev_grace, *ev_resume;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_heartbeat, *ev_grace, *ev_resume, *ev_sweep;
 };
 
 /* listen.c */
@@ -136,8 +138,10 @@ void conns_shutdown(struct server *srv);
 /* Closes every connection at once (end of the grace period). */
 void conns_close_all(struct server *srv);
 
-/* Applies changed timeouts and limits to open connections (SIGHUP). */
-void conns_reconfigure(struct server *srv);
+/* Closes connections idle (or not reading their replies) for idle_timeout.
+ * Called once a second; a SIGHUP's new timeout so applies to open
+ * connections too. */
+void conns_sweep(struct server *srv, time_t now);
 
 /* decide.c */
 
@@ -145,6 +149,9 @@ void conns_reconfigure(struct server *srv);
  * into reply (POLICYD_REPLY_MAX bytes). Records the decision in activity.
  * Returns the reply length. Never fails: errors give the on_error reply. */
 size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len);
+
+/* Ends an event-loop iteration: the next request checks the store again. */
+void policyd_iteration_end(evutil_socket_t fd, short what, void *arg);
 
 /* Releases the snapshot held for the current loop iteration (shutdown). */
 void policyd_release_snapshot(struct server *srv);
