@@ -215,11 +215,21 @@ struct userindex_entry {
 	struct pattern pattern;
 };
 
+/* Globs kept together: all of them, or those of one literal domain. */
+struct glob_list {
+	struct userindex_entry **globs;
+	size_t n, cap;
+};
+
 struct userindex {
 	struct hash *exact;  /* text -> struct userindex_entry */
 	struct hash *domain; /* domain -> struct userindex_entry */
-	struct userindex_entry **globs;
-	size_t n_globs, cap_globs;
+	/* A glob that ends in "@" and a literal domain ("scanner*@example.org")
+	 * can only match users of that domain: such globs are listed per domain
+	 * (domain -> struct glob_list), the others in one list tried for every
+	 * user. Each glob is in exactly one list. */
+	struct hash *glob_domain;
+	struct glob_list globs;
 	size_t count;
 };
 
@@ -236,6 +246,7 @@ struct userindex *userindex_create_sized(size_t expected)
 		return NULL;
 	idx->exact = hash_create(expected);
 	idx->domain = hash_create(expected / 8);
+	idx->glob_domain = hash_create(0);
 	return idx;
 }
 
@@ -269,26 +280,51 @@ static struct userindex_entry *entry_new(const struct pattern *p)
 	return e;
 }
 
+/* The literal domain of a glob ("example.org" for "a*@example.org"), or NULL
+ * when the part after its last '@' has glob characters or there is no '@'. */
+static const char *glob_literal_domain(const char *text)
+{
+	const char *at = strrchr(text, '@');
+
+	if (at == NULL || at[1] == '\0')
+		return NULL;
+	for (const char *c = at + 1; *c != '\0'; c++)
+		if (is_glob_char(*c))
+			return NULL;
+	return at + 1;
+}
+
 static struct userindex_entry *glob_entry(struct userindex *idx, const struct pattern *p)
 {
+	const char *domain = glob_literal_domain(p->text);
+	struct glob_list *list = &idx->globs;
 	struct userindex_entry *e;
 	size_t i;
 
-	for (i = 0; i < idx->n_globs; i++)
-		if (strcmp(idx->globs[i]->pattern.text, p->text) == 0)
-			return idx->globs[i];
-	if (idx->n_globs == idx->cap_globs) {
-		size_t cap = idx->cap_globs ? idx->cap_globs * 2 : 4;
-		struct userindex_entry **g = realloc(idx->globs, cap * sizeof(*g));
+	if (domain != NULL) {
+		void **slot = hash_slot(idx->glob_domain, domain);
+
+		if (*slot == NULL)
+			*slot = calloc(1, sizeof(struct glob_list));
+		if (*slot == NULL)
+			return NULL;
+		list = *slot;
+	}
+	for (i = 0; i < list->n; i++)
+		if (strcmp(list->globs[i]->pattern.text, p->text) == 0)
+			return list->globs[i];
+	if (list->n == list->cap) {
+		size_t cap = list->cap ? list->cap * 2 : 4;
+		struct userindex_entry **g = realloc(list->globs, cap * sizeof(*g));
 
 		if (g == NULL)
 			return NULL;
-		idx->globs = g;
-		idx->cap_globs = cap;
+		list->globs = g;
+		list->cap = cap;
 	}
 	e = entry_new(p);
 	if (e != NULL)
-		idx->globs[idx->n_globs++] = e;
+		list->globs[list->n++] = e;
 	return e;
 }
 
@@ -326,12 +362,28 @@ static int entry_call(const struct userindex_entry *e,
 	return 0;
 }
 
+static int glob_list_lookup(const struct glob_list *list, const char *user_lower,
+                            int (*fn)(void *value, const struct pattern *p, void *arg),
+                            void *arg)
+{
+	int r;
+
+	if (list == NULL)
+		return 0;
+	for (size_t i = 0; i < list->n; i++) {
+		const struct userindex_entry *e = list->globs[i];
+
+		if (glob_match(e->pattern.text, user_lower) && (r = entry_call(e, fn, arg)) != 0)
+			return r;
+	}
+	return 0;
+}
+
 int userindex_lookup(const struct userindex *idx, const char *user_lower,
                      int (*fn)(void *value, const struct pattern *p, void *arg), void *arg)
 {
 	const struct userindex_entry *e;
 	const char *at;
-	size_t i;
 	int r;
 
 	if (user_lower == NULL)
@@ -345,12 +397,10 @@ int userindex_lookup(const struct userindex *idx, const char *user_lower,
 		if (e != NULL && (r = entry_call(e, fn, arg)) != 0)
 			return r;
 	}
-	for (i = 0; i < idx->n_globs; i++) {
-		e = idx->globs[i];
-		if (glob_match(e->pattern.text, user_lower) && (r = entry_call(e, fn, arg)) != 0)
-			return r;
-	}
-	return 0;
+	if (at != NULL && (r = glob_list_lookup(hash_get(idx->glob_domain, at + 1), user_lower, fn,
+						arg)) != 0)
+		return r;
+	return glob_list_lookup(&idx->globs, user_lower, fn, arg);
 }
 
 size_t userindex_count(const struct userindex *idx)
@@ -366,19 +416,30 @@ static void entry_free(void *value)
 	free(e);
 }
 
+static void glob_list_clear(struct glob_list *list)
+{
+	for (size_t i = 0; i < list->n; i++)
+		entry_free(list->globs[i]);
+	free(list->globs);
+}
+
+static void glob_list_free(void *value)
+{
+	glob_list_clear(value);
+	free(value);
+}
+
 void userindex_free(struct userindex **idxp)
 {
 	struct userindex *idx;
-	size_t i;
 
 	if (idxp == NULL || *idxp == NULL)
 		return;
 	idx = *idxp;
 	hash_free(&idx->exact, entry_free);
 	hash_free(&idx->domain, entry_free);
-	for (i = 0; i < idx->n_globs; i++)
-		entry_free(idx->globs[i]);
-	free(idx->globs);
+	hash_free(&idx->glob_domain, glob_list_free);
+	glob_list_clear(&idx->globs);
 	free(idx);
 	*idxp = NULL;
 }

@@ -201,6 +201,10 @@ static const struct {
     {"@EXAMPLE.com", 8},
     {"*@example.com", 9},
     {"x@y@example.com", 10},
+    /* globs of a literal domain are kept per domain; the others in one list */
+    {"*@*.example.org", 11},
+    {"svc-?@example.org", 12},
+    {"svc-[0-9]@EXAMPLE.org", 13},
 };
 
 static const struct {
@@ -216,6 +220,10 @@ static const struct {
     {"zed@example.net", {0}, 0},
     {"x@y@example.com", {10, 2, 8, 3, 9}, 5},
     {"example.com", {0}, 0},
+    {"svc-1@example.org", {6, 12, 13}, 3},
+    {"svc-x@example.org", {6, 12}, 2},
+    {"m@mail.example.org", {11}, 1},
+    {"svc-1@example.org.evil", {0}, 0},
 };
 
 static void test_userindex(void **state)
