@@ -93,6 +93,7 @@ struct activity {
 	char program[16];
 	unsigned flush_ms, heartbeat_s;
 	int log_decisions;
+	int nice;
 
 	struct qbuf fill; /* appended to by activity_record() */
 	size_t cap;	  /* records held before dropping */
@@ -504,19 +505,23 @@ static void usage_reset(struct activity *act, time_t now)
 }
 
 /*
- * One transaction: the batch's decision rows and the usage sums, which are
- * written with the decisions they count (what `saslgatectl log` shows is
- * already in `report legacy`) unless the writer is behind. Then the sums span
- * batches until a heartbeat interval has passed or they hold four times
- * queue_max entries, and a busy user costs one upsert per interval instead of
- * one per submission. On failure the batch and the unwritten sums are lost
- * (and counted).
+ * One transaction: the batch's decision rows and the usage sums. A small
+ * batch (a light load: every test, most sites) writes its sums with the
+ * decisions they count, so what `saslgatectl log` shows is already in
+ * `report legacy`. Under a heavy load the sums span batches until a
+ * heartbeat interval has passed or they hold four times queue_max entries,
+ * and a busy user costs one upsert per interval instead of one per
+ * submission. On failure the batch and the unwritten sums are lost (and
+ * counted).
  */
-static int write_batch(struct activity *act, char *data, size_t len, size_t n, int behind,
+#define USAGE_FLUSH_BATCH 500
+
+static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last,
 		       time_t now)
 {
 	int rc = -1;
-	int flush = !behind || now - act->usage_flushed >= (time_t)act->heartbeat_s ||
+	int flush = last || n < USAGE_FLUSH_BATCH ||
+		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 		    hash_count(act->usage) >= act->cap * 4;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
@@ -676,20 +681,20 @@ static void count_loss(struct activity *act, size_t n, time_t now)
 }
 
 /*
- * The writer runs at the lowest priority, nice 19: when the CPU is short,
- * answering the MTA comes first and the record keeping waits (the queue then
- * fills and drops, counted). Unlike SCHED_IDLE, nice 19 still gets a small
- * share of a busy CPU, so other work on the machine cannot starve the writer
- * for good. With CPU to spare, which is every load short of saturation, the
- * priority changes nothing.
+ * The writer runs at its own nice level, by default the lowest (19): when
+ * the CPU is short, answering the MTA comes first and the record keeping
+ * waits (the queue then fills and drops, counted). Unlike SCHED_IDLE, nice 19
+ * still gets a small share of a busy CPU, so other work on the machine cannot
+ * starve the writer for good. With CPU to spare, which is every load short of
+ * saturation, the level changes nothing.
  */
-#define WRITER_NICE 19
-
-static void writer_yield_priority(void)
+static void writer_set_nice(int nice)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 
-	setpriority(PRIO_PROCESS, (id_t)tid, WRITER_NICE);
+	if (setpriority(PRIO_PROCESS, (id_t)tid, nice) < 0)
+		log_warning("activity writer: cannot set nice level %d: %s", nice,
+			    strerror(errno));
 }
 
 static void *writer_main(void *arg)
@@ -699,12 +704,12 @@ static void *writer_main(void *arg)
 	time_t next_heartbeat = 0;
 	int stopping;
 
-	writer_yield_priority();
+	writer_set_nice(act->nice);
+	pthread_setname_np(pthread_self(), "activity");
 
 	for (;;) {
 		struct timespec deadline;
 		struct qbuf taken;
-		int behind;
 		time_t now;
 
 		pthread_mutex_lock(&act->lock);
@@ -716,7 +721,6 @@ static void *writer_main(void *arg)
 			deadline.tv_nsec %= 1000000000L;
 			pthread_cond_timedwait(&act->wake, &act->lock, &deadline);
 		}
-		behind = act->fill.n >= act->cap / 2;
 		taken = act->fill; /* swap: the deciding threads go on filling q */
 		act->fill = q;
 		q = taken;
@@ -729,8 +733,12 @@ static void *writer_main(void *arg)
 				;
 			if (act->log_decisions)
 				log_batch(q.data, q.len);
+		}
+		/* Sums left from a busy spell are written within a heartbeat. */
+		if (q.n > 0 || (hash_count(act->usage) > 0 &&
+				(stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
 			if (ensure_open(act, now) < 0 ||
-			    write_batch(act, q.data, q.len, q.n, behind && !stopping, now) < 0)
+			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
 				count_loss(act, q.n, now);
 		}
 		q.len = q.n = 0;
@@ -758,6 +766,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->flush_ms = opt->flush_ms ? opt->flush_ms : 200;
 	act->heartbeat_s = opt->heartbeat_s ? opt->heartbeat_s : 5;
 	act->log_decisions = opt->log_decisions;
+	act->nice = opt->nice;
 	act->cap = opt->queue_max ? opt->queue_max : 10000;
 	act->fill.cap = 65536;
 	act->fill.data = xmalloc(act->fill.cap);

@@ -28,6 +28,7 @@ struct activity_options {
 	unsigned queue_max;	   /* records held before dropping (e.g. 10000) */
 	unsigned flush_ms;	   /* writer batches at most this long (e.g. 200) */
 	unsigned heartbeat_s;	   /* heartbeat interval (e.g. 5) */
+	int nice;		   /* the writer thread's nice level (0..19) */
 	unsigned retention_days;   /* not applied by the writer; recorded for status */
 	int log_decisions;	   /* 1: one syslog line per decision */
 };

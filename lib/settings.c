@@ -34,6 +34,8 @@ const struct setting_def settings_table[] = {
      "reply text used with on_error"},
     {"activity_queue_max", SETTING_INT, "10000", 100, 1000000, NULL, BOTH,
      "activity records queued before dropping"},
+    {"activity_nice", SETTING_INT, "19", 0, 19, NULL, BOTH,
+     "nice level of the activity writer thread (19: deciding comes first)"},
     {"activity_flush_ms", SETTING_INT, "200", 10, 10000, NULL, BOTH,
      "longest time activity records wait before being written (ms)"},
     {"heartbeat_interval", SETTING_DURATION, "5s", 1, 3600, NULL, BOTH,

@@ -269,6 +269,7 @@ static int resolve_settings(const struct settings *s, struct milter_settings *m,
 	m->activity.program = "milter";
 	m->activity.queue_max = (unsigned)settings_int(s, "activity_queue_max");
 	m->activity.flush_ms = (unsigned)settings_int(s, "activity_flush_ms");
+	m->activity.nice = (int)settings_int(s, "activity_nice");
 	m->activity.heartbeat_s = (unsigned)settings_int(s, "heartbeat_interval");
 	m->activity.retention_days = 0;
 	m->activity.log_decisions = settings_bool(s, "log_decisions");

@@ -365,6 +365,7 @@ static int open_activity(struct server *srv, const char *dir, struct sg_err *err
 	ao.queue_max = (unsigned)settings_int(&srv->settings, "activity_queue_max");
 	ao.flush_ms = (unsigned)settings_int(&srv->settings, "activity_flush_ms");
 	ao.heartbeat_s = (unsigned)settings_int(&srv->settings, "heartbeat_interval");
+	ao.nice = (int)settings_int(&srv->settings, "activity_nice");
 	ao.retention_days = 0; /* a policy.db setting; the daemon does not apply it */
 	ao.log_decisions = settings_bool(&srv->settings, "log_decisions");
 	srv->activity = activity_open(&ao, err);

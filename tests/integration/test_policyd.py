@@ -615,3 +615,30 @@ def test_sighup_applies_idle_timeout_to_open_connections(tmp_path, store):
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def thread_nice(pid, name):
+    """The nice level of the daemon's thread called name (from /proc)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if f.read().strip() != name:
+                continue
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[16])  # field 19 of stat(5), counted after the comm
+    raise AssertionError("no thread %r in %d" % (name, pid))
+
+
+@pytest.mark.parametrize("setting,want", [(None, 19), ("0", 0), ("7", 7)])
+def test_activity_writer_nice_level(tmp_path, store, setting, want):
+    d = Policyd(tmp_path, store, settings={"activity_nice": setting} if setting else None)
+    try:
+        assert thread_nice(d.pid, "activity") == want
+        # the deciding thread keeps the nice level it was started with
+        assert thread_nice(d.pid, "saslgate-policy") == os.getpriority(os.PRIO_PROCESS, 0)
+        with d.client() as c:
+            assert c.ask(instance=new_instance()) == BLOCK_REPLY
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    assert "cannot set nice level" not in d.log_text()
