@@ -29,7 +29,7 @@
 #include "store.h"
 
 struct source {
-	pthread_mutex_t lock;
+	pthread_rwlock_t lock; /* read: the fast path of source_acquire; write: the rest */
 	char *dir;
 	char path[4096];
 	sqlite3 *db;
@@ -171,8 +171,14 @@ static int notice_moved(struct source *src)
 struct source *source_open(const char *dir, struct sg_err *err)
 {
 	struct source *src = xcalloc(1, sizeof(*src));
+	pthread_rwlockattr_t attr;
 
-	pthread_mutex_init(&src->lock, NULL);
+	/* The slow path (a change, the check once a second) must not wait behind
+	 * a stream of readers. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&src->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	src->dir = xstrdup(dir);
 	src->notice_fd = -1;
 	if (store_path(dir, STORE_POLICY_DB, src->path, sizeof(src->path), err) < 0 ||
@@ -221,14 +227,35 @@ static void check_identity(struct source *src, time_t now)
 	clear_degraded(src);
 }
 
+/*
+ * The common case, nothing committed: under the read lock, so that the
+ * milter's threads do not queue behind each other's pread of the notice.
+ * NULL when the slow path must run.
+ */
+static struct snapshot *acquire_unchanged(struct source *src, time_t now)
+{
+	struct snapshot *snap = NULL;
+	uint64_t v;
+
+	pthread_rwlock_rdlock(&src->lock);
+	if (now == src->last_identity_check && !src->check_due && src->notice_fd >= 0 &&
+	    store_notice_read(src->notice_fd, &v) == 0 && v == src->notice_seen)
+		snap = snapshot_ref(src->current);
+	pthread_rwlock_unlock(&src->lock);
+	return snap;
+}
+
 struct snapshot *source_acquire(struct source *src)
 {
 	struct snapshot *snap;
 	struct sg_err err;
 	int64_t version;
+	time_t now = time(NULL);
 
-	pthread_mutex_lock(&src->lock);
-	check_identity(src, time(NULL));
+	if ((snap = acquire_unchanged(src, now)) != NULL)
+		return snap;
+	pthread_rwlock_wrlock(&src->lock);
+	check_identity(src, now);
 	err.text[0] = '\0';
 	if (notice_moved(src))
 		src->check_due = 1;
@@ -248,7 +275,7 @@ struct snapshot *source_acquire(struct source *src)
 		set_degraded(src, err.text);
 	}
 	snap = snapshot_ref(src->current);
-	pthread_mutex_unlock(&src->lock);
+	pthread_rwlock_unlock(&src->lock);
 	return snap;
 }
 
@@ -256,19 +283,19 @@ int source_degraded(struct source *src, char *reason, size_t len)
 {
 	int d;
 
-	pthread_mutex_lock(&src->lock);
+	pthread_rwlock_rdlock(&src->lock);
 	d = src->degraded;
 	if (reason != NULL && len > 0)
 		sg_strlcpy(reason, d ? src->reason : "", len);
-	pthread_mutex_unlock(&src->lock);
+	pthread_rwlock_unlock(&src->lock);
 	return d;
 }
 
 void source_stats(struct source *src, struct source_stats *out)
 {
-	pthread_mutex_lock(&src->lock);
+	pthread_rwlock_rdlock(&src->lock);
 	*out = src->stats;
-	pthread_mutex_unlock(&src->lock);
+	pthread_rwlock_unlock(&src->lock);
 }
 
 void source_close(struct source **srcp)
@@ -282,7 +309,7 @@ void source_close(struct source **srcp)
 		close(src->notice_fd);
 	sqlite3_finalize(src->data_version_stmt);
 	store_close(&src->db);
-	pthread_mutex_destroy(&src->lock);
+	pthread_rwlock_destroy(&src->lock);
 	free(src->dir);
 	free(src);
 	*srcp = NULL;
