@@ -295,21 +295,27 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Every heartbeat_interval: pick up store changes even without traffic and
  * report the source's state to the activity writer. */
-static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+static void report_status(struct server *srv)
 {
-	struct server *srv = arg;
-	struct snapshot *snap = source_acquire(srv->source);
 	struct source_stats st;
 	char reason[SG_ERR_MAX] = "";
 	int degraded;
 
-	snapshot_unref(&snap);
 	/* lib/source logs the transitions; we only report them. */
 	degraded = source_degraded(srv->source, reason, sizeof(reason));
 	source_stats(srv->source, &st);
 	srv->degraded = degraded;
 	activity_set_status(srv->activity, st.generation, degraded, degraded ? reason : NULL);
 	activity_set_rebuilds(srv->activity, st.rebuilds, st.last_rebuild_us);
+}
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct snapshot *snap = source_acquire(srv->source);
+
+	snapshot_unref(&snap);
+	report_status(srv);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -421,6 +427,8 @@ static int serve(struct server *srv)
 	log_info("stopped");
 out_events:
 	conns_close_all(srv);
+	if (srv->activity != NULL)
+		report_status(srv); /* for the final heartbeat */
 	policyd_release_snapshot(srv);
 	endpoints_close(srv);
 	free_events(srv);
