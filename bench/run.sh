@@ -24,30 +24,36 @@ SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
 
 echo
 echo "== saslgate-policyd vs bench/baseline_policy: 100 connections, ${SECS}s x $ROUNDS rounds"
+echo "   (policyd: default settings; policyd/n0: activity_nice=0, the writer at the deciding thread's priority)"
+# policyd_round LABEL EXTRA_OPTION...: one measured run, then its activity figures.
+policyd_round() {
+	label=$1
+	shift
+	rm -f "$W/pd.sock" "$W/store/activity.db"*
+	"$B/saslgate-policyd" -f -d "$W/store" -l "unix:$W/pd.sock" -o socket_mode=0666 "$@" \
+		2>"$W/policyd.log" & PP=$!
+	wait_socket "$W/pd.sock"
+	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d 1 >/dev/null
+	out=$("$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d "$SECS")
+	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
+	# Rebuild time after one change (the heartbeat records it).
+	"$B/saslgatectl" -d "$W/store" exception add --user "bench$r$label@example.test" \
+		--permanent --reason bench >/dev/null
+	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 1 -d 1 >/dev/null
+	kill $PP; wait $PP 2>/dev/null || true
+	echo "$label round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss" \
+		"$(sqlite3 "$W/store/activity.db" "SELECT 'rebuild_ms=' || (last_rebuild_us / 1000) || ' decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
+}
 for r in $(seq "$ROUNDS"); do
 	rm -f "$W/base.sock"
 	"$B/bench/baseline_policy" -l "unix:$W/base.sock" & BP=$!
 	wait_socket "$W/base.sock"
 	"$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d 1 >/dev/null
 	out=$("$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d "$SECS")
-	echo "baseline  round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
+	echo "baseline   round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
 	kill $BP; wait $BP 2>/dev/null || true
-
-	rm -f "$W/pd.sock" "$W/store/activity.db"*
-	"$B/saslgate-policyd" -f -d "$W/store" -l "unix:$W/pd.sock" -o socket_mode=0666 \
-		2>"$W/policyd.log" & PP=$!
-	wait_socket "$W/pd.sock"
-	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d 1 >/dev/null
-	out=$("$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d "$SECS")
-	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
-	echo "policyd   round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss"
-	# Rebuild time after one change (the heartbeat records it).
-	"$B/saslgatectl" -d "$W/store" exception add --user "bench$r@example.test" --permanent \
-		--reason bench >/dev/null
-	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 1 -d 1 >/dev/null
-	sleep 6
-	kill $PP; wait $PP 2>/dev/null || true
-	sqlite3 "$W/store/activity.db" "SELECT 'policyd   round $r: rebuild_ms=' || (last_rebuild_us / 1000) || ' requests=' || requests || ' dropped_activity=' || dropped FROM heartbeats ORDER BY last_seen DESC LIMIT 1"
+	policyd_round "policyd   "
+	policyd_round "policyd/n0" -o activity_nice=0
 done
 
 echo
@@ -65,6 +71,8 @@ for r in $(seq "$ROUNDS"); do
 		2>"$W/milter.log" & MP=$!
 	wait_socket "$W/m.sock"
 	"$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d 1 >/dev/null
-	echo "saslgate  round $r: $("$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d "$SECS")"
+	out=$("$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d "$SECS")
 	kill $MP; wait $MP 2>/dev/null || true
+	echo "saslgate  round $r: $out" \
+		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 done
