@@ -781,10 +781,18 @@ struct snapshot *snapshot_ref(struct snapshot *snap)
 	return snap;
 }
 
-/* Freeing a snapshot of 100,000 exceptions takes 25-50 ms; the last reference
- * is often dropped by a daemon's request path, just after a rebuild. A
- * snapshot with more exceptions than this is freed by a thread of its own. */
+/* Freeing a snapshot of 100,000 exceptions takes 25-50 ms; in a daemon the
+ * last reference is often dropped by the request path, just after a rebuild.
+ * With free_aside set, a snapshot with more exceptions than this is freed by
+ * a thread of its own. */
 #define FREE_ASIDE_EXCEPTIONS 10000
+
+static int free_aside;
+
+void snapshot_set_free_aside(int on)
+{
+	free_aside = on;
+}
 
 static void *destroy_main(void *arg)
 {
@@ -816,7 +824,7 @@ void snapshot_unref(struct snapshot **sp)
 	*sp = NULL;
 	if (__atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (snap->n_exceptions > FREE_ASIDE_EXCEPTIONS)
+	if (free_aside && snap->n_exceptions > FREE_ASIDE_EXCEPTIONS)
 		destroy_aside(snap);
 	else
 		snapshot_destroy(snap);

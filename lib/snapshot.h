@@ -115,6 +115,10 @@ void snapshot_builder_free(struct snapshot_builder **b);
  * generation (settings.generation) is recorded in the snapshot. NULL on error. */
 struct snapshot *snapshot_load(sqlite3 *db, struct sg_err *err);
 
+/* Daemons: free large snapshots in a thread of their own rather than in the
+ * caller of the last snapshot_unref() (off by default; set once at start-up). */
+void snapshot_set_free_aside(int on);
+
 /* Reference counting (atomic; any thread). unref sets *snap to NULL and frees the
  * snapshot when the last reference goes. */
 struct snapshot *snapshot_ref(struct snapshot *snap);

@@ -491,6 +491,7 @@ int main(int argc, char **argv)
 
 	/* Open the store as the daemon user, so that a problem shows on the
 	 * terminal; a detached child reopens it (no SQLite handle crosses fork). */
+	snapshot_set_free_aside(1);
 	src = source_open(m.store_dir, &err);
 	if (src == NULL)
 		fatal("%s", err.text);

@@ -403,6 +403,7 @@ static int serve(struct server *srv)
 		log_error("%s", err.text);
 		goto out_pid;
 	}
+	snapshot_set_free_aside(1);
 	srv->source = source_open(dir, &err);
 	if (srv->source == NULL) {
 		log_error("policy store %s: %s", dir, err.text);
