@@ -80,7 +80,7 @@ struct usage_sum {
 	char last_service[64];
 	char *user;
 	char mech[MECH_NAME_MAX + 1];
-	char network[64];
+	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
 };
 
 struct activity {
@@ -509,7 +509,7 @@ static void usage_reset(struct activity *act, time_t now)
  * batch (a light load: every test, most sites) writes its sums with the
  * decisions they count, so what `saslgatectl log` shows is already in
  * `report legacy`. Under a heavy load the sums span batches until a
- * heartbeat interval has passed or they hold four times queue_max entries,
+ * heartbeat interval has passed or they hold queue_max entries,
  * and a busy user costs one upsert per interval instead of one per
  * submission. On failure the batch and the unwritten sums are lost (and
  * counted).
@@ -522,7 +522,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-		    hash_count(act->usage) >= act->cap * 4;
+		    hash_count(act->usage) >= act->cap;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
 		goto fail;
