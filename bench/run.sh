@@ -25,7 +25,8 @@ SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
 echo
 echo "== saslgate-policyd vs bench/baseline_policy: 100 connections, ${SECS}s x $ROUNDS rounds"
 echo "   (policyd: default settings; policyd/n0: activity_nice=0, the writer at the deciding thread's priority)"
-# policyd_round LABEL EXTRA_OPTION...: one measured run, then its activity figures.
+changes=0
+# policyd_round LABEL [-o SETTING]: one measured run, then its activity figures.
 policyd_round() {
 	label=$1
 	shift
@@ -37,11 +38,13 @@ policyd_round() {
 	out=$("$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 100 -d "$SECS")
 	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
 	# Rebuild time after one change (the heartbeat records it).
-	"$B/saslgatectl" -d "$W/store" exception add --user "bench$r$label@example.test" \
+	changes=$((changes + 1))
+	"$B/saslgatectl" -d "$W/store" exception add --user "bench$changes@example.test" \
 		--permanent --reason bench >/dev/null
 	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 1 -d 1 >/dev/null
 	kill $PP; wait $PP 2>/dev/null || true
-	echo "$label round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss" \
+	printf '%-10s round %s: ' "$label" "$r"
+	echo "rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss" \
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'rebuild_ms=' || (last_rebuild_us / 1000) || ' decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 }
 for r in $(seq "$ROUNDS"); do
@@ -52,8 +55,8 @@ for r in $(seq "$ROUNDS"); do
 	out=$("$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d "$SECS")
 	echo "baseline   round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
 	kill $BP; wait $BP 2>/dev/null || true
-	policyd_round "policyd   "
-	policyd_round "policyd/n0" -o activity_nice=0
+	policyd_round policyd
+	policyd_round policyd/n0 -o activity_nice=0
 done
 
 echo
