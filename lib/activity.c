@@ -78,8 +78,6 @@ struct usage_sum {
 	char outcome[20];
 	char last_client[64];
 	char last_service[64];
-	char *user;
-	char mech[MECH_NAME_MAX + 1];
 	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
 };
 
@@ -416,8 +414,9 @@ static int write_decisions(struct activity *act, struct record *const *recs, int
 	return sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Adds an authenticated decision to its usage sum. The key holds the client
- * network in hex (cheap); its text form is made once per sum. */
+/* Adds an authenticated decision to its usage sum, keyed by user, mechanism
+ * and client network. The key holds the network in hex (cheap); its text
+ * form is made once per sum. */
 static void sum_usage(struct activity *act, const struct record *r)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -449,8 +448,6 @@ static void sum_usage(struct activity *act, const struct record *r)
 			cidr_format(&net, u->network, sizeof(u->network));
 		else
 			sg_strlcpy(u->network, "-", sizeof(u->network));
-		u->user = xstrdup(r->f[F_USER]);
-		sg_strlcpy(u->mech, r->f[F_MECH], sizeof(u->mech));
 		u->first_seen = r->at;
 		*slot = u;
 	}
@@ -469,14 +466,16 @@ static void sum_usage(struct activity *act, const struct record *r)
 	u->count++;
 }
 
+/* key: user \x1f mech \x1f network in hex (see sum_usage) */
 static int write_usage(const char *key, void *value, void *arg)
 {
 	const struct usage_sum *u = value;
 	sqlite3_stmt *use = arg;
+	const char *mech = strchr(key, '\x1f') + 1, *end = strchr(mech, '\x1f');
 
 	sqlite3_reset(use);
-	sqlite3_bind_text(use, 1, u->user, -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 2, u->mech, -1, SQLITE_STATIC);
+	sqlite3_bind_text(use, 1, key, (int)(mech - 1 - key), SQLITE_STATIC);
+	sqlite3_bind_text(use, 2, mech, (int)(end - mech), SQLITE_STATIC);
 	sqlite3_bind_text(use, 3, u->network, -1, SQLITE_STATIC);
 	sqlite3_bind_text(use, 4, u->mech_class, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
@@ -489,17 +488,9 @@ static int write_usage(const char *key, void *value, void *arg)
 	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
 }
 
-static void usage_free(void *value)
-{
-	struct usage_sum *u = value;
-
-	free(u->user);
-	free(u);
-}
-
 static void usage_reset(struct activity *act, time_t now)
 {
-	hash_free(&act->usage, usage_free);
+	hash_free(&act->usage, free);
 	act->usage = hash_create(1024);
 	act->usage_flushed = now;
 }
@@ -509,7 +500,7 @@ static void usage_reset(struct activity *act, time_t now)
  * batch (a light load: every test, most sites) writes its sums with the
  * decisions they count, so what `saslgatectl log` shows is already in
  * `report legacy`. Under a heavy load the sums span batches until a
- * heartbeat interval has passed or they hold queue_max entries,
+ * heartbeat interval has passed or they hold four times queue_max entries,
  * and a busy user costs one upsert per interval instead of one per
  * submission. On failure the batch and the unwritten sums are lost (and
  * counted).
@@ -522,7 +513,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-		    hash_count(act->usage) >= act->cap;
+		    hash_count(act->usage) >= act->cap * 4;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
 		goto fail;
@@ -780,7 +771,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
 		close_db(act);
-		hash_free(&act->usage, usage_free);
+		hash_free(&act->usage, free);
 		free(act->fill.data);
 		free(act->dir);
 		free(act);
@@ -801,7 +792,7 @@ void activity_close(struct activity **actp)
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
 	close_db(act);
-	hash_free(&act->usage, usage_free);
+	hash_free(&act->usage, free);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);
