@@ -29,8 +29,12 @@
 #include "log.h"
 #include "policyd.h"
 
-/* What one recv() may bring; a request that does not fit is parsed in parts. */
-#define CONN_INPUT_BYTES 8192
+/* What one recv() may bring; a request that does not fit is parsed in parts.
+ * The loop is single-threaded, so one buffer serves every connection: it is
+ * parsed at once, and only input left over while a connection is paused (its
+ * client not reading replies) is kept, by that connection. */
+#define CONN_INPUT_BYTES 16384
+static char input[CONN_INPUT_BYTES];
 
 /* A client that does not read its replies stops being read from once this much
  * output is pending (Postfix never sends a second request before the reply). */
@@ -55,9 +59,9 @@ struct conn {
 	size_t cache_key_len;
 	char cache_reply[POLICYD_REPLY_MAX];
 	size_t cache_reply_len;
-	/* input received and not yet parsed */
-	size_t in_off, in_len;
-	char in[CONN_INPUT_BYTES];
+	/* input received while paused, not yet parsed */
+	char *held;
+	size_t held_len;
 };
 
 static void conn_free(struct conn *c)
@@ -76,6 +80,7 @@ static void conn_free(struct conn *c)
 	close(c->fd);
 	policy_parser_free(&c->parser);
 	free(c->out);
+	free(c->held);
 	free(c->cache_key);
 	free(c);
 	if (srv->stopping)
@@ -227,21 +232,27 @@ static void conn_answer(struct conn *c)
 }
 
 /*
- * Parses and answers what is in the input buffer. Returns 0, or -1 when the
- * connection is gone (freed). Stops reading while too much output is pending.
+ * Parses and answers data[0..len). Returns 0, or -1 when the connection is
+ * gone (freed). While too much output is pending, reading stops and the rest
+ * of the data is held for conn_write_cb().
  */
-static int conn_process(struct conn *c)
+static int conn_process(struct conn *c, const char *data, size_t len)
 {
-	while (c->in_off < c->in_len && !c->closing) {
+	size_t off = 0;
+
+	while (off < len && !c->closing) {
 		enum policy_parse_status st;
 		size_t used;
 
 		if (c->out_len >= OUTPUT_PAUSE_BYTES) {
 			set_reading(c, 0); /* resumed when the output is sent */
+			c->held = xmalloc(len - off);
+			memcpy(c->held, data + off, len - off);
+			c->held_len = len - off;
 			return 0;
 		}
-		st = policy_parser_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, &used);
-		c->in_off += used;
+		st = policy_parser_feed(&c->parser, data + off, len - off, &used);
+		off += used;
 		if (st == POLICY_PARSE_ERROR) {
 			conn_abort(c, policy_parser_error(&c->parser));
 			return -1;
@@ -254,8 +265,6 @@ static int conn_process(struct conn *c)
 				c->closing = 1;
 		}
 	}
-	if (c->in_off == c->in_len)
-		c->in_off = c->in_len = 0;
 	if (c->closing) {
 		set_reading(c, 0);
 		if (c->out_len == 0) {
@@ -270,7 +279,7 @@ static int conn_process(struct conn *c)
  * A client that half-closes after its request still gets the reply. */
 static void conn_eof(struct conn *c)
 {
-	if (policy_parser_busy(&c->parser) || c->in_off < c->in_len) {
+	if (policy_parser_busy(&c->parser)) {
 		conn_abort(c, "disconnected in the middle of a request");
 		return;
 	}
@@ -285,18 +294,8 @@ static void conn_eof(struct conn *c)
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	ssize_t n;
+	ssize_t n = recv(fd, input, sizeof(input), 0);
 
-	if (c->in_off > 0) { /* a partial request waits at the end: move it to the front */
-		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-		c->in_len -= c->in_off;
-		c->in_off = 0;
-	}
-	if (c->in_len == sizeof(c->in)) { /* cannot happen: the parser takes all it is given */
-		conn_process(c);
-		return;
-	}
-	n = recv(fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -308,9 +307,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_eof(c);
 		return;
 	}
-	c->in_len += (size_t)n;
 	c->last_active = time(NULL);
-	conn_process(c);
+	conn_process(c, input, (size_t)n);
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -337,7 +335,15 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Reading may have paused on this output; requests may be waiting. */
 	set_reading(c, 1);
-	conn_process(c);
+	if (c->held != NULL) {
+		char *held = c->held;
+		size_t len = c->held_len;
+
+		c->held = NULL;
+		c->held_len = 0;
+		conn_process(c, held, len); /* may free c, never held */
+		free(held);
+	}
 }
 
 void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import stat
+import threading
 import time
 
 import pytest
@@ -642,3 +643,24 @@ def test_activity_writer_nice_level(tmp_path, store, setting, want):
     finally:
         d.kill()
     assert "cannot set nice level" not in d.log_text()
+
+
+def test_client_that_does_not_read_its_replies(daemon):
+    """Requests sent back to back by a client that reads nothing for a while:
+    the daemon stops reading once replies pile up (holding what it received),
+    resumes when they are read, and every request is answered, in order."""
+    n = 10000
+    requests = [new_instance() for _ in range(n)]
+    blob = b"".join(encode(postfix_request(instance=inst,
+                                           sasl_method="PLAIN" if i % 2 else "XOAUTH2"))
+                    for i, inst in enumerate(requests))
+    with daemon.client(timeout=30) as c:
+        sender = threading.Thread(target=c.send, args=(blob,))
+        sender.start()
+        time.sleep(1.0)  # replies pile up in the socket and in the daemon
+        replies = [c.read_reply() for _ in range(n)]
+        sender.join(30)
+        assert not sender.is_alive()
+    assert replies == [BLOCK_REPLY if i % 2 else DUNNO for i in range(n)]
+    with daemon.client() as c:  # and the daemon serves on
+        assert c.ask(instance=new_instance()) == BLOCK_REPLY
