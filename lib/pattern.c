@@ -280,18 +280,28 @@ static struct userindex_entry *entry_new(const struct pattern *p)
 	return e;
 }
 
-/* The literal domain of a glob ("example.org" for "a*@example.org"), or NULL
- * when the part after its last '@' has glob characters or there is no '@'. */
+/* The literal domain of a glob ("example.org" for "a*@example.org"): the
+ * part after the last '@' of the literal text that ends the pattern, after
+ * its last '*', '?' or bracket expression (an '@' inside "[@.]" is not a
+ * separator). NULL when that text has no '@' or ends in it. */
 static const char *glob_literal_domain(const char *text)
 {
-	const char *at = strrchr(text, '@');
+	const char *tail = text, *at;
 
-	if (at == NULL || at[1] == '\0')
-		return NULL;
-	for (const char *c = at + 1; *c != '\0'; c++)
-		if (is_glob_char(*c))
-			return NULL;
-	return at + 1;
+	for (const char *c = text; *c != '\0'; c++) {
+		if (*c == '*' || *c == '?') {
+			tail = c + 1;
+		} else if (*c == '[') {
+			size_t n = bracket_len(c);
+
+			if (n != 0) { /* else a literal '[' */
+				c += n - 1;
+				tail = c + 1;
+			}
+		}
+	}
+	at = strrchr(tail, '@');
+	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
 }
 
 static struct userindex_entry *glob_entry(struct userindex *idx, const struct pattern *p)

@@ -205,6 +205,8 @@ static const struct {
     {"*@*.example.org", 11},
     {"svc-?@example.org", 12},
     {"svc-[0-9]@EXAMPLE.org", 13},
+    /* an '@' in a bracket expression is no domain separator (found by fuzz_pattern) */
+    {"x[@.]y", 14},
 };
 
 static const struct {
@@ -224,6 +226,8 @@ static const struct {
     {"svc-x@example.org", {6, 12}, 2},
     {"m@mail.example.org", {11}, 1},
     {"svc-1@example.org.evil", {0}, 0},
+    {"x@y", {14}, 1},
+    {"x.y", {14}, 1},
 };
 
 static void test_userindex(void **state)
