@@ -3,7 +3,8 @@
 # same run (rounds alternate between the two so that machine noise hits both).
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
-# Prints the figures recorded in bench/README.md.
+# Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, policyd
+# or milter runs one part.
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -15,13 +16,21 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT INT TERM
 wait_socket() { i=0; while [ ! -S "$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; }
 field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+ONLY=${BENCH_ONLY:-all}
+part() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
+
+if part engine; then
 echo "== engine"
 "$B/bench/engine" -n 500000
+fi
 
 echo
+if part policyd || part milter; then
 echo "== store for the daemons: 10 policies, 100,000 exceptions"
 SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
+fi
 
+if part policyd; then
 echo
 echo "== saslgate-policyd vs bench/baseline_policy: 100 connections, ${SECS}s x $ROUNDS rounds"
 echo "   (policyd: default settings; policyd/n0: activity_nice=0, the writer at the deciding thread's priority)"
@@ -59,6 +68,9 @@ for r in $(seq "$ROUNDS"); do
 	policyd_round policyd/n0 -o activity_nice=0
 done
 
+fi
+
+if part milter; then
 echo
 echo "== saslgate-milter vs bench/noop_milter: 50 connections, ${SECS}s x $ROUNDS rounds"
 for r in $(seq "$ROUNDS"); do
@@ -79,3 +91,4 @@ for r in $(seq "$ROUNDS"); do
 	echo "saslgate  round $r: $out" \
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 done
+fi
