@@ -763,6 +763,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->fill.data = xmalloc(act->fill.cap);
 	act->usage = hash_create(1024);
 	act->started = time(NULL);
+	act->usage_flushed = act->started;
 	if (gethostname(act->host, sizeof(act->host)) < 0)
 		sg_strlcpy(act->host, "localhost", sizeof(act->host));
 	act->host[sizeof(act->host) - 1] = '\0';

@@ -664,3 +664,45 @@ def test_client_that_does_not_read_its_replies(daemon):
     assert replies == [BLOCK_REPLY if i % 2 else DUNNO for i in range(n)]
     with daemon.client() as c:  # and the daemon serves on
         assert c.ask(instance=new_instance()) == BLOCK_REPLY
+
+
+def burst(d, n, users):
+    """n decisions sent back to back on one connection, users round robin."""
+    blob = b"".join(encode(postfix_request(instance=new_instance(),
+                                           sasl_username="u%d@example.com" % (i % users)))
+                    for i in range(n))
+    with d.client(timeout=30) as c:
+        sender = threading.Thread(target=c.send, args=(blob,))
+        sender.start()
+        replies = [c.read_reply() for _ in range(n)]
+        sender.join(30)
+    assert replies == [BLOCK_REPLY] * n
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["at-stop", "within-a-heartbeat"])
+def test_usage_sums_of_a_busy_spell_are_written(tmp_path, store, stop):
+    """A batch of 500 decisions or more keeps its usage sums in memory for
+    later batches; they still reach activity.db, at the latest when the daemon
+    stops or a heartbeat interval after the spell."""
+    n, users = 3000, 7
+    d = Policyd(tmp_path, store, settings={"activity_flush_ms": "2000",
+                                           "heartbeat_interval": "60s" if stop else "2s"})
+    try:
+        burst(d, n, users)
+        if stop:
+            wait_for(lambda: activity_rows(store, "SELECT count(*) FROM decisions")[0][0] == n,
+                     timeout=10)
+            assert d.stop() == 0
+        else:
+            wait_for(lambda: activity_rows(store, "SELECT count(*) FROM decisions")[0][0] == n
+                     and activity_rows(store, "SELECT sum(count) FROM usage")[0][0] == n,
+                     timeout=10)
+    finally:
+        d.kill()
+    assert activity_rows(store, "SELECT count(*) FROM decisions")[0][0] == n
+    rows = activity_rows(store, "SELECT user, mech, network, count, last_client, last_tls "
+                         "FROM usage ORDER BY user")
+    assert [(u, c) for u, _, _, c, _, _ in rows] == \
+        [("u%d@example.com" % i, len(range(i, n, users))) for i in range(users)]
+    assert all(m == "PLAIN" and net == "127.0.0.0/24" and client == "127.0.0.1" and tls == 1
+               for _, m, net, _, client, tls in rows), rows
