@@ -182,3 +182,12 @@ int list_next(const char **cursor, char *item, size_t itemlen)
 		return 1;
 	}
 }
+
+time_t sg_time_now(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		return time(NULL);
+	return ts.tv_sec;
+}

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define SG_ERR_MAX 512
 
@@ -35,6 +36,11 @@ int sg_err_set(struct sg_err *err, const char *fmt, ...) SG_PRINTF(2, 3);
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *ptr, size_t size);
+
+/* The current time in seconds, exact: glibc's time() reads the coarse clock,
+ * which may still show the previous second a few milliseconds into the next.
+ * Decisions and their records are stamped with this. */
+time_t sg_time_now(void);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 

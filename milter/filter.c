@@ -215,7 +215,7 @@ static sfsistat filter_envfrom(SMFICTX *ctx, char **argv)
 	struct snapshot *snap;
 	char instance[48], sender[SENDER_MAX];
 	const char *tls_version;
-	time_t now = time(NULL);
+	time_t now = sg_time_now();
 	sfsistat status;
 
 	if (conn == NULL)

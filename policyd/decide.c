@@ -133,7 +133,7 @@ size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *r
 	struct request req;
 	struct decision d;
 	struct snapshot *snap;
-	time_t now = time(NULL);
+	time_t now = sg_time_now();
 	size_t n;
 
 	request_from(p, &req);
