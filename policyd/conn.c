@@ -291,16 +291,23 @@ static void conn_eof(struct conn *c)
 	conn_free(c);
 }
 
+/* After a recv() or send() that failed: nothing for EAGAIN and EINTR (the
+ * event comes again), else the connection is closed (and freed). */
+static void io_failed(struct conn *c)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return;
+	log_debug("policy connection from %s: %s", c->peer, strerror(errno));
+	conn_free(c);
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	ssize_t n = recv(fd, input, sizeof(input), 0);
 
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		log_debug("policy connection from %s: %s", c->peer, strerror(errno));
-		conn_free(c);
+		io_failed(c);
 		return;
 	}
 	if (n == 0) {
@@ -317,10 +324,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n = send(fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		log_debug("policy connection from %s: %s", c->peer, strerror(errno));
-		conn_free(c);
+		io_failed(c);
 		return;
 	}
 	c->last_active = time(NULL);
