@@ -123,7 +123,7 @@ static size_t pack_field(char *dst, const char *src, size_t max)
 	size_t i = 0;
 
 	if (src != NULL)
-		for (; src[i] != '\0' && i < max; i++) {
+		for (; i < max && src[i] != '\0'; i++) {
 			unsigned char c = (unsigned char)src[i];
 
 			dst[i] = (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (char)c;
@@ -184,21 +184,23 @@ static const char *or_dash(const char *s)
 	return s != NULL && *s != '\0' ? s : "-";
 }
 
-/* Appends "name=value" (value "-" when empty) to a line being built. */
+static char *put_str(char *p, const char *s)
+{
+	while (*s != '\0')
+		*p++ = *s++;
+	return p;
+}
+
+/* Appends " name=value" (value "-" when empty) to a line being built. */
 static char *put_kv(char *p, const char *end, const char *name, const char *value)
 {
-	size_t n = strlen(name), v;
-
 	value = or_dash(value);
-	v = strlen(value);
-	if ((size_t)(end - p) < n + v + 3)
+	if ((size_t)(end - p) < strlen(name) + strlen(value) + 3)
 		return p;
 	*p++ = ' ';
-	memcpy(p, name, n);
-	p += n;
+	p = put_str(p, name);
 	*p++ = '=';
-	memcpy(p, value, v);
-	return p + v;
+	return put_str(p, value);
 }
 
 /* The decision line, without a newline; returns its length. (Built by hand:
@@ -332,15 +334,18 @@ static const char sql_decision_values[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 static int prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **st)
 {
 	size_t len = sizeof(sql_decision) + (size_t)rows * sizeof(sql_decision_values);
-	char *sql = xmalloc(len);
+	char *sql = xmalloc(len), *p = sql;
 	int rc;
 
-	sg_strlcpy(sql, sql_decision, len);
+	memcpy(p, sql_decision, sizeof(sql_decision) - 1);
+	p += sizeof(sql_decision) - 1;
 	for (int i = 0; i < rows; i++) {
 		if (i > 0)
-			strcat(sql, ",");
-		strcat(sql, sql_decision_values);
+			*p++ = ',';
+		memcpy(p, sql_decision_values, sizeof(sql_decision_values) - 1);
+		p += sizeof(sql_decision_values) - 1;
 	}
+	*p = '\0';
 	rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
 	free(sql);
 	return rc == SQLITE_OK ? 0 : -1;

@@ -147,8 +147,9 @@ void fatal(const char *fmt, ...)
 
 void log_info_block(char *block, size_t len)
 {
-	static const char sep[] = ": info: ";
-	size_t ident_len = strlen(log_ident), n_lines = 0, out_len = 0;
+	char prefix[sizeof(log_ident) + 16];
+	int plen = snprintf(prefix, sizeof(prefix), "%s: info: ", log_ident);
+	size_t n_lines = 0, out_len = 0;
 	char *out, *line = block, *end = block + len;
 
 	if ((int)LOG_LEVEL_INFO < atomic_load(&log_min_level) || len == 0)
@@ -171,16 +172,17 @@ void log_info_block(char *block, size_t len)
 		}
 		return;
 	}
-	out = malloc(len + n_lines * (ident_len + sizeof(sep)) + 1);
+	if (plen < 0 || (size_t)plen >= sizeof(prefix))
+		return; /* cannot happen: log_ident is shorter */
+	out = malloc(len + n_lines * (size_t)plen + 1);
 	if (out == NULL)
 		return;
 	while (line < end) {
 		char *nl = memchr(line, '\n', (size_t)(end - line));
 		size_t n = (size_t)((nl != NULL ? nl : end) - line);
 
-		memcpy(out + out_len, log_ident, ident_len);
-		memcpy(out + out_len + ident_len, sep, sizeof(sep) - 1);
-		out_len += ident_len + sizeof(sep) - 1;
+		memcpy(out + out_len, prefix, (size_t)plen);
+		out_len += (size_t)plen;
 		memcpy(out + out_len, line, n);
 		out_len += n;
 		out[out_len++] = '\n';
