@@ -48,7 +48,7 @@ struct conn {
 	struct conn *prev, *next;
 	struct policy_parser parser;
 	char peer[96];
-	time_t last_active; /* last byte received or sent */
+	int64_t last_active_ms; /* last byte received or sent (conns_clock_ms) */
 	int reading;	    /* ev_read is added */
 	int closing;	    /* close once the pending output is sent */
 	/* output the socket did not take at once */
@@ -314,7 +314,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_eof(c);
 		return;
 	}
-	c->last_active = time(NULL);
+	c->last_active_ms = conns_clock_ms();
 	conn_process(c, input, (size_t)n);
 }
 
@@ -327,7 +327,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		io_failed(c);
 		return;
 	}
-	c->last_active = time(NULL);
+	c->last_active_ms = conns_clock_ms();
 	memmove(c->out, c->out + n, c->out_len - (size_t)n);
 	c->out_len -= (size_t)n;
 	if (c->out_len > 0)
@@ -377,7 +377,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
 		return;
 	}
 	c->reading = 1;
-	c->last_active = time(NULL);
+	c->last_active_ms = conns_clock_ms();
 	policy_parser_init(&c->parser, &srv->cfg.limits);
 	c->next = srv->conns;
 	if (srv->conns != NULL)
@@ -388,13 +388,21 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
 
 /* Once a second: connections silent for idle_timeout are closed, as are those
  * whose client has not read a reply for as long. */
-void conns_sweep(struct server *srv, time_t now)
+int64_t conns_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void conns_sweep(struct server *srv, int64_t now_ms)
 {
 	struct conn *c = srv->conns, *next;
 
 	for (; c != NULL; c = next) {
 		next = c->next;
-		if (now - c->last_active >= (time_t)srv->cfg.idle_timeout_s)
+		if (now_ms - c->last_active_ms >= (int64_t)srv->cfg.idle_timeout_s * 1000)
 			conn_abort(c, c->out_len > 0 ? "write timeout" : "idle timeout");
 	}
 }

@@ -322,7 +322,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	conns_sweep(srv, time(NULL));
+	conns_sweep(srv, conns_clock_ms());
 }
 
 static int setup_events(struct server *srv)

@@ -141,7 +141,10 @@ void conns_close_all(struct server *srv);
 /* Closes connections idle (or not reading their replies) for idle_timeout.
  * Called once a second; a SIGHUP's new timeout so applies to open
  * connections too. */
-void conns_sweep(struct server *srv, time_t now);
+void conns_sweep(struct server *srv, int64_t now_ms);
+
+/* A monotonic clock in milliseconds (coarse: a few ms), for idle times. */
+int64_t conns_clock_ms(void);
 
 /* decide.c */
 
