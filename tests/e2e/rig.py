@@ -99,7 +99,10 @@ def mint_jwt(user, lifetime=600):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     now = int(time.time())
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = b64(json.dumps({"iss": ISSUER, "sub": user, "email": user, "iat": now,
+    # Issued a few seconds ago: Dovecot rejects an "iat" in the future, and its
+    # time() reads the coarse clock, which can still show the previous second
+    # a few milliseconds after Python's time.time() has moved on.
+    claims = b64(json.dumps({"iss": ISSUER, "sub": user, "email": user, "iat": now - 5,
                              "nbf": now - 5, "exp": now + lifetime}).encode())
     signing_input = ("%s.%s" % (header, claims)).encode()
     sig = b64(hmac.new(JWT_SECRET, signing_input, hashlib.sha256).digest())
