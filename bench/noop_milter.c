@@ -5,12 +5,17 @@
  * nothing: every message is accepted. The difference in throughput between
  * the two is the cost of saslgate's decision and bookkeeping.
  *
- * usage: noop_milter -p SOCKET [-t TIMEOUT_S]
+ * -w USEC adds USEC microseconds of pure CPU work (a calibrated loop) at each
+ * MAIL FROM: how the rate answers a given cost per message, the yardstick
+ * for that difference.
+ *
+ * usage: noop_milter -p SOCKET [-t TIMEOUT_S] [-w USEC]
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
@@ -47,8 +52,32 @@ static sfsistat noop_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 	return SMFIS_CONTINUE;
 }
 
+/* -w: loop iterations per MAIL FROM, and the loop. */
+static unsigned long work_iterations;
+static volatile unsigned long work_sink;
+
+static void work(unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++)
+		work_sink += i;
+}
+
+static unsigned long iterations_for(double usec)
+{
+	const unsigned long probe = 20000000;
+	struct timespec a, b;
+	double ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	work(probe);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+	return (unsigned long)(usec * 1000.0 * (double)probe / ns);
+}
+
 static sfsistat noop_envfrom(SMFICTX *ctx, char **argv)
 {
+	work(work_iterations);
 	const char *mech = smfi_getsymval(ctx, (char *)(uintptr_t) "{auth_type}");
 
 	(void)argv;
@@ -69,9 +98,10 @@ int main(int argc, char **argv)
 {
 	const char *socket_spec = NULL;
 	int timeout = 600;
+	double work_usec = 0;
 	int c;
 
-	while ((c = getopt(argc, argv, "p:t:")) != -1) {
+	while ((c = getopt(argc, argv, "p:t:w:")) != -1) {
 		switch (c) {
 		case 'p':
 			socket_spec = optarg;
@@ -79,15 +109,20 @@ int main(int argc, char **argv)
 		case 't':
 			timeout = atoi(optarg);
 			break;
+		case 'w':
+			work_usec = atof(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S]\n");
+			fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S] [-w USEC]\n");
 			return 2;
 		}
 	}
 	if (socket_spec == NULL) {
-		fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S]\n");
+		fprintf(stderr, "usage: noop_milter -p SOCKET [-t TIMEOUT_S] [-w USEC]\n");
 		return 2;
 	}
+	if (work_usec > 0)
+		work_iterations = iterations_for(work_usec);
 	if (smfi_register(noop_desc) != MI_SUCCESS ||
 	    smfi_setconn((char *)(uintptr_t)socket_spec) != MI_SUCCESS ||
 	    smfi_settimeout(timeout) != MI_SUCCESS || smfi_opensocket(1) != MI_SUCCESS) {
