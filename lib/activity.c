@@ -45,18 +45,20 @@ static const unsigned short field_max[N_FIELDS] = {
 
 /*
  * A queued record: this head, then the fields as NUL-terminated strings, the
- * whole padded to 8 bytes. A typical decision packs into about 250 bytes, so
+ * whole padded to 8 bytes. A typical decision packs into about 200 bytes, so
  * the queue costs memory and copying in proportion to what was said, not to
  * the longest possible values.
  */
 struct record {
 	uint32_t size; /* head and strings, padded */
 	uint8_t tls, addr_valid;
+	uint16_t off[N_FIELDS]; /* where each field starts, from the head */
 	time_t at;
 	int64_t generation;
 	struct ipaddr addr; /* the writer derives the usage network from it */
-	const char *f[N_FIELDS]; /* set by the writer when it unpacks */
 };
+
+#define FIELD(r, i) ((const char *)(r) + (r)->off[i])
 
 #define RECORD_MAX (sizeof(struct record) + N_FIELDS + 1200 + 8)
 
@@ -157,6 +159,7 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 	for (int i = 0; i < N_FIELDS; i++) {
 		size_t len = pack_field(buf + n, text[i], field_max[i]);
 
+		r->off[i] = (uint16_t)n;
 		if (i == F_MECH)
 			sg_upper(buf + n, buf + n, len);
 		n += len;
@@ -164,19 +167,6 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 	n = (n + 7) & ~(size_t)7;
 	r->size = (uint32_t)n;
 	return n;
-}
-
-/* Points a queued record's fields at its strings. */
-static struct record *unpack_record(char *p)
-{
-	struct record *r = (struct record *)p;
-	const char *s = p + sizeof(*r);
-
-	for (int i = 0; i < N_FIELDS; i++) {
-		r->f[i] = s;
-		s += strlen(s) + 1;
-	}
-	return r;
 }
 
 static const char *or_dash(const char *s)
@@ -214,28 +204,19 @@ static size_t format_record(char *buf, size_t len, const struct record *r)
 		return 0;
 	memcpy(p, head, sizeof(head) - 1);
 	p += sizeof(head) - 1;
-	p = put_kv(p, end, "instance", r->f[F_INSTANCE]);
-	p = put_kv(p, end, "queue_id", r->f[F_QUEUE_ID]);
-	p = put_kv(p, end, "client", r->f[F_CLIENT]);
-	p = put_kv(p, end, "user", r->f[F_USER]);
-	p = put_kv(p, end, "mech", r->f[F_MECH]);
-	p = put_kv(p, end, "class", r->f[F_MECH_CLASS]);
+	p = put_kv(p, end, "instance", FIELD(r, F_INSTANCE));
+	p = put_kv(p, end, "queue_id", FIELD(r, F_QUEUE_ID));
+	p = put_kv(p, end, "client", FIELD(r, F_CLIENT));
+	p = put_kv(p, end, "user", FIELD(r, F_USER));
+	p = put_kv(p, end, "mech", FIELD(r, F_MECH));
+	p = put_kv(p, end, "class", FIELD(r, F_MECH_CLASS));
 	p = put_kv(p, end, "tls", r->tls ? "yes" : "no");
-	p = put_kv(p, end, "service", r->f[F_SERVICE]);
-	p = put_kv(p, end, "outcome", r->f[F_OUTCOME]);
-	p = put_kv(p, end, "policy", r->f[F_POLICY]);
-	p = put_kv(p, end, "report_only", r->f[F_REPORT_ONLY]);
+	p = put_kv(p, end, "service", FIELD(r, F_SERVICE));
+	p = put_kv(p, end, "outcome", FIELD(r, F_OUTCOME));
+	p = put_kv(p, end, "policy", FIELD(r, F_POLICY));
+	p = put_kv(p, end, "report_only", FIELD(r, F_REPORT_ONLY));
 	*p = '\0';
 	return (size_t)(p - buf);
-}
-
-void activity_format_line(char *buf, size_t len, const struct request *req,
-			  const struct decision *d)
-{
-	char packed[RECORD_MAX] __attribute__((aligned(8)));
-
-	pack_record(packed, req, d, 0, 0);
-	format_record(buf, len, unpack_record(packed));
 }
 
 static void count_outcome(struct activity_counters *c, const struct decision *d)
@@ -393,18 +374,18 @@ static void bind_decision(struct activity *act, sqlite3_stmt *ins, int row,
 
 	sqlite3_bind_int64(ins, b + 1, (sqlite3_int64)r->at);
 	sqlite3_bind_text(ins, b + 2, act->program, -1, SQLITE_STATIC);
-	bind_text(ins, b + 3, r->f[F_QUEUE_ID]);
-	bind_text(ins, b + 4, r->f[F_INSTANCE]);
-	bind_text(ins, b + 5, r->f[F_USER]);
-	bind_text(ins, b + 6, r->f[F_CLIENT]);
-	bind_text(ins, b + 7, r->f[F_MECH]);
-	bind_text(ins, b + 8, r->f[F_MECH_CLASS]);
+	bind_text(ins, b + 3, FIELD(r, F_QUEUE_ID));
+	bind_text(ins, b + 4, FIELD(r, F_INSTANCE));
+	bind_text(ins, b + 5, FIELD(r, F_USER));
+	bind_text(ins, b + 6, FIELD(r, F_CLIENT));
+	bind_text(ins, b + 7, FIELD(r, F_MECH));
+	bind_text(ins, b + 8, FIELD(r, F_MECH_CLASS));
 	sqlite3_bind_int(ins, b + 9, r->tls);
-	bind_text(ins, b + 10, r->f[F_SERVICE]);
-	bind_text(ins, b + 11, r->f[F_SENDER]);
-	sqlite3_bind_text(ins, b + 12, r->f[F_OUTCOME], -1, SQLITE_STATIC);
-	bind_text(ins, b + 13, r->f[F_POLICY]);
-	bind_text(ins, b + 14, r->f[F_REPORT_ONLY]);
+	bind_text(ins, b + 10, FIELD(r, F_SERVICE));
+	bind_text(ins, b + 11, FIELD(r, F_SENDER));
+	sqlite3_bind_text(ins, b + 12, FIELD(r, F_OUTCOME), -1, SQLITE_STATIC);
+	bind_text(ins, b + 13, FIELD(r, F_POLICY));
+	bind_text(ins, b + 14, FIELD(r, F_REPORT_ONLY));
 	sqlite3_bind_int64(ins, b + 15, r->generation);
 }
 
@@ -431,9 +412,9 @@ static void sum_usage(struct activity *act, const struct record *r)
 	size_t n;
 	void **slot;
 
-	if (r->f[F_MECH][0] == '\0')
+	if (FIELD(r, F_MECH)[0] == '\0')
 		return; /* not authenticated: no usage */
-	n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s\x1f", r->f[F_USER], r->f[F_MECH]);
+	n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s\x1f", FIELD(r, F_USER), FIELD(r, F_MECH));
 	if (n > sizeof(key) - 34)
 		n = sizeof(key) - 34; /* cannot happen: the fields are cut shorter */
 	if (r->addr_valid) {
@@ -461,11 +442,11 @@ static void sum_usage(struct activity *act, const struct record *r)
 		u->first_seen = r->at;
 	if (r->at >= u->last_seen) {
 		u->last_seen = r->at;
-		sg_strlcpy(u->mech_class, r->f[F_MECH_CLASS][0] ? r->f[F_MECH_CLASS] : "legacy",
+		sg_strlcpy(u->mech_class, FIELD(r, F_MECH_CLASS)[0] ? FIELD(r, F_MECH_CLASS) : "legacy",
 			   sizeof(u->mech_class));
-		sg_strlcpy(u->outcome, r->f[F_OUTCOME], sizeof(u->outcome));
-		sg_strlcpy(u->last_client, r->f[F_CLIENT], sizeof(u->last_client));
-		sg_strlcpy(u->last_service, r->f[F_SERVICE], sizeof(u->last_service));
+		sg_strlcpy(u->outcome, FIELD(r, F_OUTCOME), sizeof(u->outcome));
+		sg_strlcpy(u->last_client, FIELD(r, F_CLIENT), sizeof(u->last_client));
+		sg_strlcpy(u->last_service, FIELD(r, F_SERVICE), sizeof(u->last_service));
 		u->last_tls = r->tls;
 	}
 	u->count++;
@@ -724,12 +705,8 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&act->lock);
 
 		now = time(NULL);
-		if (q.n > 0) {
-			for (size_t off = 0; off < q.len; off += unpack_record(q.data + off)->size)
-				;
-			if (act->log_decisions)
-				log_batch(q.data, q.len);
-		}
+		if (q.n > 0 && act->log_decisions)
+			log_batch(q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
 		if (q.n > 0 || (hash_count(act->usage) > 0 &&
 				(stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {

@@ -66,8 +66,4 @@ uint64_t activity_dropped(struct activity *act);
  * sets *act to NULL. NULL-safe. */
 void activity_close(struct activity **act);
 
-/* Formats the decision line logged to syslog (without a trailing newline). */
-void activity_format_line(char *buf, size_t len, const struct request *req,
-			  const struct decision *d);
-
 #endif
