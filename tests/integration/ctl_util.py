@@ -29,6 +29,18 @@ def ok(store_dir, *args):
     return proc.stdout
 
 
+def add_exception(store_dir, user=None, location=None, policy=None, reason="integration test"):
+    """A permanent exception, added as an administrator adds it."""
+    args = ["exception", "add", "--permanent", "--reason", reason]
+    if user:
+        args += ["--user", user]
+    if location:
+        args += ["--location", location]
+    if policy:
+        args += ["--policy", policy]
+    ok(store_dir, *args)
+
+
 def js(store_dir, *args):
     """Runs with --json, asserts exit status 0 and returns the parsed output."""
     return json.loads(ok(store_dir, "--json", *args))

@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import time
 
+from ctl_util import add_exception  # noqa: F401 (shared with the tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDDIR = os.environ.get("SASLGATE_BUILDDIR", ROOT)
 MILTER = os.path.join(BUILDDIR, "saslgate-milter")
@@ -45,17 +47,6 @@ def store_write(store_dir, sql, params=()):
         db.execute("UPDATE settings SET value = CAST(value AS INTEGER) + 1 "
                    "WHERE key = 'generation'")
     db.close()
-
-
-def add_exception(store_dir, user_pattern=None, location=None, policy=None, reason="test"):
-    args = ["exception", "add", "--permanent", "--reason", reason]
-    if user_pattern:
-        args += ["--user", user_pattern]
-    if location:
-        args += ["--location", location]
-    if policy:
-        args += ["--policy", policy]
-    ctl(store_dir, *args)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):

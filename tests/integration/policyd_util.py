@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 import time
 
+from ctl_util import add_exception  # noqa: F401 (shared with the tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDDIR = os.environ.get("SASLGATE_BUILDDIR", ROOT)
 POLICYD = os.path.join(BUILDDIR, "saslgate-policyd")
@@ -37,18 +39,6 @@ def init_store(store_dir):
     policy block-legacy, enforce, location loopback)."""
     ctl(store_dir, "init")
     return str(store_dir)
-
-
-def add_exception(store_dir, user=None, location=None, policy=None):
-    """An exception, as "saslgatectl exception add ... --permanent" adds it."""
-    args = ["exception", "add", "--permanent", "--reason", "integration test"]
-    if user:
-        args += ["--user", user]
-    if location:
-        args += ["--location", location]
-    if policy:
-        args += ["--policy", policy]
-    ctl(store_dir, *args)
 
 
 def set_policy_state(store_dir, name, state):

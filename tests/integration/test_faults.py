@@ -334,6 +334,19 @@ def _hammer(d, stop, sent, lock):
         return
 
 
+def record_one_decision(tmp_path, store):
+    """A daemon decides one request, commits its row and stops cleanly."""
+    d = Policyd(tmp_path, store, settings={"activity_flush_ms": "10"})
+    try:
+        inst = instance()
+        with d.client() as c:
+            assert c.ask(instance=inst) == BLOCK_REPLY
+        assert wait_for(lambda: inst in committed_instances(store))
+        assert d.stop() == 0
+    finally:
+        d.kill()
+
+
 def test_sigkill_during_activity_flush_loses_nothing_committed(tmp_path):
     store = init_store(tmp_path / "store")
     sent, lock = set(), threading.Lock()
@@ -364,30 +377,14 @@ def test_sigkill_during_activity_flush_loses_nothing_committed(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert activity_rows(store, "PRAGMA integrity_check") == [("ok",)]
     # A restarted daemon records on top of what survived.
-    d = Policyd(tmp_path, store, settings={"activity_flush_ms": "10"})
-    try:
-        inst = instance()
-        with d.client() as c:
-            assert c.ask(instance=inst) == BLOCK_REPLY
-        assert wait_for(lambda: inst in committed_instances(store))
-        assert d.stop() == 0
-    finally:
-        d.kill()
+    record_one_decision(tmp_path, store)
 
 
 def test_check_covers_activity_db(tmp_path):
     """saslgatectl check, the test after a crash, also looks at activity.db."""
     store = init_store(tmp_path / "store")
     assert "activity.db:    not created yet" in ctl(store, "check").stdout
-    d = Policyd(tmp_path, store, settings={"activity_flush_ms": "10"})
-    try:
-        inst = instance()
-        with d.client() as c:
-            assert c.ask(instance=inst) == BLOCK_REPLY
-        assert wait_for(lambda: inst in committed_instances(store))
-        assert d.stop() == 0
-    finally:
-        d.kill()
+    record_one_decision(tmp_path, store)
     r = ctl(store, "check")
     assert r.returncode == 0 and "activity.db:    ok" in r.stdout, r.stdout + r.stderr
     # Damage the decision table's pages (not the header): check must say so.

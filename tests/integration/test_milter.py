@@ -71,7 +71,7 @@ def test_unauthenticated_continues(store, milter):
 
 
 def test_exception_honoured(store):
-    add_exception(store, user_pattern="bob@example.test", reason="legacy scanner")
+    add_exception(store, user="bob@example.test", reason="legacy scanner")
     m = Milter(store)
     try:
         lua("exception.lua", m)

@@ -152,7 +152,7 @@ def test_policy_change_between_two_mails(store, milter):
         cmd, _ = c.mail("<carol@example.test>", macros=carol)
         assert cmd == SMFIR_REPLYCODE
         c.abort()
-        add_exception(store, user_pattern="carol@example.test", reason="changed mid-session")
+        add_exception(store, user="carol@example.test", reason="changed mid-session")
         # The first MAIL after the commit is decided by the new policy.
         carol["i"] = "P2"
         cmd, _ = c.mail("<carol@example.test>", macros=carol)
