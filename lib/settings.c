@@ -64,7 +64,7 @@ const struct setting_def settings_table[] = {
      "milter socket in libmilter syntax (-p sets it)"},
     {"milter_timeout", SETTING_DURATION, "600s", 1, DAY, NULL, SETTINGS_MILTER,
      "libmilter I/O timeout"},
-    {"milter_backlog", SETTING_INT, "128", 1, 65535, NULL, SETTINGS_MILTER,
+    {"milter_backlog", SETTING_INT, "4096", 1, 65535, NULL, SETTINGS_MILTER,
      "listen backlog of the milter socket"},
     {NULL, SETTING_STRING, NULL, 0, 0, NULL, 0, NULL},
 };

@@ -4,6 +4,7 @@ clients that misbehave, and a store that breaks while the daemon runs."""
 
 import json
 import os
+import signal
 import struct
 import threading
 import time
@@ -141,6 +142,32 @@ def test_200_concurrent_sessions(milter):
                       "SELECT count(*) FROM decisions WHERE queue_id LIKE 'C%'")),
         what="200 decision rows")
     assert rows[0][0] == n
+    serves(milter)
+
+
+def test_burst_of_connections_waits_in_the_listen_queue(milter):
+    """Postfix connects to a milter's UNIX socket without blocking: when the
+    listen queue is full, connect() fails at once (EAGAIN) and the message
+    gets milter_default_action. 300 connections opened while the filter
+    cannot accept (stopped) must all wait in the queue and then be served."""
+    n = 300
+    clients = []
+    os.kill(milter.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            clients.append(MilterClient(milter.address, timeout=30))
+    finally:
+        os.kill(milter.proc.pid, signal.SIGCONT)
+    try:
+        for i, c in enumerate(clients):
+            c.optneg()
+            assert c.connect(addr="198.51.100.%d" % (i % 250 + 1))[0] == SMFIR_CONTINUE
+            cmd, data = c.mail(macros=dict(PLAIN, i="B%03d" % i))
+            assert (cmd, reply_text(data)) == (SMFIR_REPLYCODE, BLOCK_REPLY), i
+            c.quit()
+    finally:
+        for c in clients:
+            c.close()
     serves(milter)
 
 

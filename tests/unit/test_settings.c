@@ -50,7 +50,7 @@ static const struct {
     {"max_connections", SETTING_INT, "1000", 1, 100000, P},
     {"socket", SETTING_STRING, "", 0, 0, M},
     {"milter_timeout", SETTING_DURATION, "600s", 1, 86400, M},
-    {"milter_backlog", SETTING_INT, "128", 1, 65535, M},
+    {"milter_backlog", SETTING_INT, "4096", 1, 65535, M},
 };
 
 static void test_table(void **state)
