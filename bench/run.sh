@@ -3,8 +3,8 @@
 # same run (rounds alternate between the two so that machine noise hits both).
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
-# Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, policyd
-# or milter runs one part.
+# Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, writer,
+# policyd or milter runs one part.
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -22,6 +22,13 @@ part() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 if part engine; then
 echo "== engine"
 "$B/bench/engine" -n 500000
+fi
+
+if part writer; then
+echo
+echo "== activity writer: CPU per decision (rows, usage sums, decision lines to /dev/null)"
+"$B/bench/activity_writer" -n 300000
+"$B/bench/activity_writer" -n 300000 -q
 fi
 
 echo

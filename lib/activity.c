@@ -52,13 +52,14 @@ static const unsigned short field_max[N_FIELDS] = {
 struct record {
 	uint32_t size; /* head and strings, padded */
 	uint8_t tls, addr_valid;
-	uint16_t off[N_FIELDS]; /* where each field starts, from the head */
+	uint16_t off[N_FIELDS + 1]; /* where each field starts, from the head; the end */
 	time_t at;
 	int64_t generation;
 	struct ipaddr addr; /* the writer derives the usage network from it */
 };
 
 #define FIELD(r, i) ((const char *)(r) + (r)->off[i])
+#define FIELD_LEN(r, i) ((size_t)((r)->off[(i) + 1] - (r)->off[i] - 1))
 
 #define RECORD_MAX (sizeof(struct record) + N_FIELDS + 1200 + 8)
 
@@ -164,59 +165,59 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 			sg_upper(buf + n, buf + n, len);
 		n += len;
 	}
+	r->off[N_FIELDS] = (uint16_t)n;
 	n = (n + 7) & ~(size_t)7;
 	r->size = (uint32_t)n;
 	return n;
 }
 
-static const char *or_dash(const char *s)
+/* Appends " name=value" (value "-" when empty) to a line being built; the
+ * buffer has room (see DECISION_LINE_MAX). */
+static char *put_kv(char *p, const char *name, size_t name_len, const char *value,
+		    size_t value_len)
 {
-	return s != NULL && *s != '\0' ? s : "-";
-}
-
-static char *put_str(char *p, const char *s)
-{
-	while (*s != '\0')
-		*p++ = *s++;
-	return p;
-}
-
-/* Appends " name=value" (value "-" when empty) to a line being built. */
-static char *put_kv(char *p, const char *end, const char *name, const char *value)
-{
-	value = or_dash(value);
-	if ((size_t)(end - p) < strlen(name) + strlen(value) + 3)
-		return p;
 	*p++ = ' ';
-	p = put_str(p, name);
+	memcpy(p, name, name_len);
+	p += name_len;
 	*p++ = '=';
-	return put_str(p, value);
+	if (value_len == 0) {
+		*p++ = '-';
+		return p;
+	}
+	memcpy(p, value, value_len);
+	return p + value_len;
 }
 
-/* The decision line, without a newline; returns its length. (Built by hand:
- * snprintf with eleven fields cost the writer more than a decision row.) */
-static size_t format_record(char *buf, size_t len, const struct record *r)
+#define PUT_FIELD(p, name, r, i) put_kv(p, name, sizeof(name) - 1, FIELD(r, i), FIELD_LEN(r, i))
+
+/* The longest decision line: the prefix, the names and the longest fields. */
+#define DECISION_LINE_MAX (64 + 120 + 1200)
+
+/* Appends the decision line, prefix first and newline last, at p (DECISION_LINE_MAX
+ * bytes); returns the end. (Built by hand: snprintf with eleven fields cost
+ * the writer more than a decision row.) */
+static char *format_record(char *p, const char *prefix, size_t prefix_len,
+			   const struct record *r)
 {
 	static const char head[] = "decision";
-	char *p = buf, *end = buf + len - 1;
 
-	if (len < sizeof(head))
-		return 0;
+	memcpy(p, prefix, prefix_len);
+	p += prefix_len;
 	memcpy(p, head, sizeof(head) - 1);
 	p += sizeof(head) - 1;
-	p = put_kv(p, end, "instance", FIELD(r, F_INSTANCE));
-	p = put_kv(p, end, "queue_id", FIELD(r, F_QUEUE_ID));
-	p = put_kv(p, end, "client", FIELD(r, F_CLIENT));
-	p = put_kv(p, end, "user", FIELD(r, F_USER));
-	p = put_kv(p, end, "mech", FIELD(r, F_MECH));
-	p = put_kv(p, end, "class", FIELD(r, F_MECH_CLASS));
-	p = put_kv(p, end, "tls", r->tls ? "yes" : "no");
-	p = put_kv(p, end, "service", FIELD(r, F_SERVICE));
-	p = put_kv(p, end, "outcome", FIELD(r, F_OUTCOME));
-	p = put_kv(p, end, "policy", FIELD(r, F_POLICY));
-	p = put_kv(p, end, "report_only", FIELD(r, F_REPORT_ONLY));
-	*p = '\0';
-	return (size_t)(p - buf);
+	p = PUT_FIELD(p, "instance", r, F_INSTANCE);
+	p = PUT_FIELD(p, "queue_id", r, F_QUEUE_ID);
+	p = PUT_FIELD(p, "client", r, F_CLIENT);
+	p = PUT_FIELD(p, "user", r, F_USER);
+	p = PUT_FIELD(p, "mech", r, F_MECH);
+	p = PUT_FIELD(p, "class", r, F_MECH_CLASS);
+	p = r->tls ? put_kv(p, "tls", 3, "yes", 3) : put_kv(p, "tls", 3, "no", 2);
+	p = PUT_FIELD(p, "service", r, F_SERVICE);
+	p = PUT_FIELD(p, "outcome", r, F_OUTCOME);
+	p = PUT_FIELD(p, "policy", r, F_POLICY);
+	p = PUT_FIELD(p, "report_only", r, F_REPORT_ONLY);
+	*p++ = '\n';
+	return p;
 }
 
 static void count_outcome(struct activity_counters *c, const struct decision *d)
@@ -366,6 +367,17 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
+/* Binds a record's field (NULL when empty). */
+static void bind_field(sqlite3_stmt *st, int i, const struct record *r, int field)
+{
+	size_t len = FIELD_LEN(r, field);
+
+	if (len > 0)
+		sqlite3_bind_text(st, i, FIELD(r, field), (int)len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
 /* Binds a decision to the row'th set of parameters of an insert. */
 static void bind_decision(struct activity *act, sqlite3_stmt *ins, int row,
 			  const struct record *r)
@@ -374,18 +386,19 @@ static void bind_decision(struct activity *act, sqlite3_stmt *ins, int row,
 
 	sqlite3_bind_int64(ins, b + 1, (sqlite3_int64)r->at);
 	sqlite3_bind_text(ins, b + 2, act->program, -1, SQLITE_STATIC);
-	bind_text(ins, b + 3, FIELD(r, F_QUEUE_ID));
-	bind_text(ins, b + 4, FIELD(r, F_INSTANCE));
-	bind_text(ins, b + 5, FIELD(r, F_USER));
-	bind_text(ins, b + 6, FIELD(r, F_CLIENT));
-	bind_text(ins, b + 7, FIELD(r, F_MECH));
-	bind_text(ins, b + 8, FIELD(r, F_MECH_CLASS));
+	bind_field(ins, b + 3, r, F_QUEUE_ID);
+	bind_field(ins, b + 4, r, F_INSTANCE);
+	bind_field(ins, b + 5, r, F_USER);
+	bind_field(ins, b + 6, r, F_CLIENT);
+	bind_field(ins, b + 7, r, F_MECH);
+	bind_field(ins, b + 8, r, F_MECH_CLASS);
 	sqlite3_bind_int(ins, b + 9, r->tls);
-	bind_text(ins, b + 10, FIELD(r, F_SERVICE));
-	bind_text(ins, b + 11, FIELD(r, F_SENDER));
-	sqlite3_bind_text(ins, b + 12, FIELD(r, F_OUTCOME), -1, SQLITE_STATIC);
-	bind_text(ins, b + 13, FIELD(r, F_POLICY));
-	bind_text(ins, b + 14, FIELD(r, F_REPORT_ONLY));
+	bind_field(ins, b + 10, r, F_SERVICE);
+	bind_field(ins, b + 11, r, F_SENDER);
+	sqlite3_bind_text(ins, b + 12, FIELD(r, F_OUTCOME), (int)FIELD_LEN(r, F_OUTCOME),
+			  SQLITE_STATIC);
+	bind_field(ins, b + 13, r, F_POLICY);
+	bind_field(ins, b + 14, r, F_REPORT_ONLY);
 	sqlite3_bind_int64(ins, b + 15, r->generation);
 }
 
@@ -406,17 +419,21 @@ static int write_decisions(struct activity *act, struct record *const *recs, int
 static void sum_usage(struct activity *act, const struct record *r)
 {
 	static const char hex[] = "0123456789abcdef";
+	size_t user_len = FIELD_LEN(r, F_USER), mech_len = FIELD_LEN(r, F_MECH), n = 0;
 	char key[256 + MECH_NAME_MAX + 40 + 3];
 	struct cidr net = {{{0}}, 0};
 	struct usage_sum *u;
-	size_t n;
 	void **slot;
 
-	if (FIELD(r, F_MECH)[0] == '\0')
+	if (mech_len == 0)
 		return; /* not authenticated: no usage */
-	n = (size_t)snprintf(key, sizeof(key), "%s\x1f%s\x1f", FIELD(r, F_USER), FIELD(r, F_MECH));
-	if (n > sizeof(key) - 34)
-		n = sizeof(key) - 34; /* cannot happen: the fields are cut shorter */
+	/* pack_field() cut the user and the mechanism to fit */
+	memcpy(key, FIELD(r, F_USER), user_len);
+	n += user_len;
+	key[n++] = '\x1f';
+	memcpy(key + n, FIELD(r, F_MECH), mech_len);
+	n += mech_len;
+	key[n++] = '\x1f';
 	if (r->addr_valid) {
 		cidr_network_of(&r->addr, &net);
 		for (int i = 0; i < 16; i++) {
@@ -536,24 +553,29 @@ fail:
 	return rc;
 }
 
-/* The decision lines of a batch, logged in one go. */
+/* The decision lines of a batch, logged in one go. pack_field() made the
+ * fields safe for a log line. */
 static void log_batch(char *data, size_t len)
 {
+	char prefix[64];
+	size_t prefix_len = log_info_prefix(prefix, sizeof(prefix));
 	size_t cap = 65536, n = 0;
-	char *block = xmalloc(cap);
+	char *block;
 
+	if (!log_enabled(LOG_LEVEL_INFO))
+		return;
+	block = xmalloc(cap);
 	for (size_t off = 0; off < len;) {
 		struct record *r = (struct record *)(data + off);
 
-		if (cap - n < 2048) {
+		if (cap - n < DECISION_LINE_MAX) {
 			cap *= 2;
 			block = xrealloc(block, cap);
 		}
-		n += format_record(block + n, cap - n - 1, r);
-		block[n++] = '\n';
+		n = (size_t)(format_record(block + n, prefix, prefix_len, r) - block);
 		off += r->size;
 	}
-	log_info_block(block, n);
+	log_info_lines(block, n, prefix_len);
 	free(block);
 }
 

@@ -145,51 +145,36 @@ void fatal(const char *fmt, ...)
 	exit(1);
 }
 
-void log_info_block(char *block, size_t len)
+int log_enabled(enum log_level level)
 {
-	char prefix[sizeof(log_ident) + 16];
-	int plen = snprintf(prefix, sizeof(prefix), "%s: info: ", log_ident);
-	size_t n_lines = 0, out_len = 0;
-	char *out, *line = block, *end = block + len;
+	return (int)level >= atomic_load(&log_min_level);
+}
 
-	if ((int)LOG_LEVEL_INFO < atomic_load(&log_min_level) || len == 0)
+size_t log_info_prefix(char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s: info: ", log_ident);
+
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+void log_info_lines(const char *block, size_t len, size_t prefix_len)
+{
+	const char *line = block, *end = block + len;
+
+	if (!log_enabled(LOG_LEVEL_INFO) || len == 0)
 		return;
-	for (size_t i = 0; i < len; i++) {
-		if (block[i] == '\n')
-			n_lines++;
-		else if ((unsigned char)block[i] < 0x20 || block[i] == 0x7f)
-			block[i] = '?';
-	}
-	if (block[len - 1] != '\n')
-		n_lines++;
-	if (!atomic_load(&log_to_stderr)) {
-		while (line < end) {
-			char *nl = memchr(line, '\n', (size_t)(end - line));
-			int n = (int)((nl != NULL ? nl : end) - line);
-
-			syslog(LOG_INFO, "%.*s", n, line);
-			line += n + 1;
-		}
+	if (atomic_load(&log_to_stderr)) {
+		fwrite(block, 1, len, stderr);
 		return;
 	}
-	if (plen < 0 || (size_t)plen >= sizeof(prefix))
-		return; /* cannot happen: log_ident is shorter */
-	out = malloc(len + n_lines * (size_t)plen + 1);
-	if (out == NULL)
-		return;
 	while (line < end) {
-		char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		size_t n = (size_t)((nl != NULL ? nl : end) - line);
 
-		memcpy(out + out_len, prefix, (size_t)plen);
-		out_len += (size_t)plen;
-		memcpy(out + out_len, line, n);
-		out_len += n;
-		out[out_len++] = '\n';
+		if (n > prefix_len)
+			syslog(LOG_INFO, "%.*s", (int)(n - prefix_len), line + prefix_len);
 		line += n + 1;
 	}
-	fwrite(out, 1, out_len, stderr);
-	free(out);
 }
 
 static const struct {

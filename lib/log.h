@@ -25,11 +25,16 @@ void log_error(const char *fmt, ...) SG_PRINTF(1, 2);
 /* Start-up and environment errors only: logs and exits with status 1. */
 void fatal(const char *fmt, ...) SG_PRINTF(1, 2) __attribute__((noreturn));
 
-/* Logs a block of info-level lines ("one\ntwo\n", the last newline optional)
- * as one message per line: to stderr in a single write, to syslog one message
- * each. The block is modified (sanitized, split). For the activity writer,
- * which logs its decision lines a batch at a time. */
-void log_info_block(char *block, size_t len);
+/* Whether messages of this level are logged at all. */
+int log_enabled(enum log_level level);
+/* Writes "ident: info: " to buf; returns its length (0 if buf is too short). */
+size_t log_info_prefix(char *buf, size_t len);
+/* Logs a block of info-level lines, each beginning with the prefix of
+ * log_info_prefix() (prefix_len bytes) and ending in a newline: to stderr in
+ * a single write, to syslog one message per line without the prefix. The
+ * caller has made the lines safe (no control characters). For the activity
+ * writer, which logs its decision lines a batch at a time. */
+void log_info_lines(const char *block, size_t len, size_t prefix_len);
 
 /* Parses a syslog facility name ("mail", "local0".."local7", "daemon", "user").
  * Returns 0 and stores it, or -1 for an unknown name. */

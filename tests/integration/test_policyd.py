@@ -206,6 +206,27 @@ def test_service_and_tls_recorded(daemon, store):
     assert decisions(store, b)[0][2] == "465" and decisions(store, b)[0][6] == 1
 
 
+def test_decision_lines_exact(daemon, store):
+    """One key=value line per decision, every field named, "-" for an empty
+    value, blanks and '=' in client-supplied values replaced."""
+    a, b = new_instance(), new_instance()
+    with daemon.client() as c:
+        assert c.ask(instance=a, queue_id="4XyZ1", sasl_username="ali ce=x@example.com",
+                     policy_context="submission") == BLOCK_REPLY
+        assert c.ask(instance=b, sasl_method="", sasl_username="", encryption_protocol="",
+                     encryption_cipher="", client_address="192.0.2.7") == DUNNO
+    assert daemon.stop() == 0
+    lines = [ln for ln in daemon.log_text().splitlines() if " decision " in ln]
+    assert lines == [
+        "saslgate-policyd: info: decision instance=%s queue_id=4XyZ1 client=127.0.0.1 "
+        "user=ali?ce?x@example.com mech=PLAIN class=legacy tls=yes service=submission "
+        "outcome=block policy=block-legacy report_only=-" % a,
+        "saslgate-policyd: info: decision instance=%s queue_id=- client=192.0.2.7 "
+        "user=- mech=- class=- tls=no service=587 outcome=not-authenticated policy=- "
+        "report_only=-" % b,
+    ]
+
+
 def test_inet_ipv4_and_ipv6(tmp_path, store):
     d = Policyd(tmp_path, store, inet=True, inet6=True)
     try:
