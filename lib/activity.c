@@ -118,21 +118,28 @@ struct activity {
 	char host[256];
 };
 
+/* What pack_field() stores for each byte: itself, or '?' for what would
+ * break a key=value log line (blanks, quotes, '=', control and non-ASCII
+ * bytes). */
+static unsigned char field_byte[256];
+
+static void field_byte_init(void)
+{
+	for (int c = 0; c < 256; c++)
+		field_byte[c] =
+		    (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (unsigned char)c;
+}
+
 /* Appends a borrowed string to a packed record, cut at max bytes and with
- * what would break a key=value log line (blanks, quotes, control bytes)
- * replaced. Returns the bytes written, NUL included. */
+ * field_byte[] applied. Returns the bytes written, NUL included. */
 static size_t pack_field(char *dst, const char *src, size_t max)
 {
-	size_t i = 0;
+	size_t len = src != NULL ? strnlen(src, max) : 0;
 
-	if (src != NULL)
-		for (; i < max && src[i] != '\0'; i++) {
-			unsigned char c = (unsigned char)src[i];
-
-			dst[i] = (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (char)c;
-		}
-	dst[i] = '\0';
-	return i + 1;
+	for (size_t i = 0; i < len; i++)
+		dst[i] = (char)field_byte[(unsigned char)src[i]];
+	dst[len] = '\0';
+	return len + 1;
 }
 
 /* Packs a decision into buf (RECORD_MAX bytes); returns its size. */
@@ -751,9 +758,11 @@ static void *writer_main(void *arg)
 
 struct activity *activity_open(const struct activity_options *opt, struct sg_err *err)
 {
+	static pthread_once_t tables = PTHREAD_ONCE_INIT;
 	struct activity *act = xcalloc(1, sizeof(*act));
 	int rc;
 
+	pthread_once(&tables, field_byte_init);
 	pthread_mutex_init(&act->lock, NULL);
 	pthread_cond_init(&act->wake, NULL);
 	act->dir = xstrdup(opt->dir);
