@@ -115,6 +115,8 @@ struct activity {
 	time_t next_open_attempt;
 	time_t last_loss_log;
 	uint64_t dropped_logged;
+	char *lines;	   /* a batch's decision lines; kept, as it is large */
+	size_t lines_cap;
 	char host[256];
 };
 
@@ -498,10 +500,14 @@ static int write_usage(const char *key, void *value, void *arg)
 	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
 }
 
+/* The next sums start with room for as many keys as the last ones had, so
+ * that a busy writer does not grow the table again after every flush. */
 static void usage_reset(struct activity *act, time_t now)
 {
+	size_t last = act->usage != NULL ? hash_count(act->usage) : 0;
+
 	hash_free(&act->usage, free);
-	act->usage = hash_create(1024);
+	act->usage = hash_create(last > 1024 ? last : 1024);
 	act->usage_flushed = now;
 }
 
@@ -562,28 +568,24 @@ fail:
 
 /* The decision lines of a batch, logged in one go. pack_field() made the
  * fields safe for a log line. */
-static void log_batch(char *data, size_t len)
+static void log_batch(struct activity *act, const char *data, size_t len)
 {
 	char prefix[64];
-	size_t prefix_len = log_info_prefix(prefix, sizeof(prefix));
-	size_t cap = 65536, n = 0;
-	char *block;
+	size_t prefix_len = log_info_prefix(prefix, sizeof(prefix)), n = 0;
 
 	if (!log_enabled(LOG_LEVEL_INFO))
 		return;
-	block = xmalloc(cap);
 	for (size_t off = 0; off < len;) {
-		struct record *r = (struct record *)(data + off);
+		const struct record *r = (const struct record *)(data + off);
 
-		if (cap - n < DECISION_LINE_MAX) {
-			cap *= 2;
-			block = xrealloc(block, cap);
+		if (act->lines_cap - n < DECISION_LINE_MAX) {
+			act->lines_cap = act->lines_cap ? act->lines_cap * 2 : 65536;
+			act->lines = xrealloc(act->lines, act->lines_cap);
 		}
-		n = (size_t)(format_record(block + n, prefix, prefix_len, r) - block);
+		n = (size_t)(format_record(act->lines + n, prefix, prefix_len, r) - act->lines);
 		off += r->size;
 	}
-	log_info_lines(block, n, prefix_len);
-	free(block);
+	log_info_lines(act->lines, n, prefix_len);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
@@ -735,7 +737,7 @@ static void *writer_main(void *arg)
 
 		now = time(NULL);
 		if (q.n > 0 && act->log_decisions)
-			log_batch(q.data, q.len);
+			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
 		if (q.n > 0 || (hash_count(act->usage) > 0 &&
 				(stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
@@ -810,6 +812,7 @@ void activity_close(struct activity **actp)
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);
+	free(act->lines);
 	free(act->dir);
 	free(act);
 	*actp = NULL;
