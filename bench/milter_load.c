@@ -2,7 +2,8 @@
  * milter_load - a load generator speaking the MTA side of the milter protocol
  * (version 6): N concurrent connections, each running whole sessions
  * back to back: OPTNEG, CONNECT with the connect macros, MAIL with the MAIL
- * macros ({auth_type}, {auth_authen}, i), QUIT. Reports sessions per second
+ * macros ({auth_type}, {auth_authen}, i), QUIT; USERS users (default 10,000),
+ * each always on the same /24 network. Reports sessions per second
  * and the session latency (p50, p99, max), plus the replies seen.
  *
  * usage: milter_load -p SOCKET [-c CONNECTIONS] [-d SECONDS | -n SESSIONS]
@@ -210,11 +211,13 @@ static int run_session(struct worker *w, uint64_t seq)
 	uint32_t r = next_random(&w->rng);
 	const char *mech = (r % 100) < cfg->legacy_percent ? "PLAIN" : "XOAUTH2";
 	uint32_t optneg[3] = {htonl(6), htonl(0x1FF), htonl(0x1FFFFF)};
+	unsigned u = (r >> 8) % cfg->users;
 	int fd, cmd, rc = -1;
 
-	snprintf(user, sizeof(user), "user%u@example.test", (r >> 8) % cfg->users);
+	snprintf(user, sizeof(user), "user%u@example.test", u);
 	snprintf(qid, sizeof(qid), "L%llX", (unsigned long long)seq);
-	snprintf(ip, sizeof(ip), "198.51.%u.%u", (r >> 4) % 256, r % 254 + 1);
+	/* a user comes from one network (as in bench/policyd_load) */
+	snprintf(ip, sizeof(ip), "198.51.%u.%u", u % 256, r % 254 + 1);
 	snprintf(sender, sizeof(sender), "<%s>", user);
 
 	fd = socket(cfg->addr.ss_family, SOCK_STREAM, 0);
