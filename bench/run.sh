@@ -15,6 +15,16 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT INT TERM
 
 wait_socket() { i=0; while [ ! -S "$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; }
 field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+# summary LABEL FILE: FILE holds "rate baseline_rate" per round; prints the
+# median of the per-round ratios and the ratio of the summed rates.
+summary() {
+	awk '{ print $1 / $2, $1, $2 }' "$2" | sort -n | awk -v label="$1" '
+		{ r[NR] = $1; a += $2; b += $3 }
+		END { m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+		      printf "%s: median ratio %.2f over %d rounds (lowest %.2f, highest %.2f), summed rates %.2f\n",
+		             label, m, NR, r[1], r[NR], a / b }'
+}
 
 ONLY=${BENCH_ONLY:-all}
 part() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
@@ -60,7 +70,8 @@ policyd_round() {
 	"$B/bench/policyd_load" -l "unix:$W/pd.sock" -c 1 -d 1 >/dev/null
 	kill $PP; wait $PP 2>/dev/null || true
 	printf '%-10s round %s: ' "$label" "$r"
-	echo "rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss" \
+	echo "$(field rps "$out") $base" >>"$W/ratios.$(echo "$label" | tr / _)"
+	echo "ratio=$(ratio "$(field rps "$out")" "$base") rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") rss=$rss" \
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'rebuild_ms=' || (last_rebuild_us / 1000) || ' decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 }
 for r in $(seq "$ROUNDS"); do
@@ -69,11 +80,14 @@ for r in $(seq "$ROUNDS"); do
 	wait_socket "$W/base.sock"
 	"$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d 1 >/dev/null
 	out=$("$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d "$SECS")
-	echo "baseline   round $r: rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
+	base=$(field rps "$out")
+	echo "baseline   round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
 	kill $BP; wait $BP 2>/dev/null || true
 	policyd_round policyd
 	policyd_round policyd/n0 -o activity_nice=0
 done
+summary "policyd vs baseline" "$W/ratios.policyd"
+summary "policyd/n0 vs baseline" "$W/ratios.policyd_n0"
 
 fi
 
@@ -85,7 +99,9 @@ for r in $(seq "$ROUNDS"); do
 	"$B/bench/noop_milter" -p "unix:$W/noop.sock" & NP=$!
 	wait_socket "$W/noop.sock"
 	"$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d 1 >/dev/null
-	echo "noop      round $r: $("$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d "$SECS")"
+	out=$("$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d "$SECS")
+	base=$(field sessions_per_s "$out")
+	echo "noop      round $r: $out"
 	kill $NP; wait $NP 2>/dev/null || true
 
 	rm -f "$W/m.sock" "$W/store/activity.db"*
@@ -95,7 +111,9 @@ for r in $(seq "$ROUNDS"); do
 	"$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d 1 >/dev/null
 	out=$("$B/bench/milter_load" -p "unix:$W/m.sock" -c 50 -d "$SECS")
 	kill $MP; wait $MP 2>/dev/null || true
-	echo "saslgate  round $r: $out" \
+	echo "$(field sessions_per_s "$out") $base" >>"$W/ratios.milter"
+	echo "saslgate  round $r: ratio=$(ratio "$(field sessions_per_s "$out")" "$base") $out" \
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 done
+summary "saslgate-milter vs no-op" "$W/ratios.milter"
 fi
