@@ -24,15 +24,34 @@ static void reply_safe(char *dst, size_t dstsize, const char *src, size_t max)
 	dst[n] = '\0';
 }
 
+/* "action=" and the parts (NULL-terminated), then the empty line, in reply
+ * (len bytes, at least 16); a reply too long for it is cut (cannot happen
+ * with POLICYD_REPLY_MAX and the limits on reply texts). */
+static size_t finish_parts(char *reply, size_t len, const char *const *parts)
+{
+	static const char head[] = "action=";
+	size_t n = sizeof(head) - 1;
+
+	memcpy(reply, head, n);
+	for (; *parts != NULL; parts++) {
+		size_t k = strlen(*parts);
+
+		if (k > len - 3 - n)
+			k = len - 3 - n;
+		memcpy(reply + n, *parts, k);
+		n += k;
+	}
+	reply[n++] = '\n';
+	reply[n++] = '\n';
+	reply[n] = '\0';
+	return n;
+}
+
 static size_t finish(char *reply, size_t len, const char *action)
 {
-	int n = snprintf(reply, len, "action=%s\n\n", action);
+	const char *const parts[] = {action, NULL};
 
-	if (n < 0 || (size_t)n >= len) {
-		/* cannot happen with POLICYD_REPLY_MAX; keep the protocol intact anyway */
-		n = snprintf(reply, len, "action=DUNNO\n\n");
-	}
-	return (size_t)n;
+	return finish_parts(reply, len, parts);
 }
 
 static size_t on_error_reply(const struct server *srv, char *reply, size_t len)
@@ -76,9 +95,10 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 	char text[sizeof(d->reply_text)];
 
 	if (d->outcome == OUTCOME_BLOCK) {
+		const char *const parts[] = {d->reply_code, " ", d->reply_enh, " ", text, NULL};
+
 		reply_safe(text, sizeof(text), d->reply_text, sizeof(text) - 1);
-		snprintf(action, sizeof(action), "%s %s %s", d->reply_code, d->reply_enh, text);
-		return finish(reply, len, action);
+		return finish_parts(reply, len, parts);
 	}
 	if (d->outcome == OUTCOME_ALLOW && d->n_report_only > 0 && srv->cfg.report_warn) {
 		char mech[64], names[sizeof(d->report_only)];

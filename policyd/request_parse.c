@@ -6,7 +6,9 @@
  */
 #include "request_parse.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +47,43 @@ const char *policy_attr_name(enum policy_attr a)
 	return attrs[a].name;
 }
 
+/* The attributes saslgate uses, by name length (a request has about 30
+ * attributes, half of them unknown: most lines are rejected by length). */
+#define ATTR_LEN_MAX 24
+#define ATTRS_PER_LEN 4
+static signed char attrs_by_len[ATTR_LEN_MAX + 1][ATTRS_PER_LEN];
+static uint32_t attrs_head[POLICY_ATTR_COUNT]; /* the first 4 bytes of each name */
+static pthread_once_t attrs_once = PTHREAD_ONCE_INIT;
+
+static void attrs_index(void)
+{
+	memset(attrs_by_len, -1, sizeof(attrs_by_len));
+	for (int i = 0; i < POLICY_ATTR_COUNT; i++) {
+		if (attrs[i].len < sizeof(attrs_head[i]))
+			abort(); /* a programming error: attr_lookup compares 4 bytes first */
+		memcpy(&attrs_head[i], attrs[i].name, sizeof(attrs_head[i]));
+		signed char *slot = attrs_by_len[attrs[i].len];
+		int k = 0;
+
+		while (k < ATTRS_PER_LEN - 1 && slot[k] >= 0)
+			k++;
+		if (slot[k] >= 0)
+			abort(); /* a programming error: raise ATTRS_PER_LEN */
+		slot[k] = (signed char)i;
+	}
+}
+
 static int attr_lookup(const char *name, size_t len)
 {
-	for (int i = 0; i < POLICY_ATTR_COUNT; i++) {
-		if (attrs[i].len == len && memcmp(attrs[i].name, name, len) == 0)
+	uint32_t head;
+
+	if (len > ATTR_LEN_MAX || attrs_by_len[len][0] < 0)
+		return -1;
+	memcpy(&head, name, sizeof(head)); /* len is a known name's: 6 or more */
+	for (int k = 0; k < ATTRS_PER_LEN && attrs_by_len[len][k] >= 0; k++) {
+		int i = attrs_by_len[len][k];
+
+		if (attrs_head[i] == head && memcmp(attrs[i].name + 4, name + 4, len - 4) == 0)
 			return i;
 	}
 	return -1;
@@ -65,6 +100,7 @@ static void line_reset(struct policy_parser *p)
 
 void policy_parser_init(struct policy_parser *p, const struct policy_limits *lim)
 {
+	pthread_once(&attrs_once, attrs_index);
 	memset(p, 0, sizeof(*p));
 	p->lim = *lim;
 	line_reset(p);
@@ -197,10 +233,11 @@ static enum policy_parse_status line_byte(struct policy_parser *p, char c)
 }
 
 /*
- * The fast path: a whole attribute line s[0..n) (without its LF) at the start
- * of a line, within every limit. Returns 1 if it was consumed, 0 to leave it
- * to the byte-at-a-time path, which also produces the precise error for a bad
- * line (an empty line, which ends the request, takes that path too).
+ * The fast path: a whole attribute line s[0..n) (without its LF and without
+ * NUL bytes) at the start of a line, within every limit. Returns 1 if it was
+ * consumed, 0 to leave it to the byte-at-a-time path, which also produces
+ * the precise error for a bad line (an empty line, which ends the request,
+ * takes that path too).
  */
 static int fast_line(struct policy_parser *p, const char *s, size_t n)
 {
@@ -214,7 +251,7 @@ static int fast_line(struct policy_parser *p, const char *s, size_t n)
 		eff--;
 	if (eff == 0 || eff > p->lim.max_line_bytes ||
 	    p->n_bytes + n + 1 > p->lim.max_request_bytes ||
-	    p->n_attributes + 1 > p->lim.max_attributes || memchr(s, '\0', n) != NULL)
+	    p->n_attributes + 1 > p->lim.max_attributes)
 		return 0;
 	eq = memchr(s, '=', eff);
 	if (eq == NULL || eq == s)
@@ -249,6 +286,7 @@ enum policy_parse_status policy_parser_feed(struct policy_parser *p, const char 
                                             size_t *consumed)
 {
 	enum policy_parse_status st = POLICY_PARSE_MORE;
+	const char *nul = memchr(data, '\0', len); /* lines from here on: slow path */
 	size_t i = 0;
 
 	*consumed = 0;
@@ -262,7 +300,8 @@ enum policy_parse_status policy_parser_feed(struct policy_parser *p, const char 
 		if (p->line_len == 0) {
 			const char *lf = memchr(data + i, '\n', len - i);
 
-			if (lf != NULL && fast_line(p, data + i, (size_t)(lf - data - i))) {
+			if (lf != NULL && (nul == NULL || lf < nul) &&
+			    fast_line(p, data + i, (size_t)(lf - data - i))) {
 				i = (size_t)(lf - data) + 1;
 				continue;
 			}
