@@ -594,6 +594,47 @@ def test_detached_daemon_pid_file(tmp_path, store):
     assert not sock.exists()
 
 
+@pytest.mark.skipif(os.path.exists("/dev/log") or os.geteuid() != 0,
+                    reason="needs root and no syslog daemon on /dev/log")
+def test_detached_daemon_logs_decision_lines_to_syslog(tmp_path, store):
+    """Detached, the decision lines go to syslog (facility mail, level info),
+    one message per decision, without the "ident: info: " prefix of stderr."""
+    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    log.bind("/dev/log")
+    log.settimeout(10)
+    sock = tmp_path / "d.sock"
+    pid_file = tmp_path / "policyd.pid"
+    pid = None
+    a, b = new_instance(), new_instance()
+    try:
+        r = run_policyd(["-d", store, "-o", "pid_file=%s" % pid_file, "-l", "unix:%s" % sock])
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+        pid = int(pid_file.read_text())
+        assert wait_for(sock.exists)
+        with PolicyClient(str(sock)) as c:
+            assert c.ask(instance=a) == BLOCK_REPLY
+            assert c.ask(instance=b, sasl_method="XOAUTH2") == DUNNO
+        lines = []
+        while len(lines) < 2:
+            msg = log.recv(4096).decode()
+            if " decision " in msg:
+                lines.append(msg)
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not pid_file.exists())
+        log.close()
+        os.unlink("/dev/log")
+    prefix = "<%d>" % (2 * 8 + 6)  # LOG_MAIL | LOG_INFO
+    tag = "saslgate-policyd[%d]: decision " % pid
+    assert all(m.startswith(prefix) and tag in m for m in lines), lines
+    assert lines[0].split(tag)[1] == (
+        "instance=%s queue_id=- client=127.0.0.1 user=alice@example.com mech=PLAIN "
+        "class=legacy tls=yes service=587 outcome=block policy=block-legacy report_only=-" % a)
+    assert ("instance=%s " % b) in lines[1] and "outcome=allow" in lines[1]
+
+
 def test_detached_daemon_reports_missing_store_on_terminal(tmp_path):
     r = run_policyd(["-d", tmp_path / "missing", "-o", "pid_file=%s/p.pid" % tmp_path,
                      "-l", "unix:%s/s" % tmp_path])
