@@ -51,7 +51,7 @@ const char *policy_attr_name(enum policy_attr a)
  * attributes, half of them unknown: most lines are rejected by length). */
 #define ATTR_LEN_MAX 24
 #define ATTRS_PER_LEN 4
-static signed char attrs_by_len[ATTR_LEN_MAX + 1][ATTRS_PER_LEN];
+static int attrs_by_len[ATTR_LEN_MAX + 1][ATTRS_PER_LEN];
 static uint32_t attrs_head[POLICY_ATTR_COUNT]; /* the first 4 bytes of each name */
 static pthread_once_t attrs_once = PTHREAD_ONCE_INIT;
 
@@ -62,14 +62,14 @@ static void attrs_index(void)
 		if (attrs[i].len < sizeof(attrs_head[i]))
 			abort(); /* a programming error: attr_lookup compares 4 bytes first */
 		memcpy(&attrs_head[i], attrs[i].name, sizeof(attrs_head[i]));
-		signed char *slot = attrs_by_len[attrs[i].len];
+		int *slot = attrs_by_len[attrs[i].len];
 		int k = 0;
 
 		while (k < ATTRS_PER_LEN - 1 && slot[k] >= 0)
 			k++;
 		if (slot[k] >= 0)
 			abort(); /* a programming error: raise ATTRS_PER_LEN */
-		slot[k] = (signed char)i;
+		slot[k] = i;
 	}
 }
 
