@@ -231,6 +231,18 @@ static void conn_answer(struct conn *c)
 	c->cache_key_len = klen;
 }
 
+/* Closes the connection once its pending output is sent: at once when there
+ * is none (then returns -1: c is freed), else after conn_write_cb() sends it. */
+static int conn_close_when_sent(struct conn *c)
+{
+	c->closing = 1;
+	set_reading(c, 0);
+	if (c->out_len > 0)
+		return 0;
+	conn_free(c);
+	return -1;
+}
+
 /*
  * Parses and answers data[0..len). Returns 0, or -1 when the connection is
  * gone (freed). While too much output is pending, reading stops and the rest
@@ -265,30 +277,17 @@ static int conn_process(struct conn *c, const char *data, size_t len)
 				c->closing = 1;
 		}
 	}
-	if (c->closing) {
-		set_reading(c, 0);
-		if (c->out_len == 0) {
-			conn_free(c);
-			return -1;
-		}
-	}
-	return 0;
+	return c->closing ? conn_close_when_sent(c) : 0;
 }
 
 /* The peer closed its side: fine between requests, a violation inside one.
  * A client that half-closes after its request still gets the reply. */
 static void conn_eof(struct conn *c)
 {
-	if (policy_parser_busy(&c->parser)) {
+	if (policy_parser_busy(&c->parser))
 		conn_abort(c, "disconnected in the middle of a request");
-		return;
-	}
-	if (c->out_len > 0) {
-		c->closing = 1;
-		set_reading(c, 0);
-		return;
-	}
-	conn_free(c);
+	else
+		conn_close_when_sent(c);
 }
 
 /* After a recv() or send() that failed: nothing for EAGAIN and EINTR (the
@@ -386,8 +385,6 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
 	srv->n_conns++;
 }
 
-/* Once a second: connections silent for idle_timeout are closed, as are those
- * whose client has not read a reply for as long. */
 int64_t conns_clock_ms(void)
 {
 	struct timespec ts;
@@ -396,6 +393,8 @@ int64_t conns_clock_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Once a second: connections silent for idle_timeout are closed, as are those
+ * whose client has not read a reply for as long. */
 void conns_sweep(struct server *srv, int64_t now_ms)
 {
 	struct conn *c = srv->conns, *next;
@@ -415,12 +414,7 @@ void conns_shutdown(struct server *srv)
 		next = c->next;
 		if (policy_parser_busy(&c->parser))
 			continue; /* closes once its request is answered */
-		if (c->out_len > 0) {
-			c->closing = 1;
-			set_reading(c, 0);
-		} else {
-			conn_free(c);
-		}
+		conn_close_when_sent(c);
 	}
 }
 
