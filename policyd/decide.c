@@ -3,7 +3,6 @@
  * attributes -> struct request, engine_decide() with the current snapshot, and
  * the decision -> "action=..." reply.
  */
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -91,7 +90,6 @@ static void request_from(const struct policy_parser *p, struct request *req)
 static size_t decision_reply(const struct server *srv, const struct request *req,
                              const struct decision *d, char *reply, size_t len)
 {
-	char action[POLICYD_REPLY_MAX - 16];
 	char text[sizeof(d->reply_text)];
 
 	if (d->outcome == OUTCOME_BLOCK) {
@@ -102,14 +100,12 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 	}
 	if (d->outcome == OUTCOME_ALLOW && d->n_report_only > 0 && srv->cfg.report_warn) {
 		char mech[64], names[sizeof(d->report_only)];
+		const char *const parts[] = {"WARN saslgate report-only: authentication mechanism ",
+		                             mech, " would be refused by policy ", names, NULL};
 
 		reply_safe(mech, sizeof(mech), req->mech, 32);
 		reply_safe(names, sizeof(names), d->report_only, sizeof(names) - 1);
-		snprintf(action, sizeof(action),
-		         "WARN saslgate report-only: authentication mechanism %s would be refused "
-		         "by policy %s",
-		         mech, names);
-		return finish(reply, len, action);
+		return finish_parts(reply, len, parts);
 	}
 	return finish(reply, len, "DUNNO");
 }
