@@ -76,6 +76,20 @@ static int level_priority(enum log_level level)
 	return LOG_ERR;
 }
 
+int log_enabled(enum log_level level)
+{
+	return (int)level >= atomic_load(&log_min_level);
+}
+
+/* "ident: level: ", what each line on stderr starts with; its length (0 if
+ * buf is too short). */
+static size_t stderr_prefix(char *buf, size_t len, enum log_level level)
+{
+	int n = snprintf(buf, len, "%s: %s: ", log_ident, level_name(level));
+
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
 /* Control characters from remote input would let a client forge log lines. */
 static void sanitize(char *s)
 {
@@ -87,16 +101,18 @@ static void sanitize(char *s)
 SG_PRINTF(2, 0)
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_MAX];
+	char line[LOG_LINE_MAX], prefix[sizeof(log_ident) + 16];
 
-	if ((int)level < atomic_load(&log_min_level))
+	if (!log_enabled(level))
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	sanitize(line);
-	if (atomic_load(&log_to_stderr))
-		fprintf(stderr, "%s: %s: %s\n", log_ident, level_name(level), line);
-	else
+	if (atomic_load(&log_to_stderr)) {
+		stderr_prefix(prefix, sizeof(prefix), level);
+		fprintf(stderr, "%s%s\n", prefix, line);
+	} else {
 		syslog(level_priority(level), "%s", line);
+	}
 }
 
 void log_debug(const char *fmt, ...)
@@ -145,16 +161,9 @@ void fatal(const char *fmt, ...)
 	exit(1);
 }
 
-int log_enabled(enum log_level level)
-{
-	return (int)level >= atomic_load(&log_min_level);
-}
-
 size_t log_info_prefix(char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "%s: info: ", log_ident);
-
-	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+	return stderr_prefix(buf, len, LOG_LEVEL_INFO);
 }
 
 void log_info_lines(const char *block, size_t len, size_t prefix_len)

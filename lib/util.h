@@ -36,11 +36,6 @@ int sg_err_set(struct sg_err *err, const char *fmt, ...) SG_PRINTF(2, 3);
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *ptr, size_t size);
-
-/* The current time in seconds, exact: glibc's time() reads the coarse clock,
- * which may still show the previous second a few milliseconds into the next.
- * Decisions and their records are stamped with this. */
-time_t sg_time_now(void);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
@@ -65,5 +60,10 @@ int sg_strcasecmp(const char *a, const char *b);
  * 1, or returns 0 at the end, or -1 if an item does not fit in itemlen.
  */
 int list_next(const char **cursor, char *item, size_t itemlen);
+
+/* The current time in seconds, exact: glibc's time() reads the coarse clock,
+ * which may still show the previous second a few milliseconds into the next.
+ * Decisions and their records are stamped with this. */
+time_t sg_time_now(void);
 
 #endif
