@@ -15,6 +15,17 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT INT TERM
 
 wait_socket() { i=0; while [ ! -S "$1" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done; }
 field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# baseline_round SERVER SERVER_FLAG LOAD LOAD_FLAG CONNECTIONS SOCKET: starts
+# bench/SERVER on unix:SOCKET, loads it with bench/LOAD for a second of warm-up
+# and then SECS, stops it; the measured run's output is left in $out.
+baseline_round() {
+	rm -f "$6"
+	"$B/bench/$1" "$2" "unix:$6" & BASE_PID=$!
+	wait_socket "$6"
+	"$B/bench/$3" "$4" "unix:$6" -c "$5" -d 1 >/dev/null
+	out=$("$B/bench/$3" "$4" "unix:$6" -c "$5" -d "$SECS")
+	kill $BASE_PID; wait $BASE_PID 2>/dev/null || true
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # summary LABEL FILE: FILE holds "rate baseline_rate" per round; prints the
 # median of the per-round ratios and the ratio of the summed rates.
@@ -75,14 +86,9 @@ policyd_round() {
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'rebuild_ms=' || (last_rebuild_us / 1000) || ' decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 }
 for r in $(seq "$ROUNDS"); do
-	rm -f "$W/base.sock"
-	"$B/bench/baseline_policy" -l "unix:$W/base.sock" & BP=$!
-	wait_socket "$W/base.sock"
-	"$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d 1 >/dev/null
-	out=$("$B/bench/policyd_load" -l "unix:$W/base.sock" -c 100 -d "$SECS")
+	baseline_round baseline_policy -l policyd_load -l 100 "$W/base.sock"
 	base=$(field rps "$out")
 	echo "baseline   round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
-	kill $BP; wait $BP 2>/dev/null || true
 	policyd_round policyd
 	policyd_round policyd/n0 -o activity_nice=0
 done
@@ -95,14 +101,9 @@ if part milter; then
 echo
 echo "== saslgate-milter vs bench/noop_milter: 50 connections, ${SECS}s x $ROUNDS rounds"
 for r in $(seq "$ROUNDS"); do
-	rm -f "$W/noop.sock"
-	"$B/bench/noop_milter" -p "unix:$W/noop.sock" & NP=$!
-	wait_socket "$W/noop.sock"
-	"$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d 1 >/dev/null
-	out=$("$B/bench/milter_load" -p "unix:$W/noop.sock" -c 50 -d "$SECS")
+	baseline_round noop_milter -p milter_load -p 50 "$W/noop.sock"
 	base=$(field sessions_per_s "$out")
 	echo "noop      round $r: $out"
-	kill $NP; wait $NP 2>/dev/null || true
 
 	rm -f "$W/m.sock" "$W/store/activity.db"*
 	"$B/saslgate-milter" -f -d "$W/store" -p "unix:$W/m.sock" -o socket_mode=0666 \
