@@ -66,6 +66,8 @@ const struct setting_def settings_table[] = {
      "libmilter I/O timeout"},
     {"milter_backlog", SETTING_INT, "4096", 1, 65535, NULL, SETTINGS_MILTER,
      "listen backlog of the milter socket"},
+    {"milter_thread_stack", SETTING_INT, "256", 64, 65536, NULL, SETTINGS_MILTER,
+     "stack of each libmilter connection thread (KiB)"},
     {NULL, SETTING_STRING, NULL, 0, 0, NULL, 0, NULL},
 };
 

@@ -305,6 +305,31 @@ static int check_config(const struct settings *s, const struct milter_settings *
 	return 0;
 }
 
+/*
+ * libmilter starts a thread for every MTA connection with the default
+ * attributes, so with the default 8 MiB stack glibc can keep only five
+ * stacks for reuse (its cache holds 40 MiB): nearly every connection mapped
+ * a fresh stack, faulted its pages in and unmapped it again, which cost
+ * more than deciding. A decision, a snapshot rebuild of 100,000 exceptions
+ * included, runs within 20 KiB; 256 KiB leaves a wide margin and lets 160
+ * stacks be reused.
+ */
+static void set_thread_stack(int64_t kib)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	if ((rc = pthread_attr_init(&attr)) == 0) {
+		rc = pthread_attr_setstacksize(&attr, (size_t)kib * 1024);
+		if (rc == 0)
+			rc = pthread_setattr_default_np(&attr);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc != 0)
+		log_warning("milter_thread_stack %lld KiB not applied: %s", (long long)kib,
+			    strerror(rc));
+}
+
 static void setup_socket(const struct milter_settings *m)
 {
 	if (smfi_setconn((char *)(uintptr_t)m->socket) != MI_SUCCESS)
@@ -518,6 +543,7 @@ int main(int argc, char **argv)
 	hb.activity = m.filter.activity;
 	heartbeat_start(&hb);
 
+	set_thread_stack(settings_int(&settings, "milter_thread_stack"));
 	log_info("listening on %s (store %s)", m.socket, m.store_dir);
 	rc = smfi_main();
 	log_info("stopping");

@@ -171,6 +171,50 @@ def test_burst_of_connections_waits_in_the_listen_queue(milter):
     serves(milter)
 
 
+def thread_stacks(pid, kib):
+    """Thread stacks of exactly kib KiB in the process: a read-write
+    anonymous mapping of that size right above its guard page."""
+    n, guard_end = 0, None
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            anonymous = len(fields) == 5
+            if (anonymous and fields[1] == "rw-p" and lo == guard_end
+                    and hi - lo == kib * 1024):
+                n += 1
+            guard_end = hi if anonymous and fields[1] == "---p" else None
+    return n
+
+
+@pytest.mark.parametrize("kib", [None, 96])
+def test_connection_threads_get_the_configured_stack(store, kib):
+    """libmilter's threads (Debian's libmilter keeps a pool of workers that
+    grows and shrinks with the connections) are started with the default
+    attributes; milter_thread_stack (default 256 KiB) sizes them, so that
+    glibc can reuse their stacks instead of mapping 8 MiB for each. Also
+    proves that such a stack is enough for deciding and for a rebuild."""
+    size = kib or 256
+    m = Milter(store, extra_args=["-o", "milter_thread_stack=%d" % size] if kib else [])
+    clients = []
+    try:
+        for i in range(8):
+            c = MilterClient(m.address, timeout=30)
+            clients.append(c)
+            c.optneg()
+            assert c.connect(addr="198.51.100.%d" % (i + 1))[0] == SMFIR_CONTINUE
+        assert thread_stacks(m.proc.pid, size) >= 1
+        add_exception(store, user="alice@example.test")  # the next MAIL rebuilds
+        for c in clients:
+            assert c.mail(macros=PLAIN)[0] == SMFIR_ACCEPT
+            c.quit()
+    finally:
+        for c in clients:
+            c.close()
+        status = m.stop()
+    assert status == 0, m.output()
+
+
 def test_policy_change_between_two_mails(store, milter):
     carol = {"i": "P1", "{auth_type}": "PLAIN", "{auth_authen}": "carol@example.test"}
     with MilterClient(milter.address) as c:

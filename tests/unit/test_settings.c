@@ -51,6 +51,7 @@ static const struct {
     {"socket", SETTING_STRING, "", 0, 0, M},
     {"milter_timeout", SETTING_DURATION, "600s", 1, 86400, M},
     {"milter_backlog", SETTING_INT, "4096", 1, 65535, M},
+    {"milter_thread_stack", SETTING_INT, "256", 64, 65536, M},
 };
 
 static void test_table(void **state)
