@@ -4,9 +4,9 @@
  * engine_decide the daemons call) and shows what happened then next to what
  * would happen now.
  *
- * Filters are fixed SQL fragments with bound values, so the planner can use
- * decisions_at for the time range; --user filters within it (activity.db has
- * no user index: its random inserts cost the daemons too much).
+ * The daemons store decisions a batch per row (decision_log.h); batches are
+ * read newest first through their time index and filtered here, and the
+ * scan stops once no older batch can make the cut of --limit.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 
 #include "activity_query.h"
 #include "cidr.h"
+#include "decision_log.h"
 #include "engine.h"
 #include "json.h"
 #include "request.h"
@@ -23,45 +24,12 @@
 
 enum { OPT_SINCE = 0x100, OPT_UNTIL, OPT_USER, OPT_OUTCOME, OPT_POLICY, OPT_LIMIT, OPT_FORMAT };
 
-#define LOG_COLUMNS                                                                                \
-	"id, at, daemon, queue_id, instance, user, client, mech, mech_class, tls, "                \
-	"service, "                                                                                \
-	"sender, outcome, policy, report_only, generation"
-
-/* One row of decisions, borrowed from the statement. */
-struct logged {
-	int64_t id, at, generation;
-	const char *daemon, *queue_id, *instance, *user, *client, *mech, *mech_class;
-	const char *service, *sender, *outcome, *policy, *report_only;
-	int tls;
-};
-
-static void row_read(sqlite3_stmt *st, struct logged *r)
-{
-	r->id = sqlite3_column_int64(st, 0);
-	r->at = sqlite3_column_int64(st, 1);
-	r->daemon = aq_text_or_null(st, 2);
-	r->queue_id = aq_text_or_null(st, 3);
-	r->instance = aq_text_or_null(st, 4);
-	r->user = aq_text_or_null(st, 5);
-	r->client = aq_text_or_null(st, 6);
-	r->mech = aq_text_or_null(st, 7);
-	r->mech_class = aq_text_or_null(st, 8);
-	r->tls = sqlite3_column_int(st, 9);
-	r->service = aq_text_or_null(st, 10);
-	r->sender = aq_text_or_null(st, 11);
-	r->outcome = aq_text_or_null(st, 12);
-	r->policy = aq_text_or_null(st, 13);
-	r->report_only = aq_text_or_null(st, 14);
-	r->generation = sqlite3_column_int64(st, 15);
-}
-
 static const char *dash(const char *s)
 {
 	return s && *s ? s : "-";
 }
 
-static void row_json(struct json *j, const struct logged *r)
+static void row_json(struct json *j, const struct dl_decision *r)
 {
 	char item[128];
 	const char *cur = r->report_only ? r->report_only : "";
@@ -88,7 +56,7 @@ static void row_json(struct json *j, const struct logged *r)
 	json_kv_int(j, "generation", r->generation);
 }
 
-static void row_csv(const struct logged *r)
+static void row_csv(const struct dl_decision *r)
 {
 	aq_csv_int(stdout, 1, r->id);
 	aq_csv_time(stdout, 0, (time_t)r->at);
@@ -109,7 +77,7 @@ static void row_csv(const struct logged *r)
 	aq_csv_end(stdout);
 }
 
-static void row_text(const struct logged *r)
+static void row_text(const struct dl_decision *r)
 {
 	char t[32], pol[200];
 
@@ -195,56 +163,121 @@ static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 	return CTL_OPT_CONTINUE;
 }
 
-/* Builds the query from fixed fragments; values are bound in the same order. */
-static int log_prepare(sqlite3 *db, const struct log_query *q, sqlite3_stmt **st)
+/* Whether a logged decision passes the filters. */
+static int log_match(const struct log_query *q, const struct dl_decision *d)
 {
-	char sql[1024];
-	int i = 1, rc;
+	if (d->at < (int64_t)q->since || d->at > (int64_t)q->until)
+		return 0;
+	if (q->user && (d->user == NULL || strcmp(d->user, q->user) != 0))
+		return 0;
+	if (q->outcome && (d->outcome == NULL || strcmp(d->outcome, q->outcome) != 0))
+		return 0;
+	if (q->policy && (d->policy == NULL || strcmp(d->policy, q->policy) != 0)) {
+		const char *cur = d->report_only ? d->report_only : "";
+		char item[128];
 
-	snprintf(sql, sizeof(sql),
-	         "SELECT " LOG_COLUMNS " FROM decisions WHERE at >= ? AND at <= ?%s%s%s "
-	         "ORDER BY at DESC, id DESC%s",
-	         q->user ? " AND user = ?" : "", q->outcome ? " AND outcome = ?" : "",
-	         q->policy ? " AND (policy = ? OR instr(',' || report_only || ',', "
-	                     "',' || ? || ',') > 0)"
-	                   : "",
-	         q->limit > 0 ? " LIMIT ?" : "");
-	if ((rc = aq_prepare(db, sql, st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(*st, i++, (int64_t)q->since);
-	sqlite3_bind_int64(*st, i++, (int64_t)q->until);
-	if (q->user)
-		sqlite3_bind_text(*st, i++, q->user, -1, SQLITE_STATIC);
-	if (q->outcome)
-		sqlite3_bind_text(*st, i++, q->outcome, -1, SQLITE_STATIC);
-	if (q->policy) {
-		sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
-		sqlite3_bind_text(*st, i++, q->policy, -1, SQLITE_STATIC);
+		while (list_next(&cur, item, sizeof(item)) > 0)
+			if (strcmp(item, q->policy) == 0)
+				return 1;
+		return 0;
 	}
-	if (q->limit > 0)
-		sqlite3_bind_int64(*st, i++, q->limit);
-	return CTL_OK;
+	return 1;
+}
+
+/* Newest first: by time, then by id. */
+static int cmp_newest(const void *a, const void *b)
+{
+	const struct dl_decision *x = a, *y = b;
+
+	if (x->at != y->at)
+		return x->at < y->at ? 1 : -1;
+	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
+}
+
+/* The matching decisions of the batches read so far, and the buffers their
+ * texts point into. */
+struct log_found {
+	const struct log_query *q;
+	struct dl_decision *d;
+	size_t n, cap;
+	char **bufs;
+	size_t n_bufs, cap_bufs;
+	size_t sorted; /* d[0..sorted) is in order, and the rest not yet */
+};
+
+/* Sorts what was found and keeps the newest --limit of it. */
+static void found_trim(struct log_found *f)
+{
+	if (f->sorted == f->n)
+		return;
+	qsort(f->d, f->n, sizeof(*f->d), cmp_newest);
+	if (f->q->limit > 0 && f->n > (size_t)f->q->limit)
+		f->n = (size_t)f->q->limit;
+	f->sorted = f->n;
+}
+
+static int log_batch(struct dl_batch *b, void *arg)
+{
+	struct log_found *f = arg;
+	size_t before = f->n;
+
+	/* Batches come by their newest decision, newest first: once --limit
+	 * decisions are found, a batch older than the last of them adds none. */
+	if (f->q->limit > 0 && f->n >= (size_t)f->q->limit) {
+		found_trim(f);
+		if (b->last_at < f->d[f->n - 1].at)
+			return 1;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (!log_match(f->q, &b->d[i]))
+			continue;
+		if (f->n == f->cap) {
+			f->cap = f->cap ? f->cap * 2 : 256;
+			f->d = xrealloc(f->d, f->cap * sizeof(*f->d));
+		}
+		f->d[f->n++] = b->d[i];
+	}
+	if (f->n > before) { /* keep the texts the new entries point into */
+		if (f->n_bufs == f->cap_bufs) {
+			f->cap_bufs = f->cap_bufs ? f->cap_bufs * 2 : 64;
+			f->bufs = xrealloc(f->bufs, f->cap_bufs * sizeof(*f->bufs));
+		}
+		f->bufs[f->n_bufs++] = b->buf;
+		b->buf = NULL; /* the scan allocates another */
+	}
+	return 0;
+}
+
+static void found_free(struct log_found *f)
+{
+	for (size_t i = 0; i < f->n_bufs; i++)
+		free(f->bufs[i]);
+	free(f->bufs);
+	free(f->d);
 }
 
 static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	struct log_query q = {0};
-	struct logged r;
+	struct log_found found = {0};
 	enum aq_format fmt;
-	sqlite3_stmt *st;
 	sqlite3 *db;
 	struct json j;
-	int rc, step;
+	int rc;
 
 	if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
 		return rc;
 	fmt = aq_format_of(ctl, q.format_given, q.format);
 	if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
 		return rc;
-	if ((rc = log_prepare(db, &q, &st)) != CTL_OK) {
-		store_close(&db);
+	found.q = &q;
+	rc = dl_scan(db, q.since, q.until, 1, q.user, log_batch, &found);
+	store_close(&db);
+	if (rc != CTL_OK) {
+		found_free(&found);
 		return rc;
 	}
+	found_trim(&found);
 	if (fmt == AQ_JSON) {
 		json_init(&j, stdout, 1);
 		json_array_begin(&j);
@@ -258,32 +291,31 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 		printf("%-8s %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", "ID", "AT", "DAEMON",
 		       "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
 	}
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		row_read(st, &r);
+	for (size_t i = 0; i < found.n; i++) {
+		const struct dl_decision *r = &found.d[i];
+
 		if (fmt == AQ_JSON) {
 			json_object_begin(&j);
-			row_json(&j, &r);
+			row_json(&j, r);
 			json_object_end(&j);
 		} else if (fmt == AQ_CSV) {
-			row_csv(&r);
+			row_csv(r);
 		} else {
-			row_text(&r);
+			row_text(r);
 		}
 	}
 	if (fmt == AQ_JSON) {
 		json_array_end(&j);
 		json_finish(&j);
 	}
-	rc = step == SQLITE_DONE ? CTL_OK : ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	store_close(&db);
-	return rc;
+	found_free(&found);
+	return CTL_OK;
 }
 
 /* ------------------------------------------------------------ log explain */
 
 struct replay {
-	struct logged then;
+	struct dl_decision then;
 	struct request req;
 	struct decision now;
 	int64_t generation_now;
@@ -363,7 +395,7 @@ static void replay_json(const struct replay *x)
 
 static void replay_text(const struct replay *x)
 {
-	const struct logged *r = &x->then;
+	const struct dl_decision *r = &x->then;
 	const struct decision *d = &x->now;
 	char t1[32], t2[32], ro[300] = "";
 
@@ -412,7 +444,8 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
 	sqlite3 *act = NULL, *pol = NULL;
-	sqlite3_stmt *st = NULL;
+	struct dl_batch batch = {0};
+	const struct dl_decision *then;
 	int64_t id;
 	int rc;
 
@@ -423,18 +456,13 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 		return CTL_USAGE;
 	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
 		return rc;
-	if ((rc = aq_prepare(act, "SELECT " LOG_COLUMNS " FROM decisions WHERE id = ?", &st)) !=
-	    CTL_OK)
+	if ((rc = dl_find(act, id, &batch, &then)) != CTL_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE
-		         ? ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id)
-		         : ctl_fail("activity.db: %s", sqlite3_errmsg(act));
+	if (then == NULL) {
+		rc = ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id);
 		goto out;
 	}
-	row_read(st, &x.then);
+	x.then = *then;
 	request_init(&x.req);
 	x.req.user = x.then.user;
 	x.req.mech = x.then.mech;
@@ -466,7 +494,7 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	decision_release(&x.now);
 	rc = CTL_OK;
 out:
-	sqlite3_finalize(st);
+	dl_batch_free(&batch);
 	snapshot_unref(&snap);
 	store_close(&pol);
 	store_close(&act);

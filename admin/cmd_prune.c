@@ -1,11 +1,16 @@
 /*
- * prune - applies the retention of the decision log: deletes decision rows
+ * prune - applies the retention of the decision log: deletes decisions
  * older than --older-than (default: the policy.db setting
  * activity_retention_days, 90 days), and heartbeats not refreshed within that
  * time (daemons long gone).
  *
- * Safe from cron while the daemons write: rows go in batches of --batch
- * (default 5000) per transaction, oldest first, so the write lock is held for
+ * Decisions are stored in batches (decision_log.h) and go a stored batch at
+ * a time, once the newest decision of the batch is older than the cutoff (a
+ * batch holds what a daemon queued between two writes, by default 200 ms
+ * apart: activity_flush_ms).
+ *
+ * Safe from cron while the daemons write: about --batch decisions (default
+ * 5000) go per transaction, oldest first, so the write lock is held for
  * milliseconds at a time and the daemons' writers (busy timeout 5 s) only
  * wait, never fail. The usage table is not touched: its first/last seen and
  * counts are the long-term record.
@@ -14,6 +19,7 @@
  * a file the daemons (running as their own user) cannot write.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,23 +39,46 @@ struct prune {
 	int64_t decisions, heartbeats, batches;
 };
 
-/* One batch in its own transaction; *n receives the rows deleted. */
-static int prune_batch(sqlite3 *db, sqlite3_stmt *del, struct prune *p, int64_t *n)
+/*
+ * One transaction: deletes the oldest stored batches whose every decision is
+ * older than the cutoff, --batch decisions' worth (at least one batch); *n
+ * receives the decisions deleted, 0 when none was left.
+ */
+static int prune_batch(sqlite3 *db, sqlite3_stmt *old, sqlite3_stmt *del, struct prune *p,
+                       int64_t *n)
 {
 	struct sg_err err = {{0}};
-	int rc;
+	int64_t *ids = NULL;
+	size_t n_ids = 0, cap = 0;
+	int rc = CTL_OK, step = SQLITE_DONE;
 
+	*n = 0;
 	if (store_begin(db, &err) < 0)
 		return ctl_fail("activity.db: %s", err.text);
-	sqlite3_reset(del);
-	sqlite3_bind_int64(del, 1, (int64_t)p->cutoff);
-	sqlite3_bind_int64(del, 2, p->batch);
-	rc = sqlite3_step(del);
-	if (rc != SQLITE_DONE) {
-		store_rollback(db);
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	sqlite3_reset(old);
+	sqlite3_bind_int64(old, 1, (int64_t)p->cutoff);
+	while (*n < p->batch && (step = sqlite3_step(old)) == SQLITE_ROW) {
+		if (n_ids == cap) {
+			cap = cap ? cap * 2 : 256;
+			ids = xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n_ids++] = sqlite3_column_int64(old, 0);
+		*n += sqlite3_column_int64(old, 1);
 	}
-	*n = sqlite3_changes(db);
+	if (*n < p->batch && step != SQLITE_DONE)
+		rc = ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	sqlite3_reset(old);
+	for (size_t i = 0; rc == CTL_OK && i < n_ids; i++) {
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, ids[i]);
+		if (sqlite3_step(del) != SQLITE_DONE)
+			rc = ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	}
+	free(ids);
+	if (rc != CTL_OK) {
+		store_rollback(db);
+		return rc;
+	}
 	if (store_commit(db, &err) < 0)
 		return ctl_fail("activity.db: %s", err.text);
 	return CTL_OK;
@@ -60,7 +89,9 @@ static int count_old(sqlite3 *db, struct prune *p)
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = aq_prepare(db, "SELECT count(*) FROM decisions WHERE at < ?1", &st)) != CTL_OK)
+	if ((rc = aq_prepare(db,
+	                     "SELECT coalesce(sum(n), 0) FROM decision_batches WHERE last_at < ?1",
+	                     &st)) != CTL_OK)
 		return rc;
 	sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -78,26 +109,30 @@ static int count_old(sqlite3 *db, struct prune *p)
 
 static int run(sqlite3 *db, struct prune *p)
 {
-	/* decisions_at serves the inner query; rowid order would not be time order
+	/* decision_batches_last_at serves it; id order would not be time order
 	 * if a clock stepped back. */
-	static const char sql_del[] = "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions "
-	                              "WHERE at < ?1 ORDER BY at LIMIT ?2)";
+	static const char sql_old[] = "SELECT id, n FROM decision_batches WHERE last_at < ?1 "
+	                              "ORDER BY last_at, id";
+	static const char sql_del[] = "DELETE FROM decision_batches WHERE id = ?1";
 	static const char sql_hb[] = "DELETE FROM heartbeats WHERE last_seen < ?1";
 	struct sg_err err = {{0}};
-	sqlite3_stmt *del, *hb;
+	sqlite3_stmt *old, *del, *hb;
 	int64_t n = 0;
 	int rc;
 
 	if (p->dry_run)
 		return count_old(db, p);
-	if ((rc = aq_prepare(db, sql_del, &del)) != CTL_OK)
+	if ((rc = aq_prepare(db, sql_old, &old)) != CTL_OK)
 		return rc;
-	do {
-		if ((rc = prune_batch(db, del, p, &n)) != CTL_OK)
-			break;
+	if ((rc = aq_prepare(db, sql_del, &del)) != CTL_OK) {
+		sqlite3_finalize(old);
+		return rc;
+	}
+	while ((rc = prune_batch(db, old, del, p, &n)) == CTL_OK && n > 0) {
 		p->decisions += n;
 		p->batches++;
-	} while (n == p->batch);
+	}
+	sqlite3_finalize(old);
 	sqlite3_finalize(del);
 	if (rc != CTL_OK)
 		return rc;

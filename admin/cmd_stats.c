@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "activity_query.h"
+#include "decision_log.h"
 #include "json.h"
 #include "mech.h"
 
@@ -109,36 +110,38 @@ static void add_combo(struct stats *s, const struct combo *c)
 
 #define COMBO_BUCKETS 4096 /* power of two; combos beyond it only slow down */
 
-static uint32_t combo_hash(sqlite3_stmt *st)
+/* The five texts that make a combination: outcome, mech, mech_class,
+ * policy, report_only ("" for none). */
+static uint32_t combo_hash(const char *const v[5])
 {
 	uint32_t h = 2166136261u;
 
 	for (int col = 0; col < 5; col++) {
-		for (const char *p = aq_text(st, col); *p; p++)
+		for (const char *p = v[col]; *p; p++)
 			h = (h ^ (unsigned char)*p) * 16777619u;
 		h = (h ^ 0x1f) * 16777619u;
 	}
 	return h;
 }
 
-static int combo_is(const struct combo *c, sqlite3_stmt *st)
+static int combo_is(const struct combo *c, const char *const v[5])
 {
-	return strcmp(c->outcome, aq_text(st, 0)) == 0 && strcmp(c->mech, aq_text(st, 1)) == 0 &&
-	       strcmp(c->mech_class, aq_text(st, 2)) == 0 &&
-	       strcmp(c->policy, aq_text(st, 3)) == 0 &&
-	       strcmp(c->report_only, aq_text(st, 4)) == 0;
+	return strcmp(c->outcome, v[0]) == 0 && strcmp(c->mech, v[1]) == 0 &&
+	       strcmp(c->mech_class, v[2]) == 0 && strcmp(c->policy, v[3]) == 0 &&
+	       strcmp(c->report_only, v[4]) == 0;
 }
 
-/* The combination of the current row: found in the hash table or added. */
-static struct combo *combo_of(struct stats *s, sqlite3_stmt *st, size_t *buckets, size_t *cap)
+/* The combination of these texts: found in the hash table or added. */
+static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *buckets,
+                              size_t *cap)
 {
-	uint32_t h = combo_hash(st);
+	uint32_t h = combo_hash(v);
 	size_t slot = h & (COMBO_BUCKETS - 1), probes = 0;
 	struct combo *c;
 
 	for (; buckets[slot] != 0 && probes < COMBO_BUCKETS; probes++) {
 		c = &s->combos[buckets[slot] - 1];
-		if (combo_is(c, st))
+		if (combo_is(c, v))
 			return c;
 		slot = (slot + 1) & (COMBO_BUCKETS - 1);
 	}
@@ -148,45 +151,59 @@ static struct combo *combo_of(struct stats *s, sqlite3_stmt *st, size_t *buckets
 	}
 	c = &s->combos[s->n_combos++];
 	memset(c, 0, sizeof(*c));
-	sg_strlcpy(c->outcome, aq_text(st, 0), sizeof(c->outcome));
-	sg_strlcpy(c->mech, aq_text(st, 1), sizeof(c->mech));
-	sg_strlcpy(c->mech_class, aq_text(st, 2), sizeof(c->mech_class));
-	sg_strlcpy(c->policy, aq_text(st, 3), sizeof(c->policy));
-	sg_strlcpy(c->report_only, aq_text(st, 4), sizeof(c->report_only));
+	sg_strlcpy(c->outcome, v[0], sizeof(c->outcome));
+	sg_strlcpy(c->mech, v[1], sizeof(c->mech));
+	sg_strlcpy(c->mech_class, v[2], sizeof(c->mech_class));
+	sg_strlcpy(c->policy, v[3], sizeof(c->policy));
+	sg_strlcpy(c->report_only, v[4], sizeof(c->report_only));
 	if (probes < COMBO_BUCKETS)
 		buckets[slot] = s->n_combos;
 	return c;
 }
 
+struct stats_scan {
+	struct stats *s;
+	size_t *buckets, cap;
+};
+
+static const char *text_of(const char *t)
+{
+	return t != NULL ? t : "";
+}
+
+static int stats_batch(struct dl_batch *b, void *arg)
+{
+	struct stats_scan *x = arg;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct dl_decision *d = &b->d[i];
+		const char *v[5] = {text_of(d->outcome), text_of(d->mech), text_of(d->mech_class),
+		                    text_of(d->policy), text_of(d->report_only)};
+
+		if (d->at >= (int64_t)x->s->since && d->at <= (int64_t)x->s->until)
+			combo_of(x->s, v, x->buckets, &x->cap)->n++;
+	}
+	return 0;
+}
+
 /*
- * Counts in C rather than with GROUP BY: SQLite would sort every row of the
- * window in a temporary b-tree (2 s for 1M rows); a scan plus a hash table
- * of the few distinct combinations takes a quarter of that.
+ * Counts in C rather than with GROUP BY: SQLite would sort every decision
+ * of the window in a temporary b-tree; a scan of the batches plus a hash
+ * table of the few distinct combinations takes a fraction of that.
  */
 static int stats_query(sqlite3 *db, struct stats *s)
 {
-	static const char sql[] = "SELECT outcome, mech, mech_class, policy, report_only "
-	                          "FROM decisions WHERE at >= ?1 AND at <= ?2";
 	static const char sql_users[] = "SELECT count(DISTINCT user) FROM usage "
 	                                "WHERE last_seen >= ?1 AND last_seen <= ?2 "
 	                                "AND mech_class <> 'modern'";
-	size_t *buckets = xcalloc(COMBO_BUCKETS, sizeof(size_t));
-	size_t cap = 0;
+	struct stats_scan x = {s, xcalloc(COMBO_BUCKETS, sizeof(size_t)), 0};
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK) {
-		free(buckets);
+	rc = dl_scan(db, s->since, s->until, 0, NULL, stats_batch, &x);
+	free(x.buckets);
+	if (rc != CTL_OK)
 		return rc;
-	}
-	sqlite3_bind_int64(st, 1, (int64_t)s->since);
-	sqlite3_bind_int64(st, 2, (int64_t)s->until);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		combo_of(s, st, buckets, &cap)->n++;
-	sqlite3_finalize(st);
-	free(buckets);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
 	for (size_t i = 0; i < s->n_combos; i++)
 		add_combo(s, &s->combos[i]);
 	if (s->policies.n > 1)

@@ -1,13 +1,16 @@
 /*
  * activity_queries - how long saslgatectl's reports take over a large
  * activity.db. Creates a store (saslgatectl init, plus exceptions), fills
- * activity.db with N decision rows spread over the last 90 days and U usage
- * rows (user x mechanism x network) consistent with them, then runs the
- * report commands with the real saslgatectl binary and prints the wall-clock
- * times (best and median of R runs) as a Markdown table.
+ * activity.db with N decisions spread over the last 90 days, stored B to a
+ * batch row, and U usage rows (user x mechanism x network) consistent with
+ * them, then runs the report commands with the real saslgatectl binary and
+ * prints the wall-clock times (best and median of R runs) as a Markdown
+ * table.
  *
  * usage: bench/activity_queries [-c SASLGATECTL] [-d DIR] [-n DECISIONS]
- *                               [-u USAGE_ROWS] [-r RUNS] [-k]
+ *                               [-b PER_BATCH] [-u USAGE_ROWS] [-r RUNS] [-k]
+ * -b 1 (the default) is what a quiet site's daemons write, a batch per
+ * decision, and the slowest to read; a busy site's batches hold hundreds.
  * -k keeps DIR (default: a new directory under /tmp, removed at the end).
  */
 #include <getopt.h>
@@ -80,7 +83,25 @@ static int run_quiet(const char *cmd)
 	return 0;
 }
 
-static int fill(const char *dir, long n_decisions, long n_usage)
+/* Regroups the batches of one decision into batches of per_batch (the fill
+ * gives consecutive decisions the same daemon in groups of that size). */
+static int regroup(sqlite3 *db, long per_batch)
+{
+	char sql[1024];
+
+	snprintf(sql, sizeof(sql),
+	         "CREATE TEMP TABLE g AS SELECT (id - 1) / %ld AS k, min(id) AS id, daemon, "
+	         "min(first_at) AS f, max(last_at) AS l, count(*) AS n, "
+	         "json_group_array(json(substr(data, 2, length(data) - 2))) AS d "
+	         "FROM (SELECT * FROM decision_batches ORDER BY id) GROUP BY k; "
+	         "DELETE FROM decision_batches; "
+	         "INSERT INTO decision_batches (id, daemon, first_at, last_at, n, data) "
+	         "SELECT id, daemon, f, l, n, d FROM g ORDER BY id; DROP TABLE g",
+	         per_batch);
+	return store_exec(db, sql, NULL);
+}
+
+static int fill(const char *dir, long n_decisions, long per_batch, long n_usage)
 {
 	static const char sql_d[] =
 	    "INSERT INTO decisions (at, daemon, instance, user, client, mech, mech_class, tls, "
@@ -133,7 +154,8 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 		         (unsigned long)i & 0xffffff);
 		sqlite3_reset(d);
 		sqlite3_bind_int64(d, 1, at);
-		sqlite3_bind_text(d, 2, i % 3 ? "policyd" : "milter", -1, SQLITE_STATIC);
+		sqlite3_bind_text(d, 2, i / per_batch % 3 ? "policyd" : "milter", -1,
+		                  SQLITE_STATIC);
 		sqlite3_bind_text(d, 3, inst, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(d, 5, client, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int(d, 8, 1);
@@ -191,6 +213,10 @@ static int fill(const char *dir, long n_decisions, long n_usage)
 	}
 	sqlite3_finalize(d);
 	sqlite3_finalize(u);
+	if (per_batch > 1 && regroup(db, per_batch) < 0) {
+		fprintf(stderr, "regroup: %s\n", sqlite3_errmsg(db));
+		exit(1);
+	}
 	store_exec(db, "COMMIT", NULL);
 	store_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL);
 	store_close(&db);
@@ -228,12 +254,12 @@ int main(int argc, char **argv)
 	};
 	const char *ctl = "./saslgatectl";
 	char dir[256] = "", cmd[1024];
-	long n_decisions = 1000000, n_usage = 50000;
+	long n_decisions = 1000000, per_batch = 1, n_usage = 50000;
 	int runs = 3, keep = 0, c;
 	double t;
 	struct stat sb;
 
-	while ((c = getopt(argc, argv, "c:d:n:u:r:k")) != -1) {
+	while ((c = getopt(argc, argv, "c:d:n:b:u:r:k")) != -1) {
 		switch (c) {
 		case 'c':
 			ctl = optarg;
@@ -243,6 +269,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			n_decisions = strtol(optarg, NULL, 10);
+			break;
+		case 'b':
+			per_batch = strtol(optarg, NULL, 10);
 			break;
 		case 'u':
 			n_usage = strtol(optarg, NULL, 10);
@@ -256,12 +285,12 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr,
 			        "usage: %s [-c SASLGATECTL] [-d DIR] [-n DECISIONS] "
-			        "[-u USAGE_ROWS] [-r RUNS] [-k]\n",
+			        "[-b PER_BATCH] [-u USAGE_ROWS] [-r RUNS] [-k]\n",
 			        argv[0]);
 			return 2;
 		}
 	}
-	if (n_decisions < 1 || n_usage < 5 || runs < 1 || runs > 50)
+	if (n_decisions < 1 || per_batch < 1 || n_usage < 5 || runs < 1 || runs > 50)
 		return 2;
 	if (dir[0] == '\0') {
 		snprintf(dir, sizeof(dir), "/tmp/saslgate-bench-XXXXXX");
@@ -282,12 +311,12 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	t = now_s();
-	if (fill(dir, n_decisions, n_usage) < 0)
+	if (fill(dir, n_decisions, per_batch, n_usage) < 0)
 		return 1;
 	snprintf(cmd, sizeof(cmd), "%s/%s", dir, STORE_ACTIVITY_DB);
 	stat(cmd, &sb);
-	printf("filled %s: %ld decisions, %ld usage rows, %.1f MB, in %.1f s\n\n", dir, n_decisions,
-	       n_usage, (double)sb.st_size / 1e6, now_s() - t);
+	printf("filled %s: %ld decisions (%ld a batch), %ld usage rows, %.1f MB, in %.1f s\n\n",
+	       dir, n_decisions, per_batch, n_usage, (double)sb.st_size / 1e6, now_s() - t);
 	printf("| command | best (s) | median (s) |\n|---|---|---|\n");
 	for (int i = 0; cases[i]; i++) {
 		double times[50] = {0};

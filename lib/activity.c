@@ -1,5 +1,5 @@
 /*
- * activity - decision lines, decision rows, the usage table and heartbeats
+ * activity - decision lines, the decision log, the usage table and heartbeats
  * (see activity.h). Callers only pack a record and append it to a bounded
  * queue under a mutex; one writer thread takes the whole queue at a time,
  * logs its decision lines in one write and turns it into one transaction.
@@ -108,7 +108,7 @@ struct activity {
 
 	/* writer thread only */
 	sqlite3 *db;
-	sqlite3_stmt *ins, *ins_many, *use; /* prepared once per open */
+	sqlite3_stmt *ins, *next_id, *use; /* prepared once per open */
 	struct hash *usage;	 /* key -> struct usage_sum, since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
@@ -117,6 +117,8 @@ struct activity {
 	uint64_t dropped_logged;
 	char *lines;	   /* a batch's decision lines; kept, as it is large */
 	size_t lines_cap;
+	char *json; /* a batch row's text; kept, as it is large */
+	size_t json_cap;
 	char host[256];
 };
 
@@ -313,33 +315,105 @@ uint64_t activity_dropped(struct activity *act)
 
 /* ------------------------------------------------------------ writer thread */
 
-/* Decision rows go in DECISIONS_PER_INSERT at a time: one statement per row
- * spent a third of the writer's time starting and ending statements. */
-#define DECISIONS_PER_INSERT 20
-#define DECISION_COLUMNS 15
-static const char sql_decision[] =
-	"INSERT INTO decisions (at, daemon, queue_id, instance, user, client, mech, mech_class, "
-	"tls, service, sender, outcome, policy, report_only, generation) VALUES ";
-static const char sql_decision_values[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/*
+ * Decisions are stored a batch per row of decision_batches (schema
+ * activity-003.sql): a JSON array of up to DECISIONS_PER_ROW decisions, each
+ * [at, queue_id, instance, user, client, mech, mech_class, tls, service,
+ * sender, outcome, policy, report_only, generation]. A row per decision cost
+ * about 2 us (the b-tree inserts of the row and its index, binding fifteen
+ * values); a batch row costs about as much as formatting its text. Rows are
+ * kept to a few hundred decisions so that reading one (log explain) stays
+ * cheap.
+ */
+#define DECISIONS_PER_ROW 500
+static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first_at, last_at, n, "
+				"data) VALUES (?, ?, ?, ?, ?, ?)";
+/* A batch's decisions have the ids id .. id + n - 1. */
+static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
 
-static int prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **st)
+/* The longest JSON text of a decision: every field, each byte possibly
+ * escaped, plus numbers, quotes and commas. */
+#define DECISION_JSON_MAX (2 * 1200 + 128)
+
+static char *put_int(char *p, int64_t v)
 {
-	size_t len = sizeof(sql_decision) + (size_t)rows * sizeof(sql_decision_values);
-	char *sql = xmalloc(len), *p = sql;
-	int rc;
+	char digits[24];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	int n = 0;
 
-	memcpy(p, sql_decision, sizeof(sql_decision) - 1);
-	p += sizeof(sql_decision) - 1;
-	for (int i = 0; i < rows; i++) {
-		if (i > 0)
-			*p++ = ',';
-		memcpy(p, sql_decision_values, sizeof(sql_decision_values) - 1);
-		p += sizeof(sql_decision_values) - 1;
+	if (v < 0)
+		*p++ = '-';
+	do
+		digits[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+/* Appends a field as a JSON string, null when empty. pack_field() left no
+ * quote or control byte; a backslash is the one byte to escape. */
+static char *put_json_field(char *p, const struct record *r, int field)
+{
+	const char *s = FIELD(r, field), *bs;
+	size_t len = FIELD_LEN(r, field);
+
+	if (len == 0) {
+		*p++ = 'n';
+		*p++ = 'u';
+		*p++ = 'l';
+		*p++ = 'l';
+		return p;
 	}
-	*p = '\0';
-	rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-	free(sql);
-	return rc == SQLITE_OK ? 0 : -1;
+	*p++ = '"';
+	while ((bs = memchr(s, '\\', len)) != NULL) {
+		size_t k = (size_t)(bs - s) + 1;
+
+		memcpy(p, s, k);
+		p += k;
+		*p++ = '\\';
+		s += k;
+		len -= k;
+	}
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '"';
+	return p;
+}
+
+/* Appends a decision's JSON array at p (DECISION_JSON_MAX bytes); returns the end. */
+static char *format_json(char *p, const struct record *r)
+{
+	*p++ = '[';
+	p = put_int(p, (int64_t)r->at);
+	*p++ = ',';
+	p = put_json_field(p, r, F_QUEUE_ID);
+	*p++ = ',';
+	p = put_json_field(p, r, F_INSTANCE);
+	*p++ = ',';
+	p = put_json_field(p, r, F_USER);
+	*p++ = ',';
+	p = put_json_field(p, r, F_CLIENT);
+	*p++ = ',';
+	p = put_json_field(p, r, F_MECH);
+	*p++ = ',';
+	p = put_json_field(p, r, F_MECH_CLASS);
+	*p++ = ',';
+	*p++ = r->tls ? '1' : '0';
+	*p++ = ',';
+	p = put_json_field(p, r, F_SERVICE);
+	*p++ = ',';
+	p = put_json_field(p, r, F_SENDER);
+	*p++ = ',';
+	p = put_json_field(p, r, F_OUTCOME);
+	*p++ = ',';
+	p = put_json_field(p, r, F_POLICY);
+	*p++ = ',';
+	p = put_json_field(p, r, F_REPORT_ONLY);
+	*p++ = ',';
+	p = put_int(p, r->generation);
+	*p++ = ']';
+	return p;
 }
 
 /* A usage column that follows the newest submission (two daemons may write
@@ -374,52 +448,6 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
-}
-
-/* Binds a record's field (NULL when empty). */
-static void bind_field(sqlite3_stmt *st, int i, const struct record *r, int field)
-{
-	size_t len = FIELD_LEN(r, field);
-
-	if (len > 0)
-		sqlite3_bind_text(st, i, FIELD(r, field), (int)len, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-/* Binds a decision to the row'th set of parameters of an insert. */
-static void bind_decision(struct activity *act, sqlite3_stmt *ins, int row,
-			  const struct record *r)
-{
-	int b = row * DECISION_COLUMNS;
-
-	sqlite3_bind_int64(ins, b + 1, (sqlite3_int64)r->at);
-	sqlite3_bind_text(ins, b + 2, act->program, -1, SQLITE_STATIC);
-	bind_field(ins, b + 3, r, F_QUEUE_ID);
-	bind_field(ins, b + 4, r, F_INSTANCE);
-	bind_field(ins, b + 5, r, F_USER);
-	bind_field(ins, b + 6, r, F_CLIENT);
-	bind_field(ins, b + 7, r, F_MECH);
-	bind_field(ins, b + 8, r, F_MECH_CLASS);
-	sqlite3_bind_int(ins, b + 9, r->tls);
-	bind_field(ins, b + 10, r, F_SERVICE);
-	bind_field(ins, b + 11, r, F_SENDER);
-	sqlite3_bind_text(ins, b + 12, FIELD(r, F_OUTCOME), (int)FIELD_LEN(r, F_OUTCOME),
-			  SQLITE_STATIC);
-	bind_field(ins, b + 13, r, F_POLICY);
-	bind_field(ins, b + 14, r, F_REPORT_ONLY);
-	sqlite3_bind_int64(ins, b + 15, r->generation);
-}
-
-/* Inserts the n records starting at recs[0] (n is 1 or DECISIONS_PER_INSERT). */
-static int write_decisions(struct activity *act, struct record *const *recs, int n)
-{
-	sqlite3_stmt *ins = n == 1 ? act->ins : act->ins_many;
-
-	sqlite3_reset(ins);
-	for (int i = 0; i < n; i++)
-		bind_decision(act, ins, i, recs[i]);
-	return sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
 }
 
 /* Adds an authenticated decision to its usage sum, keyed by user, mechanism
@@ -478,6 +506,60 @@ static void sum_usage(struct activity *act, const struct record *r)
 	u->count++;
 }
 
+/* The id of the next decision; runs inside the batch's transaction, so two
+ * daemons writing to one activity.db never share an id. */
+static int next_decision_id(struct activity *act, int64_t *id)
+{
+	int rc;
+
+	sqlite3_reset(act->next_id);
+	rc = sqlite3_step(act->next_id);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(act->next_id, 0);
+	else if (rc == SQLITE_DONE)
+		*id = 1;
+	sqlite3_reset(act->next_id);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Stores the records from data + *off on, up to DECISIONS_PER_ROW of them,
+ * as one batch row with the ids from *id on, and adds them to the usage
+ * sums; advances *off and *id. */
+static int write_decisions(struct activity *act, const char *data, size_t len, size_t *off,
+			   int64_t *id)
+{
+	time_t first = 0, last = 0;
+	size_t used = 0;
+	int k = 0;
+
+	for (; k < DECISIONS_PER_ROW && *off < len; k++) {
+		const struct record *r = (const struct record *)(data + *off);
+
+		if (act->json_cap - used < DECISION_JSON_MAX + 2) {
+			act->json_cap = act->json_cap ? act->json_cap * 2 : 262144;
+			act->json = xrealloc(act->json, act->json_cap);
+		}
+		act->json[used++] = k == 0 ? '[' : ',';
+		used = (size_t)(format_json(act->json + used, r) - act->json);
+		if (k == 0 || r->at < first)
+			first = r->at;
+		if (k == 0 || r->at > last)
+			last = r->at;
+		sum_usage(act, r);
+		*off += r->size;
+	}
+	act->json[used++] = ']';
+	sqlite3_reset(act->ins);
+	sqlite3_bind_int64(act->ins, 1, *id);
+	sqlite3_bind_text(act->ins, 2, act->program, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(act->ins, 3, (sqlite3_int64)first);
+	sqlite3_bind_int64(act->ins, 4, (sqlite3_int64)last);
+	sqlite3_bind_int(act->ins, 5, k);
+	sqlite3_bind_text(act->ins, 6, act->json, (int)used, SQLITE_STATIC);
+	*id += k;
+	return sqlite3_step(act->ins) == SQLITE_DONE ? 0 : -1;
+}
+
 /* key: user \x1f mech \x1f network in hex (see sum_usage) */
 static int write_usage(const char *key, void *value, void *arg)
 {
@@ -512,7 +594,8 @@ static void usage_reset(struct activity *act, time_t now)
 }
 
 /*
- * One transaction: the batch's decision rows and the usage sums. A small
+ * One transaction: the batch's decisions (a row per DECISIONS_PER_ROW) and
+ * the usage sums. A small
  * batch (a light load: every test, most sites) writes its sums with the
  * decisions they count, so what `saslgatectl log` shows is already in
  * `report legacy`. Under a heavy load the sums span batches until a
@@ -531,26 +614,15 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 		    hash_count(act->usage) >= act->cap * 4;
 
+	int64_t id = 0;
+
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
 		goto fail;
-	for (size_t off = 0; off < len;) {
-		struct record *recs[DECISIONS_PER_INSERT];
-		int k = 0;
-
-		while (k < DECISIONS_PER_INSERT && off < len) {
-			recs[k] = (struct record *)(data + off);
-			sum_usage(act, recs[k]);
-			off += recs[k++]->size;
-		}
-		if (k == DECISIONS_PER_INSERT) {
-			if (write_decisions(act, recs, k) < 0)
-				goto fail;
-		} else {
-			for (int i = 0; i < k; i++)
-				if (write_decisions(act, recs + i, 1) < 0)
-					goto fail;
-		}
-	}
+	if (len > 0 && next_decision_id(act, &id) < 0)
+		goto fail;
+	for (size_t off = 0; off < len;)
+		if (write_decisions(act, data, len, &off, &id) < 0)
+			goto fail;
 	if (flush && hash_foreach(act->usage, write_usage, act->use) != 0)
 		goto fail;
 	if (store_exec(act->db, "COMMIT", NULL) == 0)
@@ -636,9 +708,9 @@ static void write_heartbeat(struct activity *act, int stopped)
 static void close_db(struct activity *act)
 {
 	sqlite3_finalize(act->ins);
-	sqlite3_finalize(act->ins_many);
+	sqlite3_finalize(act->next_id);
 	sqlite3_finalize(act->use);
-	act->ins = act->ins_many = act->use = NULL;
+	act->ins = act->next_id = act->use = NULL;
 	store_close(&act->db);
 }
 
@@ -654,8 +726,8 @@ static int ensure_open(struct activity *act, time_t now)
 	act->next_open_attempt = now + 5;
 	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
 	    (store_exec(act->db, "PRAGMA cache_size = -16384", &err) < 0 || /* 16 MiB */
-	     prepare_insert(act->db, 1, &act->ins) < 0 ||
-	     prepare_insert(act->db, DECISIONS_PER_INSERT, &act->ins_many) < 0 ||
+	     sqlite3_prepare_v2(act->db, sql_batch, -1, &act->ins, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(act->db, sql_next_id, -1, &act->next_id, NULL) != SQLITE_OK ||
 	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
 		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
 		close_db(act);
@@ -813,6 +885,7 @@ void activity_close(struct activity **actp)
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);
 	free(act->lines);
+	free(act->json);
 	free(act->dir);
 	free(act);
 	*actp = NULL;

@@ -1,12 +1,14 @@
 /*
  * activity - what the daemons record about their decisions: one syslog line per
- * decision (key=value), and, off the request path, decision rows and the usage
- * table (user x mechanism x client network) in activity.db, written by one
- * writer thread in batched transactions, plus a heartbeat row with counters.
+ * decision (key=value), and, off the request path, the decision log (a row
+ * of decision_batches per batch of decisions, see schema activity-003.sql)
+ * and the usage table (user x mechanism x client network) in activity.db,
+ * written by one writer thread in batched transactions, plus a heartbeat row
+ * with counters.
  *
  * activity_record() never blocks on I/O: records go to a bounded queue, and the
- * writer thread logs their decision lines (a batch in one write) and writes
- * their rows. A full queue drops records, lines included; an unwritable
+ * writer thread logs their decision lines (a batch in one write) and stores
+ * them. A full queue drops records, lines included; an unwritable
  * activity.db drops rows (the lines are still logged). Every loss is counted
  * and logged (at most once a minute).
  */
