@@ -1,0 +1,192 @@
+/*
+ * fuzz_decision_batch - libFuzzer target for saslgatectl's decoder of the
+ * decision log's batch rows (admin/decision_log.c dl_decode). The rows come
+ * from the daemons, but also from anyone inserting through the decisions
+ * view, so the decoder must survive any text.
+ *
+ * Input: the data text of one row (NUL bytes end it, as SQLite's text would).
+ *
+ * Oracle: SQLite's own JSON functions. When SQLite finds the text to be an
+ * array of arrays of at least 14 scalars, the decoder must accept it, give as
+ * many decisions, and decode every string field exactly as json_extract
+ * does (compared when the text has no \u escape: the decoder turns U+0000
+ * into '?' where SQLite would cut the string).
+ *
+ * The Makefile links this target with saslgatectl's objects except main.o.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "decision_log.h"
+
+#define INPUT_MAX 16384
+#define FIELDS    14
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static sqlite3 *db;
+static sqlite3_stmt *valid_st, *outer_st, *inner_st, *field_st;
+
+static sqlite3_stmt *prepare(const char *sql)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "fuzz_decision_batch: sqlite: %s\n", sqlite3_errmsg(db));
+		abort();
+	}
+	return st;
+}
+
+static void setup(void)
+{
+	if (sqlite3_open(":memory:", &db) != SQLITE_OK)
+		abort();
+	valid_st = prepare("SELECT json_valid(?1) AND json_type(?1) = 'array'");
+	outer_st = prepare("SELECT count(*), coalesce(sum(type = 'array'), 0) FROM json_each(?1)");
+	inner_st = prepare("SELECT count(*), coalesce(sum(type IN ('array', 'object')), 0) "
+	                   "FROM json_each(?1, '$[' || ?2 || ']')");
+	field_st = prepare("SELECT json_type(?1, '$[' || ?2 || '][' || ?3 || ']'), "
+	                   "json_extract(?1, '$[' || ?2 || '][' || ?3 || ']')");
+}
+
+/* Steps st (bound to text) to its one row. */
+static void one_row(sqlite3_stmt *st)
+{
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		fprintf(stderr, "fuzz_decision_batch: sqlite: %s\n", sqlite3_errmsg(db));
+		abort();
+	}
+}
+
+/* SQLite's view of text: 1 and the number of decisions when it is an array
+ * of arrays of at least FIELDS scalars, else 0. json_type() fails on
+ * malformed JSON, which AND does not always spare it: it runs only on text
+ * json_valid() accepted. */
+static int sqlite_shape(const char *text, sqlite3_int64 *count)
+{
+	int ok;
+
+	sqlite3_reset(valid_st);
+	sqlite3_bind_text(valid_st, 1, text, -1, SQLITE_STATIC);
+	if (sqlite3_step(valid_st) != SQLITE_ROW) /* json_type() on malformed text */
+		return 0;
+	if (!sqlite3_column_int(valid_st, 0))
+		return 0;
+	sqlite3_reset(outer_st);
+	sqlite3_bind_text(outer_st, 1, text, -1, SQLITE_STATIC);
+	one_row(outer_st);
+	*count = sqlite3_column_int64(outer_st, 0);
+	if (sqlite3_column_int64(outer_st, 1) != *count)
+		return 0;
+	for (sqlite3_int64 k = 0; k < *count; k++) {
+		sqlite3_reset(inner_st);
+		sqlite3_bind_text(inner_st, 1, text, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(inner_st, 2, k);
+		one_row(inner_st);
+		ok = sqlite3_column_int64(inner_st, 0) >= FIELDS &&
+		     sqlite3_column_int64(inner_st, 1) == 0;
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *text_field(const struct dl_decision *d, int i)
+{
+	switch (i) {
+	case 1:
+		return d->queue_id;
+	case 2:
+		return d->instance;
+	case 3:
+		return d->user;
+	case 4:
+		return d->client;
+	case 5:
+		return d->mech;
+	case 6:
+		return d->mech_class;
+	case 8:
+		return d->service;
+	case 9:
+		return d->sender;
+	case 10:
+		return d->outcome;
+	case 11:
+		return d->policy;
+	case 12:
+		return d->report_only;
+	default:
+		return NULL;
+	}
+}
+
+/* Compares the decoded string fields with SQLite's reading of text. */
+static void compare(const char *text, const struct dl_batch *b)
+{
+	for (size_t k = 0; k < b->n; k++) {
+		for (int i = 1; i <= 12; i++) {
+			const char *mine = text_field(&b->d[k], i), *type, *theirs;
+
+			if (i == 7)
+				continue; /* tls: a number */
+			sqlite3_reset(field_st);
+			sqlite3_bind_text(field_st, 1, text, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(field_st, 2, (sqlite3_int64)k);
+			sqlite3_bind_int(field_st, 3, i);
+			one_row(field_st);
+			type = (const char *)sqlite3_column_text(field_st, 0);
+			theirs = (const char *)sqlite3_column_text(field_st, 1);
+			if (strcmp(type, "null") == 0 && mine != NULL)
+				abort(); /* null decoded as a text */
+			if (strcmp(type, "text") == 0 &&
+			    (mine == NULL || strcmp(mine, theirs) != 0))
+				abort(); /* a string decoded differently */
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct dl_batch b = {0};
+	char *text;
+	int rc, valid;
+	sqlite3_int64 count;
+
+	if (db == NULL)
+		setup();
+	if (size > INPUT_MAX)
+		return 0;
+	text = malloc(size + 1);
+	memcpy(text, data, size);
+	text[size] = '\0';
+
+	count = 0;
+	valid = sqlite_shape(text, &count);
+	b.id = 1000;
+	{
+		char *work = strdup(text);
+
+		rc = dl_decode(&b, work, "fuzz");
+		if (rc == 0) {
+			for (size_t k = 0; k < b.n; k++)
+				if (b.d[k].id != 1000 + (int64_t)k || b.d[k].daemon == NULL)
+					abort();
+		}
+		if (valid) {
+			if (rc != 0 || (sqlite3_int64)b.n != count)
+				abort(); /* well-formed JSON refused or miscounted */
+			if (strstr(text, "\\u") == NULL)
+				compare(text, &b);
+		}
+		free(work);
+	}
+	free(b.d);
+	free(text);
+	return 0;
+}
