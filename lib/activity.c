@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "activity.h"
-#include "hash.h"
 #include "log.h"
 #include "store.h"
 
@@ -72,8 +71,12 @@ struct qbuf {
 };
 
 /* A usage row in the making: the records of one user x mech x network since
- * the last flush of usage to activity.db. */
+ * the last flush of usage to activity.db. Its key (user, mechanism, network)
+ * is kept in it, so that finding it touches one allocation. */
 struct usage_sum {
+	struct ipaddr net; /* the client network, host bits zero */
+	uint8_t net_valid;
+	uint16_t user_len, mech_len;
 	time_t first_seen, last_seen;
 	long count;
 	int last_tls;
@@ -82,6 +85,20 @@ struct usage_sum {
 	char last_client[64];
 	char last_service[64];
 	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
+	char key[];	  /* the user, NUL, the mechanism, NUL */
+};
+
+/* The usage sums by key: open addressing with linear probing; each slot
+ * keeps its sum's hash, so a probe past another key costs no cache miss. */
+struct usage_slot {
+	uint64_t hv;
+	struct usage_sum *u; /* NULL: empty */
+};
+
+struct usage_table {
+	struct usage_slot *slots;
+	size_t cap; /* power of two, at most 70% full */
+	size_t count;
 };
 
 struct activity {
@@ -109,7 +126,7 @@ struct activity {
 	/* writer thread only */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *next_id, *use; /* prepared once per open */
-	struct hash *usage;	 /* key -> struct usage_sum, since usage_flushed */
+	struct usage_table usage; /* the sums since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
@@ -450,48 +467,126 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t n)
+{
+	const char *s = data;
+	uint64_t v;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&v, s, 8);
+		h = mix(h, v);
+	}
+	v = 0;
+	memcpy(&v, s, n);
+	return mix(h, v ^ (uint64_t)n << 56);
+}
+
+static size_t usage_cap_for(size_t n)
+{
+	size_t cap = 1024;
+
+	while (cap / 10 * 7 < n + 1)
+		cap *= 2;
+	return cap;
+}
+
+static void usage_init(struct usage_table *t, size_t expected)
+{
+	t->cap = usage_cap_for(expected);
+	t->slots = xcalloc(t->cap, sizeof(*t->slots));
+	t->count = 0;
+}
+
+static void usage_free(struct usage_table *t)
+{
+	for (size_t i = 0; t->slots != NULL && i < t->cap; i++)
+		free(t->slots[i].u);
+	free(t->slots);
+	t->slots = NULL;
+	t->cap = t->count = 0;
+}
+
+static void usage_grow(struct usage_table *t)
+{
+	struct usage_table bigger;
+
+	usage_init(&bigger, t->count * 2);
+	for (size_t i = 0; i < t->cap; i++) {
+		size_t j;
+
+		if (t->slots[i].u == NULL)
+			continue;
+		for (j = t->slots[i].hv & (bigger.cap - 1); bigger.slots[j].u != NULL;
+		     j = (j + 1) & (bigger.cap - 1))
+			;
+		bigger.slots[j] = t->slots[i];
+	}
+	bigger.count = t->count;
+	free(t->slots);
+	*t = bigger;
+}
+
+/* The sum of a key, added (zeroed, first_seen set) if new. */
+static struct usage_sum *usage_get(struct usage_table *t, const char *user, size_t user_len,
+				   const char *mech, size_t mech_len, const struct cidr *net,
+				   int net_valid, time_t at)
+{
+	uint64_t hv = hash_bytes(hash_bytes(0, user, user_len), mech, mech_len);
+	struct usage_sum *u;
+	size_t i;
+
+	if (net_valid)
+		hv = hash_bytes(hv, &net->net, sizeof(net->net));
+	for (i = hv & (t->cap - 1); t->slots[i].u != NULL; i = (i + 1) & (t->cap - 1)) {
+		u = t->slots[i].u;
+		if (t->slots[i].hv == hv && u->user_len == user_len && u->mech_len == mech_len &&
+		    u->net_valid == net_valid &&
+		    (!net_valid || memcmp(&u->net, &net->net, sizeof(u->net)) == 0) &&
+		    memcmp(u->key, user, user_len) == 0 &&
+		    memcmp(u->key + user_len + 1, mech, mech_len) == 0)
+			return u;
+	}
+	u = xcalloc(1, sizeof(*u) + user_len + mech_len + 2);
+	u->net_valid = (uint8_t)net_valid;
+	if (net_valid) {
+		u->net = net->net;
+		cidr_format(net, u->network, sizeof(u->network));
+	} else {
+		sg_strlcpy(u->network, "-", sizeof(u->network));
+	}
+	u->user_len = (uint16_t)user_len;
+	u->mech_len = (uint16_t)mech_len;
+	memcpy(u->key, user, user_len);
+	memcpy(u->key + user_len + 1, mech, mech_len);
+	u->first_seen = at;
+	t->slots[i].hv = hv;
+	t->slots[i].u = u;
+	if (++t->count > t->cap / 10 * 7)
+		usage_grow(t);
+	return u;
+}
+
 /* Adds an authenticated decision to its usage sum, keyed by user, mechanism
- * and client network. The key holds the network in hex (cheap); its text
- * form is made once per sum. */
+ * and client network (the network's text is made once per sum). */
 static void sum_usage(struct activity *act, const struct record *r)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t user_len = FIELD_LEN(r, F_USER), mech_len = FIELD_LEN(r, F_MECH), n = 0;
-	char key[256 + MECH_NAME_MAX + 40 + 3];
+	size_t mech_len = FIELD_LEN(r, F_MECH);
 	struct cidr net = {{{0}}, 0};
 	struct usage_sum *u;
-	void **slot;
 
 	if (mech_len == 0)
 		return; /* not authenticated: no usage */
-	/* pack_field() cut the user and the mechanism to fit */
-	memcpy(key, FIELD(r, F_USER), user_len);
-	n += user_len;
-	key[n++] = '\x1f';
-	memcpy(key + n, FIELD(r, F_MECH), mech_len);
-	n += mech_len;
-	key[n++] = '\x1f';
-	if (r->addr_valid) {
+	if (r->addr_valid)
 		cidr_network_of(&r->addr, &net);
-		for (int i = 0; i < 16; i++) {
-			key[n++] = hex[net.net.b[i] >> 4];
-			key[n++] = hex[net.net.b[i] & 15];
-		}
-	} else {
-		key[n++] = '-';
-	}
-	key[n] = '\0';
-	slot = hash_slot(act->usage, key);
-	if (*slot == NULL) {
-		u = xcalloc(1, sizeof(*u));
-		if (r->addr_valid)
-			cidr_format(&net, u->network, sizeof(u->network));
-		else
-			sg_strlcpy(u->network, "-", sizeof(u->network));
-		u->first_seen = r->at;
-		*slot = u;
-	}
-	u = *slot;
+	/* pack_field() cut the user and the mechanism to fit */
+	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
+		      mech_len, &net, r->addr_valid, r->at);
 	if (r->at < u->first_seen)
 		u->first_seen = r->at;
 	if (r->at >= u->last_seen) {
@@ -560,16 +655,11 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 	return sqlite3_step(act->ins) == SQLITE_DONE ? 0 : -1;
 }
 
-/* key: user \x1f mech \x1f network in hex (see sum_usage) */
-static int write_usage(const char *key, void *value, void *arg)
+static int write_usage(sqlite3_stmt *use, const struct usage_sum *u)
 {
-	const struct usage_sum *u = value;
-	sqlite3_stmt *use = arg;
-	const char *mech = strchr(key, '\x1f') + 1, *end = strchr(mech, '\x1f');
-
 	sqlite3_reset(use);
-	sqlite3_bind_text(use, 1, key, (int)(mech - 1 - key), SQLITE_STATIC);
-	sqlite3_bind_text(use, 2, mech, (int)(end - mech), SQLITE_STATIC);
+	sqlite3_bind_text(use, 1, u->key, u->user_len, SQLITE_STATIC);
+	sqlite3_bind_text(use, 2, u->key + u->user_len + 1, u->mech_len, SQLITE_STATIC);
 	sqlite3_bind_text(use, 3, u->network, -1, SQLITE_STATIC);
 	sqlite3_bind_text(use, 4, u->mech_class, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
@@ -582,14 +672,22 @@ static int write_usage(const char *key, void *value, void *arg)
 	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
 }
 
+static int write_usage_all(struct activity *act)
+{
+	for (size_t i = 0; i < act->usage.cap; i++)
+		if (act->usage.slots[i].u != NULL && write_usage(act->use, act->usage.slots[i].u) < 0)
+			return -1;
+	return 0;
+}
+
 /* The next sums start with room for as many keys as the last ones had, so
  * that a busy writer does not grow the table again after every flush. */
 static void usage_reset(struct activity *act, time_t now)
 {
-	size_t last = act->usage != NULL ? hash_count(act->usage) : 0;
+	size_t last = act->usage.count;
 
-	hash_free(&act->usage, free);
-	act->usage = hash_create(last > 1024 ? last : 1024);
+	usage_free(&act->usage);
+	usage_init(&act->usage, last);
 	act->usage_flushed = now;
 }
 
@@ -612,7 +710,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-		    hash_count(act->usage) >= act->cap * 4;
+		    act->usage.count >= act->cap * 4;
 
 	int64_t id = 0;
 
@@ -623,7 +721,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	for (size_t off = 0; off < len;)
 		if (write_decisions(act, data, len, &off, &id) < 0)
 			goto fail;
-	if (flush && hash_foreach(act->usage, write_usage, act->use) != 0)
+	if (flush && write_usage_all(act) != 0)
 		goto fail;
 	if (store_exec(act->db, "COMMIT", NULL) == 0)
 		rc = 0;
@@ -811,7 +909,7 @@ static void *writer_main(void *arg)
 		if (q.n > 0 && act->log_decisions)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
-		if (q.n > 0 || (hash_count(act->usage) > 0 &&
+		if (q.n > 0 || (act->usage.count > 0 &&
 				(stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
 			if (ensure_open(act, now) < 0 ||
 			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
@@ -848,7 +946,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->cap = opt->queue_max ? opt->queue_max : 10000;
 	act->fill.cap = 65536;
 	act->fill.data = xmalloc(act->fill.cap);
-	act->usage = hash_create(1024);
+	usage_init(&act->usage, 0);
 	act->started = time(NULL);
 	act->usage_flushed = act->started;
 	if (gethostname(act->host, sizeof(act->host)) < 0)
@@ -859,7 +957,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
 		close_db(act);
-		hash_free(&act->usage, free);
+		usage_free(&act->usage);
 		free(act->fill.data);
 		free(act->dir);
 		free(act);
@@ -880,7 +978,7 @@ void activity_close(struct activity **actp)
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
 	close_db(act);
-	hash_free(&act->usage, free);
+	usage_free(&act->usage);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);
