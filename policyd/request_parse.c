@@ -52,16 +52,14 @@ const char *policy_attr_name(enum policy_attr a)
 #define ATTR_LEN_MAX 24
 #define ATTRS_PER_LEN 4
 static int attrs_by_len[ATTR_LEN_MAX + 1][ATTRS_PER_LEN];
-static uint32_t attrs_head[POLICY_ATTR_COUNT]; /* the first 4 bytes of each name */
 static pthread_once_t attrs_once = PTHREAD_ONCE_INIT;
 
 static void attrs_index(void)
 {
 	memset(attrs_by_len, -1, sizeof(attrs_by_len));
 	for (int i = 0; i < POLICY_ATTR_COUNT; i++) {
-		if (attrs[i].len < sizeof(attrs_head[i]))
-			abort(); /* a programming error: attr_lookup compares 4 bytes first */
-		memcpy(&attrs_head[i], attrs[i].name, sizeof(attrs_head[i]));
+		if (attrs[i].len < 4 || attrs[i].len > ATTR_LEN_MAX)
+			abort(); /* a programming error: same_name() takes 4 to 24 bytes */
 		int *slot = attrs_by_len[attrs[i].len];
 		int k = 0;
 
@@ -73,19 +71,43 @@ static void attrs_index(void)
 	}
 }
 
+/* Whether a[0..len) and b[0..len) are equal, for 4 <= len <= 24, without a
+ * call: two or three overlapping word loads (the names are short). */
+static inline int same_name(const char *a, const char *b, size_t len)
+{
+	uint64_t x, y, x2, y2;
+	uint32_t u, v, u2, v2;
+
+	if (len < 8) {
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		memcpy(&u2, a + len - 4, 4);
+		memcpy(&v2, b + len - 4, 4);
+		return ((u ^ v) | (u2 ^ v2)) == 0;
+	}
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	memcpy(&x2, a + len - 8, 8);
+	memcpy(&y2, b + len - 8, 8);
+	if (((x ^ y) | (x2 ^ y2)) != 0)
+		return 0;
+	if (len <= 16)
+		return 1;
+	memcpy(&x, a + 8, 8);
+	memcpy(&y, b + 8, 8);
+	return x == y;
+}
+
 static int attr_lookup(const char *name, size_t len)
 {
-	uint32_t head;
+	const int *slot;
 
-	if (len > ATTR_LEN_MAX || attrs_by_len[len][0] < 0)
+	if (len > ATTR_LEN_MAX)
 		return -1;
-	memcpy(&head, name, sizeof(head)); /* len is a known name's: 6 or more */
-	for (int k = 0; k < ATTRS_PER_LEN && attrs_by_len[len][k] >= 0; k++) {
-		int i = attrs_by_len[len][k];
-
-		if (attrs_head[i] == head && memcmp(attrs[i].name + 4, name + 4, len - 4) == 0)
-			return i;
-	}
+	slot = attrs_by_len[len];
+	for (int k = 0; k < ATTRS_PER_LEN && slot[k] >= 0; k++)
+		if (same_name(attrs[slot[k]].name, name, len))
+			return slot[k];
 	return -1;
 }
 
