@@ -365,15 +365,19 @@ static void format_reply(char *out, size_t len, const char *text, const char *me
 static void note_report_only(struct decision *d, const char *name)
 {
 	size_t used = strlen(d->report_only), room = sizeof(d->report_only) - used;
-	size_t need = strlen(name) + (used ? 1 : 0);
+	size_t len = strlen(name), need = len + (used ? 1 : 0);
+	char *p = d->report_only + used;
 
 	d->n_report_only++;
 	if (used >= 3 && strcmp(d->report_only + used - 3, "...") == 0)
 		return;
-	if (need + 4 < room) /* keep space for a later ",..." */
-		snprintf(d->report_only + used, room, "%s%s", used ? "," : "", name);
-	else
-		snprintf(d->report_only + used, room, "%s", used ? ",..." : "...");
+	if (need + 4 < room) { /* keep space for a later ",..." */
+		if (used)
+			*p++ = ',';
+		memcpy(p, name, len + 1);
+	} else {
+		sg_strlcpy(p, used ? ",..." : "...", room);
+	}
 }
 
 static void evaluate(struct eval *ev, struct decision *d)
