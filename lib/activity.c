@@ -139,9 +139,9 @@ struct activity {
 	char host[256];
 };
 
-/* What pack_field() stores for each byte: itself, or '?' for what would
- * break a key=value log line (blanks, quotes, '=', control and non-ASCII
- * bytes). */
+/* What a field's byte becomes in the writer (sanitize_records()): itself,
+ * or '?' for what would break a key=value log line (blanks, quotes, '=',
+ * control and non-ASCII bytes); the NUL that ends a field stays. */
 static unsigned char field_byte[256];
 
 static void field_byte_init(void)
@@ -149,16 +149,18 @@ static void field_byte_init(void)
 	for (int c = 0; c < 256; c++)
 		field_byte[c] =
 		    (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (unsigned char)c;
+	field_byte[0] = '\0';
 }
 
-/* Appends a borrowed string to a packed record, cut at max bytes and with
- * field_byte[] applied. Returns the bytes written, NUL included. */
+/* Appends a borrowed string to a packed record, cut at max bytes. Returns
+ * the bytes written, NUL included. The deciding thread only copies: the
+ * writer makes the bytes safe, in one pass over each record it takes. */
 static size_t pack_field(char *dst, const char *src, size_t max)
 {
 	size_t len = src != NULL ? strnlen(src, max) : 0;
 
-	for (size_t i = 0; i < len; i++)
-		dst[i] = (char)field_byte[(unsigned char)src[i]];
+	if (len > 0)
+		memcpy(dst, src, len);
 	dst[len] = '\0';
 	return len + 1;
 }
@@ -368,8 +370,8 @@ static char *put_int(char *p, int64_t v)
 	return p;
 }
 
-/* Appends a field as a JSON string, null when empty. pack_field() left no
- * quote or control byte; a backslash is the one byte to escape. */
+/* Appends a field as a JSON string, null when empty. sanitize_records()
+ * left no quote or control byte; a backslash is the one byte to escape. */
 static char *put_json_field(char *p, const struct record *r, int field)
 {
 	const char *s = FIELD(r, field), *bs;
@@ -584,7 +586,8 @@ static void sum_usage(struct activity *act, const struct record *r)
 		return; /* not authenticated: no usage */
 	if (r->addr_valid)
 		cidr_network_of(&r->addr, &net);
-	/* pack_field() cut the user and the mechanism to fit */
+	/* pack_field() cut the user and the mechanism to fit; sanitize_records()
+	 * made them what the log lines show */
 	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
 		      mech_len, &net, r->addr_valid, r->at);
 	if (r->at < u->first_seen)
@@ -736,8 +739,24 @@ fail:
 	return rc;
 }
 
-/* The decision lines of a batch, logged in one go. pack_field() made the
- * fields safe for a log line. */
+/* Applies field_byte[] to every field of the queued records: what the
+ * lines, the JSON and the usage sums then read is safe for a key=value log
+ * line and has no quote or control byte to escape. */
+static void sanitize_records(char *data, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		struct record *r = (struct record *)(data + off);
+		unsigned char *p = (unsigned char *)r + r->off[0];
+		const unsigned char *end = (unsigned char *)r + r->off[N_FIELDS];
+
+		for (; p < end; p++)
+			*p = field_byte[*p];
+		off += r->size;
+	}
+}
+
+/* The decision lines of a batch, logged in one go (sanitize_records() made
+ * the fields safe for a log line). */
 static void log_batch(struct activity *act, const char *data, size_t len)
 {
 	char prefix[64];
@@ -906,6 +925,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&act->lock);
 
 		now = time(NULL);
+		sanitize_records(q.data, q.len);
 		if (q.n > 0 && act->log_decisions)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
