@@ -2,6 +2,7 @@
  * util - error reasons, checked allocation, bounded strings, ASCII case.
  */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,18 +109,40 @@ static int ascii_upper(int c)
 	return c >= 'a' && c <= 'z' ? c - ('a' - 'A') : c;
 }
 
+/* Eight bytes with their ASCII letters of one case flipped to the other:
+ * upper = 0 lowers 'A'-'Z', upper = 1 raises 'a'-'z'; other bytes, non-ASCII
+ * ones included, stay. */
+static inline uint64_t flip_case8(uint64_t x, int upper)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t low7 = x & ~high;
+	/* bit 7 of each byte: the byte's low 7 bits are >= the range's first
+	 * letter, and > its last */
+	uint64_t ge = low7 + ones * (upper ? 0x80 - 'a' : 0x80 - 'A');
+	uint64_t gt = low7 + ones * (upper ? 0x7f - 'z' : 0x7f - 'Z');
+	uint64_t letter = (ge ^ gt) & ~x & high;
+
+	return x ^ (letter >> 2); /* 0x80 >> 2 is the case bit, 0x20 */
+}
+
 /* Copies src cut to dstsize, with ASCII letters mapped to one case; returns
- * strlen(src). Inlined into both callers: a call through a pointer per byte
- * cost the deciding thread about 250 instructions a request. */
+ * strlen(src). Eight bytes at a time: a call per byte through a pointer cost
+ * the deciding thread about 250 instructions a request. */
 static inline __attribute__((always_inline)) size_t copy_mapped(char *dst, const char *src,
 								 size_t dstsize, int upper)
 {
-	size_t n = strlen(src), k;
+	size_t n = strlen(src), k, i = 0;
+	uint64_t x;
 
 	if (dstsize == 0)
 		return n;
 	k = n < dstsize - 1 ? n : dstsize - 1;
-	for (size_t i = 0; i < k; i++) /* a counted loop: the compiler vectorises it */
+	for (; i + 8 <= k; i += 8) {
+		memcpy(&x, src + i, 8);
+		x = flip_case8(x, upper);
+		memcpy(dst + i, &x, 8);
+	}
+	for (; i < k; i++)
 		dst[i] = (char)(upper ? ascii_upper((unsigned char)src[i])
 				      : ascii_lower((unsigned char)src[i]));
 	dst[k] = '\0';

@@ -92,6 +92,10 @@ static const struct {
     /* non-ASCII bytes are left alone (never locale dependent) */
     {"\xc3\x89t\xc3\xa9", "\xc3\x89t\xc3\xa9", "\xc3\x89T\xc3\xa9"},
     {"[Z]@`a{", "[z]@`a{", "[Z]@`A{"},
+    /* longer than a word (sg_lower works eight bytes at a time): the letters'
+     * neighbours, and bytes that are letters but for their high bit */
+    {"@AZ[`az{\xc1\xda\xe1\xfaQwErTy\x7f\x80Mm", "@az[`az{\xc1\xda\xe1\xfaqwerty\x7f\x80mm",
+     "@AZ[`AZ{\xc1\xda\xe1\xfaQWERTY\x7f\x80MM"},
 };
 
 static void test_case(void **state)
@@ -109,6 +113,8 @@ static void test_case(void **state)
 	}
 	assert_int_equal(sg_lower(buf, "ABCDEF", 4), 6);
 	assert_string_equal(buf, "abc");
+	assert_int_equal(sg_upper(buf, "abcdefghijklmnop", 12), 16);
+	assert_string_equal(buf, "ABCDEFGHIJK");
 }
 
 static const struct {
