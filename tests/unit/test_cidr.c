@@ -76,6 +76,45 @@ static void test_ipaddr_parse(void **state)
 	}
 }
 
+/* ipaddr_parse() takes plain dotted quads itself: it must agree with
+ * inet_pton(AF_INET) on every string of digits and dots, leading zeros,
+ * overlong numbers and missing parts included. */
+static void test_ipaddr_parse_v4_like_inet_pton(void **state)
+{
+	static const char alphabet[] = "0123456789..";
+	static const char *const fixed[] = {"0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3",
+	                                    "1.2.3.4.", ".1.2.3.4", "01.2.3.4", "1.2.3.04",
+	                                    "1.2.3.0", "1..3.4", "1000.2.3.4", "1.2.3.4x",
+	                                    "10.0.0.255", "192.168.001.1"};
+	uint64_t r = 12345;
+	char text[24];
+
+	(void)state;
+	for (int t = 0; t < 200000 + (int)(sizeof(fixed) / sizeof(fixed[0])); t++) {
+		struct ipaddr a;
+		uint8_t want[4];
+		int n, ok;
+
+		if (t < (int)(sizeof(fixed) / sizeof(fixed[0]))) {
+			snprintf(text, sizeof(text), "%s", fixed[t]);
+		} else {
+			r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+			n = 1 + (int)(r >> 59) % 16;
+			for (int i = 0; i < n; i++) {
+				r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+				text[i] = alphabet[(r >> 40) % (sizeof(alphabet) - 1)];
+			}
+			text[n] = '\0';
+		}
+		ok = inet_pton(AF_INET, text, want) == 1;
+		assert_int_equal(ipaddr_parse(text, &a, NULL) == 0, ok);
+		if (ok) {
+			assert_true(ipaddr_is_v4(&a));
+			assert_memory_equal(a.b + 12, want, 4);
+		}
+	}
+}
+
 static void test_ipaddr_format_small(void **state)
 {
 	struct ipaddr a;
@@ -435,6 +474,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipaddr_parse),       cmocka_unit_test(test_ipaddr_format_small),
+	    cmocka_unit_test(test_ipaddr_parse_v4_like_inet_pton),
 	    cmocka_unit_test(test_cidr_parse),         cmocka_unit_test(test_contains),
 	    cmocka_unit_test(test_network_of),         cmocka_unit_test(test_tree_nested),
 	    cmocka_unit_test(test_tree_empty_and_max), cmocka_unit_test(test_tree_many_vs_scan),
