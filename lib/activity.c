@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "hash.h"
 #include "log.h"
 #include "store.h"
 
@@ -165,6 +166,20 @@ static size_t pack_field(char *dst, const char *src, size_t max)
 	return len + 1;
 }
 
+/* Makes room for need more bytes after the used ones of a buffer that is
+ * kept and grows by doubling (the queue, a batch's lines and JSON text). */
+static void reserve(char **buf, size_t *cap, size_t used, size_t need)
+{
+	size_t c = *cap ? *cap : 65536;
+
+	if (*buf != NULL && *cap - used >= need)
+		return;
+	while (c - used < need)
+		c *= 2;
+	*buf = xrealloc(*buf, c);
+	*cap = c;
+}
+
 /* Packs a decision into buf (RECORD_MAX bytes); returns its size. */
 static size_t pack_record(char *buf, const struct request *req, const struct decision *d,
 			  int64_t generation, time_t now)
@@ -283,12 +298,7 @@ void activity_record(struct activity *act, const struct request *req,
 		pthread_mutex_unlock(&act->lock);
 		return;
 	}
-	if (q->len + size > q->cap) {
-		size_t cap = q->cap * 2 > q->len + size ? q->cap * 2 : q->len + size;
-
-		q->data = xrealloc(q->data, cap);
-		q->cap = cap;
-	}
+	reserve(&q->data, &q->cap, q->len, size);
 	memcpy(q->data + q->len, packed, size);
 	q->len += size;
 	if (++q->n == act->cap / 2)
@@ -469,26 +479,6 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-	h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
-	return h ^ (h >> 29);
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *data, size_t n)
-{
-	const char *s = data;
-	uint64_t v;
-
-	for (; n >= 8; s += 8, n -= 8) {
-		memcpy(&v, s, 8);
-		h = mix(h, v);
-	}
-	v = 0;
-	memcpy(&v, s, n);
-	return mix(h, v ^ (uint64_t)n << 56);
-}
-
 static size_t usage_cap_for(size_t n)
 {
 	size_t cap = 1024;
@@ -539,12 +529,12 @@ static struct usage_sum *usage_get(struct usage_table *t, const char *user, size
 				   const char *mech, size_t mech_len, const struct cidr *net,
 				   int net_valid, time_t at)
 {
-	uint64_t hv = hash_bytes(hash_bytes(0, user, user_len), mech, mech_len);
+	uint64_t hv = hash_mem(hash_mem(0, user, user_len), mech, mech_len);
 	struct usage_sum *u;
 	size_t i;
 
 	if (net_valid)
-		hv = hash_bytes(hv, &net->net, sizeof(net->net));
+		hv = hash_mem(hv, &net->net, sizeof(net->net));
 	for (i = hv & (t->cap - 1); t->slots[i].u != NULL; i = (i + 1) & (t->cap - 1)) {
 		u = t->slots[i].u;
 		if (t->slots[i].hv == hv && u->user_len == user_len && u->mech_len == mech_len &&
@@ -633,10 +623,7 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 	for (; k < DECISIONS_PER_ROW && *off < len; k++) {
 		const struct record *r = (const struct record *)(data + *off);
 
-		if (act->json_cap - used < DECISION_JSON_MAX + 2) {
-			act->json_cap = act->json_cap ? act->json_cap * 2 : 262144;
-			act->json = xrealloc(act->json, act->json_cap);
-		}
+		reserve(&act->json, &act->json_cap, used, DECISION_JSON_MAX + 2);
 		act->json[used++] = k == 0 ? '[' : ',';
 		used = (size_t)(format_json(act->json + used, r) - act->json);
 		if (k == 0 || r->at < first)
@@ -714,7 +701,6 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 		    act->usage.count >= act->cap * 4;
-
 	int64_t id = 0;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
@@ -767,10 +753,7 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 	for (size_t off = 0; off < len;) {
 		const struct record *r = (const struct record *)(data + off);
 
-		if (act->lines_cap - n < DECISION_LINE_MAX) {
-			act->lines_cap = act->lines_cap ? act->lines_cap * 2 : 65536;
-			act->lines = xrealloc(act->lines, act->lines_cap);
-		}
+		reserve(&act->lines, &act->lines_cap, n, DECISION_LINE_MAX);
 		n = (size_t)(format_record(act->lines + n, prefix, prefix_len, r) - act->lines);
 		off += r->size;
 	}

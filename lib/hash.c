@@ -26,18 +26,27 @@ struct hash {
 
 #define HASH_MIN_CAP 16
 
-static uint64_t fnv1a(const char *key, size_t len)
+static uint64_t mix(uint64_t h, uint64_t v)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t i;
+	h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29); /* the high bits down: the table indexes with the low bits */
+}
 
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)key[i];
-		h *= 0x100000001b3ULL;
+/* Eight bytes at a time (byte-at-a-time FNV-1a spent about 4 instructions a
+ * byte, on every user name the engine looks up). */
+uint64_t hash_mem(uint64_t seed, const void *data, size_t len)
+{
+	const char *s = data;
+	uint64_t h = seed, v;
+
+	for (; len >= 8; s += 8, len -= 8) {
+		memcpy(&v, s, 8);
+		h = mix(h, v);
 	}
-	/* Mix the high bits down: the table indexes with the low bits. */
-	h ^= h >> 32;
-	return h;
+	v = 0;
+	if (len > 0)
+		memcpy(&v, s, len);
+	return mix(h, v ^ (uint64_t)len << 56);
 }
 
 /* Capacity keeping n keys under 70 % load. */
@@ -112,7 +121,7 @@ static void grow(struct hash *h)
 void **hash_slot(struct hash *h, const char *key)
 {
 	size_t len = strlen(key);
-	uint64_t hv = fnv1a(key, len);
+	uint64_t hv = hash_mem(0, key, len);
 	struct hash_entry *e = find(h, key, len, hv);
 
 	if (e->key != NULL)
@@ -131,7 +140,7 @@ void **hash_slot(struct hash *h, const char *key)
 
 void *hash_get_n(const struct hash *h, const char *key, size_t len)
 {
-	const struct hash_entry *e = find(h, key, len, fnv1a(key, len));
+	const struct hash_entry *e = find(h, key, len, hash_mem(0, key, len));
 
 	return e->key != NULL ? e->value : NULL;
 }
@@ -145,7 +154,7 @@ int hash_contains(const struct hash *h, const char *key)
 {
 	size_t len = strlen(key);
 
-	return find(h, key, len, fnv1a(key, len))->key != NULL;
+	return find(h, key, len, hash_mem(0, key, len))->key != NULL;
 }
 
 size_t hash_count(const struct hash *h)

@@ -9,6 +9,7 @@
 #define SASLGATE_HASH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct hash;
 
@@ -22,6 +23,11 @@ void hash_free(struct hash **h, void (*free_value)(void *value));
 /* Finds key, inserting it with a NULL value if absent. Returns the address of the
  * value slot, valid until the next insertion. */
 void **hash_slot(struct hash *h, const char *key);
+
+/* The table's hash of len bytes, chainable over several pieces (seed 0 to
+ * start, then the previous result): for tables of their own whose keys are
+ * not strings (the activity writer's usage sums). */
+uint64_t hash_mem(uint64_t seed, const void *data, size_t len);
 
 /* Returns the value stored under key (or the first len bytes of key for
  * hash_get_n), or NULL if the key is absent. */
