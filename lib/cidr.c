@@ -23,6 +23,14 @@ int ipaddr_is_v4(const struct ipaddr *addr)
 	return memcmp(addr->b, v4_mapped_prefix, sizeof(v4_mapped_prefix)) == 0;
 }
 
+/* out = the IPv4 address v4 in the IPv6 space; 0. */
+static int set_v4_mapped(struct ipaddr *out, const uint8_t v4[4])
+{
+	memcpy(out->b, v4_mapped_prefix, sizeof(v4_mapped_prefix));
+	memcpy(out->b + 12, v4, 4);
+	return 0;
+}
+
 /* A plain dotted quad as inet_pton(AF_INET) takes it: four numbers 0-255
  * of one to three digits, without a leading zero. 0 with out set, or -1 for
  * anything else, which the general path then decides (the policy daemon
@@ -60,9 +68,7 @@ int ipaddr_parse(const char *text, struct ipaddr *out, struct sg_err *err)
 	if (text == NULL || *text == '\0')
 		return sg_err_set(err, "empty IP address");
 	if (parse_v4_quad(text, v4) == 0) {
-		memcpy(out->b, v4_mapped_prefix, sizeof(v4_mapped_prefix));
-		memcpy(out->b + 12, v4, 4);
-		return 0;
+		return set_v4_mapped(out, v4);
 	}
 	len = strlen(text);
 	if (len >= sizeof(buf))
@@ -82,9 +88,7 @@ int ipaddr_parse(const char *text, struct ipaddr *out, struct sg_err *err)
 		if (inet_pton(AF_INET6, buf, out->b) == 1)
 			return 0;
 	} else if (!v6_only && inet_pton(AF_INET, buf, v4) == 1) {
-		memcpy(out->b, v4_mapped_prefix, sizeof(v4_mapped_prefix));
-		memcpy(out->b + 12, v4, 4);
-		return 0;
+		return set_v4_mapped(out, v4);
 	}
 	return sg_err_set(err, "invalid IP address \"%s\"", text);
 }
