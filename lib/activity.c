@@ -2,9 +2,13 @@
  * activity - decision lines, the decision log, the usage table and heartbeats
  * (see activity.h). Callers only pack a record and append it to a bounded
  * queue under a mutex; one writer thread takes the whole queue at a time,
- * logs its decision lines in one write and turns it into one transaction.
+ * logs its decision lines in a few large writes and turns it into one
+ * transaction.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -683,16 +687,16 @@ static void usage_reset(struct activity *act, time_t now)
 
 /*
  * One transaction: the batch's decisions (a row per DECISIONS_PER_ROW) and
- * the usage sums. A small
- * batch (a light load: every test, most sites) writes its sums with the
- * decisions they count, so what `saslgatectl log` shows is already in
- * `report legacy`. Under a heavy load the sums span batches until a
- * heartbeat interval has passed or they hold four times queue_max entries,
- * and a busy user costs one upsert per interval instead of one per
- * submission. On failure the batch and the unwritten sums are lost (and
- * counted).
+ * the usage sums. A small batch (a light load: every test, most sites)
+ * writes its sums with the decisions they count, so what `saslgatectl log`
+ * shows is already in `report legacy`. Under a heavy load the sums span
+ * batches until a heartbeat interval has passed or they hold USAGE_KEYS_MAX
+ * keys (some 10 MB), and a busy user costs one upsert per interval instead
+ * of one per submission. On failure the batch and the unwritten sums are
+ * lost (and counted).
  */
 #define USAGE_FLUSH_BATCH 500
+#define USAGE_KEYS_MAX 40000
 
 static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last,
 		       time_t now)
@@ -700,7 +704,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-		    act->usage.count >= act->cap * 4;
+		    act->usage.count >= USAGE_KEYS_MAX;
 	int64_t id = 0;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
@@ -741,8 +745,11 @@ static void sanitize_records(char *data, size_t len)
 	}
 }
 
-/* The decision lines of a batch, logged in one go (sanitize_records() made
- * the fields safe for a log line). */
+/* The decision lines of a batch, logged LINES_CHUNK bytes at a time
+ * (sanitize_records() made the fields safe for a log line): few writes,
+ * and a buffer that stays small whatever the batch. */
+#define LINES_CHUNK 65536
+
 static void log_batch(struct activity *act, const char *data, size_t len)
 {
 	char prefix[64];
@@ -756,8 +763,11 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 		reserve(&act->lines, &act->lines_cap, n, DECISION_LINE_MAX);
 		n = (size_t)(format_record(act->lines + n, prefix, prefix_len, r) - act->lines);
 		off += r->size;
+		if (n >= LINES_CHUNK || off >= len) {
+			log_info_lines(act->lines, n, prefix_len);
+			n = 0;
+		}
 	}
-	log_info_lines(act->lines, n, prefix_len);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
@@ -877,6 +887,19 @@ static void writer_set_nice(int nice)
 			    strerror(errno));
 }
 
+/* Bytes of queue buffer kept when little of it is in use (records take
+ * about 200 bytes each). */
+#define QUEUE_BUF_KEEP (4u << 20)
+
+/* glibc may keep a freed buffer of this size in its heap, out of the
+ * kernel's reach; malloc_trim() returns the free pages. */
+static void give_back_memory(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
 static void *writer_main(void *arg)
 {
 	struct activity *act = arg;
@@ -918,6 +941,13 @@ static void *writer_main(void *arg)
 			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
 				count_loss(act, q.n, now);
 		}
+		/* A burst's buffer is given back once the load has fallen. */
+		if (q.cap > QUEUE_BUF_KEEP && q.len < q.cap / 8) {
+			free(q.data);
+			q.data = NULL;
+			q.cap = 0;
+			give_back_memory();
+		}
 		q.len = q.n = 0;
 		if (now >= next_heartbeat || stopping) {
 			if (ensure_open(act, now) == 0)
@@ -946,7 +976,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->heartbeat_s = opt->heartbeat_s ? opt->heartbeat_s : 5;
 	act->log_decisions = opt->log_decisions;
 	act->nice = opt->nice;
-	act->cap = opt->queue_max ? opt->queue_max : 10000;
+	act->cap = opt->queue_max ? opt->queue_max : 100000;
 	act->fill.cap = 65536;
 	act->fill.data = xmalloc(act->fill.cap);
 	usage_init(&act->usage, 0);

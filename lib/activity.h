@@ -27,7 +27,7 @@ struct activity;
 struct activity_options {
 	const char *dir;	   /* store directory */
 	const char *program;	   /* "policyd" or "milter" */
-	unsigned queue_max;	   /* records held before dropping (e.g. 10000) */
+	unsigned queue_max;	   /* records held before dropping (e.g. 100000) */
 	unsigned flush_ms;	   /* writer batches at most this long (e.g. 200) */
 	unsigned heartbeat_s;	   /* heartbeat interval (e.g. 5) */
 	int nice;		   /* the writer thread's nice level (0..19) */

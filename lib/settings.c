@@ -32,7 +32,7 @@ const struct setting_def settings_table[] = {
     {"on_error_reply", SETTING_STRING,
      "451 4.3.0 saslgate: temporary policy error, try again later", 0, 0, NULL, BOTH,
      "reply text used with on_error"},
-    {"activity_queue_max", SETTING_INT, "10000", 100, 1000000, NULL, BOTH,
+    {"activity_queue_max", SETTING_INT, "100000", 100, 1000000, NULL, BOTH,
      "activity records queued before dropping"},
     {"activity_nice", SETTING_INT, "19", 0, 19, NULL, BOTH,
      "nice level of the activity writer thread (19: deciding comes first)"},

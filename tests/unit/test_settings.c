@@ -34,7 +34,7 @@ static const struct {
     {"on_error", SETTING_ENUM, "tempfail", 0, 0, P | M},
     {"on_error_reply", SETTING_STRING,
      "451 4.3.0 saslgate: temporary policy error, try again later", 0, 0, P | M},
-    {"activity_queue_max", SETTING_INT, "10000", 100, 1000000, P | M},
+    {"activity_queue_max", SETTING_INT, "100000", 100, 1000000, P | M},
     {"activity_nice", SETTING_INT, "19", 0, 19, P | M},
     {"activity_flush_ms", SETTING_INT, "200", 10, 10000, P | M},
     {"heartbeat_interval", SETTING_DURATION, "5s", 1, 3600, P | M},
