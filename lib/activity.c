@@ -889,10 +889,11 @@ static void writer_set_nice(int nice)
 
 /* Bytes of queue buffer kept when little of it is in use (records take
  * about 200 bytes each). */
-#define QUEUE_BUF_KEEP (4u << 20)
+#define QUEUE_BUF_KEEP (1u << 20)
 
-/* glibc may keep a freed buffer of this size in its heap, out of the
- * kernel's reach; malloc_trim() returns the free pages. */
+/* glibc serves a large buffer with mmap() at first, but after freeing one
+ * it raises that threshold and keeps later ones in its heap, where free()
+ * does not return them; malloc_trim() does. */
 static void give_back_memory(void)
 {
 #ifdef __GLIBC__

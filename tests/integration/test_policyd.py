@@ -430,6 +430,48 @@ def test_memory_bounded_under_repeated_abuse(daemon):
     assert_healthy(daemon)
 
 
+def test_burst_queue_memory_is_given_back(tmp_path, store):
+    """A burst fills the activity queue with megabytes of records; once the
+    load falls, the writer gives that buffer back instead of keeping it."""
+    d = Policyd(tmp_path, store, settings={"activity_queue_max": "50000",
+                                           "activity_flush_ms": "3000"})
+    try:
+        if d.sanitized():
+            pytest.skip("AddressSanitizer's quarantine keeps freed memory")
+
+        def decided():
+            return activity_rows(store, "SELECT count(*) FROM decisions")[0][0]
+
+        def one_more(expected):
+            with d.client() as c:
+                assert c.ask(instance=new_instance()) == BLOCK_REPLY
+            assert wait_for(lambda: decided() == expected, timeout=10), decided()
+
+        # Just after a flush: the writer sleeps for the next 3 s unless the
+        # queue reaches half of its 50,000 records, which the burst does.
+        one_more(1)
+        rss_before = d.rss_kb()
+        burst, per_write = 25000, 500
+        template = encode(postfix_request(instance="@@@@@@@@"))
+        with d.client() as c:
+            for start in range(0, burst, per_write):
+                c.send(b"".join(template.replace(b"@@@@@@@@", b"%08d" % i)
+                                for i in range(start, start + per_write)))
+                for _ in range(per_write):
+                    assert c.read_reply() == BLOCK_REPLY
+        assert wait_for(lambda: decided() == 1 + burst, timeout=20), decided()
+        rss_burst = d.rss_kb()
+        assert rss_burst - rss_before > 4 * 1024, (rss_before, rss_burst)
+        # The next two flushes take the other buffer, then the burst's one.
+        one_more(2 + burst)
+        one_more(3 + burst)
+        rss_after = d.rss_kb()
+        assert rss_burst - rss_after > 3 * 1024, (rss_before, rss_burst, rss_after)
+        assert d.stop() == 0
+    finally:
+        d.kill()
+
+
 def test_max_connections(tmp_path, store):
     d = Policyd(tmp_path, store, settings={"max_connections": "3"})
     try:
