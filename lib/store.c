@@ -193,6 +193,19 @@ static int committed(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* SQLite removes policy.db-wal and -shm when its last connection closes,
+ * and the next process to open the store makes them anew, as its own user.
+ * If that were a daemon, saslgatectl (root) would later read and checkpoint
+ * a WAL file the daemon's account can write. Persistent, they stay the
+ * files saslgatectl made (its user, policy.db's mode); the daemons read them
+ * through SQLite's read-only shared memory. */
+static void keep_wal_files(sqlite3 *db)
+{
+	int persist = 1;
+
+	sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+}
+
 int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err)
 {
 	char path[4096];
@@ -220,12 +233,20 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db,
 		      err) < 0)
 		return -1;
+	/* SQLite falls back to read-only when the file cannot be written. */
+	if (sqlite3_db_readonly(*db, "main") == 1) {
+		sg_err_set(err, "%s: cannot be opened for writing: %s", path,
+			   access(path, W_OK) < 0 ? strerror(errno) : "read-only");
+		store_close(db);
+		return -1;
+	}
 	if (configure_rw(*db, path, err) < 0 ||
 	    migrate(*db, schema_policy_migrations, path, err) < 0 ||
 	    store_path(dir, STORE_POLICY_NOTICE, notice_path, sizeof(notice_path), err) < 0) {
 		store_close(db);
 		return -1;
 	}
+	keep_wal_files(*db);
 	sqlite3_wal_hook(*db, committed, NULL);
 	if (create)
 		notice_bump(notice_path);

@@ -534,7 +534,9 @@ def test_store_damage_keeps_last_policy(tmp_path, store, damage):
                 if damage == "remove":
                     if os.path.exists(path):
                         os.unlink(path)
-                elif suffix == "":
+                elif suffix != "-shm" and os.path.exists(path):
+                    # The WAL too: saslgatectl keeps it, and the pages it
+                    # holds would still be read over policy.db's garbage.
                     with open(path, "r+b") as f:
                         f.write(os.urandom(8192))
             time.sleep(1.1)  # past the source's once-a-second file identity check

@@ -176,6 +176,34 @@ def test_policyd_drops_privileges_after_binding(base, store):
         d.kill()
 
 
+def wal_owners(store_dir):
+    return [os.stat(os.path.join(store_dir, "policy.db" + ext)).st_uid
+            for ext in ("-wal", "-shm")]
+
+
+@as_root
+def test_policy_wal_files_stay_saslgatectls(base, store):
+    """policy.db-wal and -shm outlive saslgatectl, so a daemon that starts
+    later reads root's files instead of making its own, which root would then
+    read and checkpoint (SECURITY.md); changes still reach the daemon."""
+    subprocess.run([CTL, "-d", store, "policy", "list"], check=True, capture_output=True)
+    assert wal_owners(store) == [0, 0]
+    d = Policyd(base, store, extra_args=["-u", "nobody", "-g", "nogroup"])
+    try:
+        with d.client() as c:
+            assert c.ask(instance="wal-1") == BLOCK_REPLY
+            subprocess.run([CTL, "-d", store, "exception", "add", "--user",
+                            "alice@example.com", "--permanent", "--reason", "wal test"],
+                           check=True, capture_output=True)
+            assert c.ask(instance="wal-2") == b"action=DUNNO\n\n"
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    assert wal_owners(store) == [0, 0]
+    for ext in ("-wal", "-shm"):
+        assert open_as_nobody(os.path.join(store, "policy.db" + ext), os.O_RDWR) == 13
+
+
 @as_root
 def test_milter_drops_privileges_after_binding(base, store):
     sock = base / "milter.sock"
