@@ -3,8 +3,8 @@
  * socket (bound as root, mode and owner set explicitly), privilege drop,
  * detaching, the pid file, the activity writer and the heartbeat thread.
  *
- * libmilter owns SIGHUP, SIGTERM and SIGINT (all three stop smfi_main); policy
- * changes are picked up by change detection, never by a signal.
+ * SIGHUP, SIGTERM and SIGINT stop the milter (policy changes are picked up
+ * by change detection, never by a signal). See run_listener() for how.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,18 +459,108 @@ static void heartbeat_stop(struct heartbeat *hb)
 	pthread_mutex_destroy(&hb->lock);
 }
 
-/* Threads started from here on inherit this mask, so the signals libmilter
- * waits for reach its sigwait thread and never kill a worker. */
+/* The listener thread tells the main thread that smfi_main() returned. */
+#define LISTENER_DONE (SIGRTMIN + 4)
+
+/* The signals the main thread waits for: the three that stop the milter,
+ * and LISTENER_DONE. */
+static void awaited_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, LISTENER_DONE);
+}
+
+/* Threads started from here on inherit this mask: these signals are only
+ * ever taken by sigwait(), never delivered to a worker. */
 static void block_stop_signals(void)
 {
 	sigset_t set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
+	awaited_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+/*
+ * smfi_main() runs on a thread of its own, and the main thread waits for the
+ * stop signals. libmilter waits for them too, on a thread it starts, and on
+ * a stop request it sets its stop flag, but its accept loop polls the
+ * listening socket holding a lock, for up to 5 seconds at a time, and looks
+ * at the flag only between polls: stopping took up to 5 s.
+ *
+ * Linux gives a signal sent to the process to its main thread first when
+ * that thread can take it, so the main thread gets the stop signals. It then
+ * asks libmilter to stop (smfi_stop(), on a detached thread, as the call
+ * waits for that lock) and interrupts the accept loop's poll with
+ * LISTENER_WAKE, whose handler does nothing, until smfi_main() returns. Should
+ * libmilter's thread take a signal after all, the stop is as slow as before,
+ * and the listener thread wakes the main thread (LISTENER_DONE) when
+ * smfi_main() returns.
+ */
+#define LISTENER_WAKE (SIGRTMIN + 3)
+
+struct listener {
+	pthread_t thread, main_thread;
+	int rc;
+	atomic_int done;
+};
+
+static void listener_wake_handler(int sig)
+{
+	(void)sig;
+}
+
+static void *listener_main(void *arg)
+{
+	struct listener *l = arg;
+
+	l->rc = smfi_main();
+	atomic_store(&l->done, 1);
+	pthread_kill(l->main_thread, LISTENER_DONE); /* if it is still waiting */
+	return NULL;
+}
+
+static void *stopper_main(void *arg)
+{
+	(void)arg;
+	smfi_stop();
+	return NULL;
+}
+
+static int run_listener(void)
+{
+	struct listener l = {.main_thread = pthread_self(), .rc = MI_FAILURE};
+	struct sigaction sa;
+	sigset_t set;
+	pthread_t stopper;
+	int sig = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = listener_wake_handler; /* no SA_RESTART: poll() returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(LISTENER_WAKE, &sa, NULL) != 0)
+		fatal("sigaction: %s", strerror(errno));
+	if (pthread_create(&l.thread, NULL, listener_main, &l) != 0)
+		fatal("cannot start the listener thread");
+	awaited_signals(&set);
+	while (sigwait(&set, &sig) != 0)
+		;
+	if (sig != LISTENER_DONE && !atomic_load(&l.done)) {
+		log_info("stopping on signal %d", sig);
+		if (pthread_create(&stopper, NULL, stopper_main, NULL) == 0)
+			pthread_detach(stopper);
+		while (!atomic_load(&l.done)) {
+			struct timespec pause = {0, 20 * 1000000L};
+
+			pthread_kill(l.thread, LISTENER_WAKE);
+			nanosleep(&pause, NULL);
+		}
+	}
+	pthread_join(l.thread, NULL);
+	return l.rc;
 }
 
 int main(int argc, char **argv)
@@ -545,8 +636,8 @@ int main(int argc, char **argv)
 
 	set_thread_stack(settings_int(&settings, "milter_thread_stack"));
 	log_info("listening on %s (store %s)", m.socket, m.store_dir);
-	rc = smfi_main();
-	log_info("stopping");
+	rc = run_listener();
+	log_info("stopped listening");
 
 	heartbeat_stop(&hb);
 	heartbeat_beat(&hb);

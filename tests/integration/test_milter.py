@@ -178,6 +178,28 @@ def test_sighup_stops_cleanly(store):
     assert rows and rows[-1][0] == 1
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stop_signal_is_acted_on_at_once(store, sig):
+    """libmilter's accept loop polls for up to 5 s before it looks at its stop
+    flag; the milter interrupts that poll, so no signal waits for it."""
+    import signal
+    import time
+    m = Milter(store)
+    time.sleep(0.5)  # the accept loop is now inside a poll of up to 5 s
+    started = time.monotonic()
+    m.proc.send_signal(getattr(signal, sig))
+    try:
+        rc = m.proc.wait(15)
+    finally:
+        m.stop()
+    assert rc == 0, m.output()
+    assert time.monotonic() - started < 2.5, m.output()
+    assert not os.path.exists(m.path)
+    assert "stopping on signal %d" % getattr(signal, sig) in m.output()
+    rows = activity_rows(store, "SELECT stopped FROM heartbeats WHERE program = 'milter'")
+    assert rows and rows[-1][0] == 1
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_privileges_dropped_after_binding():
     import grp
