@@ -122,8 +122,8 @@ static int read_usage(struct report *r, sqlite3 *db)
 
 	snprintf(sql, sizeof(sql),
 	         "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	         "last_outcome, last_client, last_tls, last_service FROM usage WHERE last_seen >= ?1 AND mech_class <> "
-	         "'modern'%s%s",
+	         "last_outcome, last_client, last_tls, last_service FROM usage "
+	         "WHERE last_seen >= ?1 AND mech_class <> 'modern'%s%s",
 	         r->mech_class ? " AND mech_class = ?" : "", r->mech ? " AND mech = ?" : "");
 	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
 		return rc;

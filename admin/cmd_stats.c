@@ -132,8 +132,7 @@ static int combo_is(const struct combo *c, const char *const v[5])
 }
 
 /* The combination of these texts: found in the hash table or added. */
-static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *buckets,
-                              size_t *cap)
+static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *buckets, size_t *cap)
 {
 	uint32_t h = combo_hash(v);
 	size_t slot = h & (COMBO_BUCKETS - 1), probes = 0;

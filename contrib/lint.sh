@@ -1,13 +1,13 @@
 #!/bin/sh
 # contrib/lint.sh - static analysis of the C sources ("make lint"): cppcheck and
 # clang-tidy (configuration in .clang-tidy), then a clang-format check against
-# .clang-format. Exits 1 if cppcheck or clang-tidy reports a finding, 2 if a
+# .clang-format. Exits 1 on a finding of any of them, 2 if a
 # tool is missing (contrib/install-deps installs them).
 #
 # Usage: contrib/lint.sh [FILE.c ...]    (default: lib admin policyd milter)
 # Environment: LINT_JOBS (parallel runs; default: the number of CPUs);
-# LINT_FORMAT=0 skips the clang-format check, LINT_FORMAT=strict makes an
-# unformatted file a finding (by default it is only listed).
+# LINT_FORMAT=0 skips the clang-format check, LINT_FORMAT=list only lists
+# unformatted files (by default each is a finding).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -58,9 +58,10 @@ grep -v -e '^[0-9]* warnings\{0,1\} generated\.$' -e '^[0-9]* warnings\{0,1\} an
 	-e '^Error while processing ' "$out"
 [ $tidy_status -eq 0 ] || status=1
 
-# Formatting: the files clang-format would change. Reported, not fatal, unless
-# LINT_FORMAT=strict (LINT_FORMAT=0 skips it). "clang-format -i FILE" fixes one.
-if [ "${LINT_FORMAT:-1}" != 0 ]; then
+# Formatting: the files clang-format would change are findings
+# (LINT_FORMAT=list only lists them, LINT_FORMAT=0 skips the check).
+# "clang-format -i FILE" fixes one.
+if [ "${LINT_FORMAT:-strict}" != 0 ]; then
 	echo "== clang-format"
 	unformatted=0
 	for f in $files $headers; do
@@ -69,7 +70,7 @@ if [ "${LINT_FORMAT:-1}" != 0 ]; then
 			unformatted=$((unformatted + 1))
 		fi
 	done
-	if [ $unformatted -gt 0 ] && [ "${LINT_FORMAT:-1}" = strict ]; then
+	if [ $unformatted -gt 0 ] && [ "${LINT_FORMAT:-strict}" != list ]; then
 		status=1
 	fi
 fi

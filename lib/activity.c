@@ -42,9 +42,9 @@ enum rec_field {
 
 /* The longest text kept per field; longer values are cut. */
 static const unsigned short field_max[N_FIELDS] = {
-    [F_QUEUE_ID] = 31, [F_INSTANCE] = 63,    [F_USER] = 255,   [F_CLIENT] = 63,
-    [F_MECH] = MECH_NAME_MAX, [F_MECH_CLASS] = 11, [F_SERVICE] = 63, [F_SENDER] = 255,
-    [F_OUTCOME] = 19, [F_POLICY] = 63,   [F_REPORT_ONLY] = 255,
+    [F_QUEUE_ID] = 31,        [F_INSTANCE] = 63,   [F_USER] = 255,        [F_CLIENT] = 63,
+    [F_MECH] = MECH_NAME_MAX, [F_MECH_CLASS] = 11, [F_SERVICE] = 63,      [F_SENDER] = 255,
+    [F_OUTCOME] = 19,         [F_POLICY] = 63,     [F_REPORT_ONLY] = 255,
 };
 
 /*
@@ -62,7 +62,7 @@ struct record {
 	struct ipaddr addr; /* the writer derives the usage network from it */
 };
 
-#define FIELD(r, i) ((const char *)(r) + (r)->off[i])
+#define FIELD(r, i)     ((const char *)(r) + (r)->off[i])
 #define FIELD_LEN(r, i) ((size_t)((r)->off[(i) + 1] - (r)->off[i] - 1))
 
 #define RECORD_MAX (sizeof(struct record) + N_FIELDS + 1200 + 8)
@@ -72,7 +72,7 @@ struct record {
 struct qbuf {
 	char *data;
 	size_t len, cap; /* bytes */
-	size_t n;	 /* records */
+	size_t n;        /* records */
 };
 
 /* A usage row in the making: the records of one user x mech x network since
@@ -90,7 +90,7 @@ struct usage_sum {
 	char last_client[64];
 	char last_service[64];
 	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
-	char key[];	  /* the user, NUL, the mechanism, NUL */
+	char key[];       /* the user, NUL, the mechanism, NUL */
 };
 
 /* The usage sums by key: open addressing with linear probing; each slot
@@ -119,7 +119,7 @@ struct activity {
 	int nice;
 
 	struct qbuf fill; /* appended to by activity_record() */
-	size_t cap;	  /* records held before dropping */
+	size_t cap;       /* records held before dropping */
 
 	struct activity_counters counters;
 	uint64_t dropped;
@@ -131,13 +131,13 @@ struct activity {
 	/* writer thread only */
 	sqlite3 *db;
 	sqlite3_stmt *ins, *next_id, *use; /* prepared once per open */
-	struct usage_table usage; /* the sums since usage_flushed */
+	struct usage_table usage;          /* the sums since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
 	time_t last_loss_log;
 	uint64_t dropped_logged;
-	char *lines;	   /* a batch's decision lines; kept, as it is large */
+	char *lines; /* a batch's decision lines; kept, as it is large */
 	size_t lines_cap;
 	char *json; /* a batch row's text; kept, as it is large */
 	size_t json_cap;
@@ -186,15 +186,15 @@ static void reserve(char **buf, size_t *cap, size_t used, size_t need)
 
 /* Packs a decision into buf (RECORD_MAX bytes); returns its size. */
 static size_t pack_record(char *buf, const struct request *req, const struct decision *d,
-			  int64_t generation, time_t now)
+                          int64_t generation, time_t now)
 {
 	struct record *r = (struct record *)buf;
 	const char *text[N_FIELDS] = {
 	    [F_QUEUE_ID] = req->queue_id, [F_INSTANCE] = req->instance,
-	    [F_USER] = req->user,	  [F_CLIENT] = req->client_addr,
-	    [F_MECH] = req->mech,	  [F_SERVICE] = req->service,
-	    [F_SENDER] = req->sender,	  [F_OUTCOME] = decision_label(d),
-	    [F_POLICY] = d->policy,	  [F_REPORT_ONLY] = d->report_only,
+	    [F_USER] = req->user,         [F_CLIENT] = req->client_addr,
+	    [F_MECH] = req->mech,         [F_SERVICE] = req->service,
+	    [F_SENDER] = req->sender,     [F_OUTCOME] = decision_label(d),
+	    [F_POLICY] = d->policy,       [F_REPORT_ONLY] = d->report_only,
 	};
 	size_t n = sizeof(*r);
 
@@ -222,8 +222,7 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 
 /* Appends " name=value" (value "-" when empty) to a line being built; the
  * buffer has room (see DECISION_LINE_MAX). */
-static char *put_kv(char *p, const char *name, size_t name_len, const char *value,
-		    size_t value_len)
+static char *put_kv(char *p, const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	*p++ = ' ';
 	memcpy(p, name, name_len);
@@ -245,8 +244,7 @@ static char *put_kv(char *p, const char *name, size_t name_len, const char *valu
 /* Appends the decision line, prefix first and newline last, at p (DECISION_LINE_MAX
  * bytes); returns the end. (Built by hand: snprintf with eleven fields cost
  * the writer more than a decision row.) */
-static char *format_record(char *p, const char *prefix, size_t prefix_len,
-			   const struct record *r)
+static char *format_record(char *p, const char *prefix, size_t prefix_len, const struct record *r)
 {
 	static const char head[] = "decision";
 
@@ -288,8 +286,8 @@ static void count_outcome(struct activity_counters *c, const struct decision *d)
 	}
 }
 
-void activity_record(struct activity *act, const struct request *req,
-		     const struct decision *d, int64_t snap_generation, time_t now)
+void activity_record(struct activity *act, const struct request *req, const struct decision *d,
+                     int64_t snap_generation, time_t now)
 {
 	char packed[RECORD_MAX] __attribute__((aligned(8)));
 	size_t size = pack_record(packed, req, d, snap_generation, now);
@@ -318,8 +316,7 @@ void activity_count_error(struct activity *act)
 	pthread_mutex_unlock(&act->lock);
 }
 
-void activity_set_status(struct activity *act, int64_t generation, int degraded,
-			 const char *reason)
+void activity_set_status(struct activity *act, int64_t generation, int degraded, const char *reason)
 {
 	pthread_mutex_lock(&act->lock);
 	act->generation = generation;
@@ -360,7 +357,7 @@ uint64_t activity_dropped(struct activity *act)
  */
 #define DECISIONS_PER_ROW 500
 static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first_at, last_at, n, "
-				"data) VALUES (?, ?, ?, ?, ?, ?)";
+                                "data) VALUES (?, ?, ?, ?, ?, ?)";
 /* A batch's decisions have the ids id .. id + n - 1. */
 static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
 
@@ -454,26 +451,26 @@ static char *format_json(char *p, const struct record *r)
 #define NEWER(col)                                                                                 \
 	col " = CASE WHEN excluded.last_seen >= last_seen THEN excluded." col " ELSE " col " END"
 static const char sql_usage[] =
-	"INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
-	"last_outcome, last_client, last_tls, last_service) "
-	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-	"ON CONFLICT (user, mech, network) DO UPDATE SET "
-	"first_seen = min(first_seen, excluded.first_seen), "
-	"last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
-	"mech_class = excluded.mech_class, " NEWER("last_outcome") ", " NEWER("last_client") ", "
-	NEWER("last_tls") ", " NEWER("last_service");
+    "INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
+    "last_outcome, last_client, last_tls, last_service) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (user, mech, network) DO UPDATE SET "
+    "first_seen = min(first_seen, excluded.first_seen), "
+    "last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
+    "mech_class = excluded.mech_class, " NEWER("last_outcome") ", " NEWER("last_client") ", " NEWER(
+        "last_tls") ", " NEWER("last_service");
 static const char sql_heartbeat[] =
-	"INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
-	"degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-	"dropped, rebuilds, last_rebuild_us, stopped) "
-	"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-	"ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
-	"generation = excluded.generation, degraded = excluded.degraded, "
-	"degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
-	"blocks = excluded.blocks, allows = excluded.allows, "
-	"would_blocks = excluded.would_blocks, not_authenticated = excluded.not_authenticated, "
-	"errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
-	"last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped";
+    "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
+    "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
+    "dropped, rebuilds, last_rebuild_us, stopped) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
+    "generation = excluded.generation, degraded = excluded.degraded, "
+    "degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
+    "blocks = excluded.blocks, allows = excluded.allows, "
+    "would_blocks = excluded.would_blocks, not_authenticated = excluded.not_authenticated, "
+    "errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
+    "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped";
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
@@ -530,8 +527,8 @@ static void usage_grow(struct usage_table *t)
 
 /* The sum of a key, added (zeroed, first_seen set) if new. */
 static struct usage_sum *usage_get(struct usage_table *t, const char *user, size_t user_len,
-				   const char *mech, size_t mech_len, const struct cidr *net,
-				   int net_valid, time_t at)
+                                   const char *mech, size_t mech_len, const struct cidr *net,
+                                   int net_valid, time_t at)
 {
 	uint64_t hv = hash_mem(hash_mem(0, user, user_len), mech, mech_len);
 	struct usage_sum *u;
@@ -583,13 +580,14 @@ static void sum_usage(struct activity *act, const struct record *r)
 	/* pack_field() cut the user and the mechanism to fit; sanitize_records()
 	 * made them what the log lines show */
 	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
-		      mech_len, &net, r->addr_valid, r->at);
+	              mech_len, &net, r->addr_valid, r->at);
 	if (r->at < u->first_seen)
 		u->first_seen = r->at;
 	if (r->at >= u->last_seen) {
 		u->last_seen = r->at;
-		sg_strlcpy(u->mech_class, FIELD(r, F_MECH_CLASS)[0] ? FIELD(r, F_MECH_CLASS) : "legacy",
-			   sizeof(u->mech_class));
+		sg_strlcpy(u->mech_class,
+		           FIELD(r, F_MECH_CLASS)[0] ? FIELD(r, F_MECH_CLASS) : "legacy",
+		           sizeof(u->mech_class));
 		sg_strlcpy(u->outcome, FIELD(r, F_OUTCOME), sizeof(u->outcome));
 		sg_strlcpy(u->last_client, FIELD(r, F_CLIENT), sizeof(u->last_client));
 		sg_strlcpy(u->last_service, FIELD(r, F_SERVICE), sizeof(u->last_service));
@@ -618,7 +616,7 @@ static int next_decision_id(struct activity *act, int64_t *id)
  * as one batch row with the ids from *id on, and adds them to the usage
  * sums; advances *off and *id. */
 static int write_decisions(struct activity *act, const char *data, size_t len, size_t *off,
-			   int64_t *id)
+                           int64_t *id)
 {
 	time_t first = 0, last = 0;
 	size_t used = 0;
@@ -669,7 +667,8 @@ static int write_usage(sqlite3_stmt *use, const struct usage_sum *u)
 static int write_usage_all(struct activity *act)
 {
 	for (size_t i = 0; i < act->usage.cap; i++)
-		if (act->usage.slots[i].u != NULL && write_usage(act->use, act->usage.slots[i].u) < 0)
+		if (act->usage.slots[i].u != NULL &&
+		    write_usage(act->use, act->usage.slots[i].u) < 0)
 			return -1;
 	return 0;
 }
@@ -696,15 +695,14 @@ static void usage_reset(struct activity *act, time_t now)
  * lost (and counted).
  */
 #define USAGE_FLUSH_BATCH 500
-#define USAGE_KEYS_MAX 40000
+#define USAGE_KEYS_MAX    40000
 
-static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last,
-		       time_t now)
+static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last, time_t now)
 {
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
-		    now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-		    act->usage.count >= USAGE_KEYS_MAX;
+	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
+	            act->usage.count >= USAGE_KEYS_MAX;
 	int64_t id = 0;
 
 	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
@@ -721,7 +719,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 fail:
 	if (rc < 0) {
 		log_error("activity.db: cannot record %zu decisions: %s", n,
-			  sqlite3_errmsg(act->db));
+		          sqlite3_errmsg(act->db));
 		store_rollback(act->db);
 	}
 	if (flush || rc < 0)
@@ -845,7 +843,7 @@ static int ensure_open(struct activity *act, time_t now)
 	if (act->db == NULL) {
 		if (now - act->last_loss_log >= 60) {
 			log_error("activity.db unavailable, decisions are not recorded: %s",
-				  err.text);
+			          err.text);
 			act->last_loss_log = now;
 		}
 		return -1;
@@ -864,7 +862,7 @@ static void count_loss(struct activity *act, size_t n, time_t now)
 	pthread_mutex_unlock(&act->lock);
 	if (now - act->last_loss_log >= 60 && total != act->dropped_logged) {
 		log_warning("activity: %llu decision records lost so far",
-			    (unsigned long long)total);
+		            (unsigned long long)total);
 		act->last_loss_log = now;
 		act->dropped_logged = total;
 	}
@@ -883,8 +881,7 @@ static void writer_set_nice(int nice)
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 
 	if (setpriority(PRIO_PROCESS, (id_t)tid, nice) < 0)
-		log_warning("activity writer: cannot set nice level %d: %s", nice,
-			    strerror(errno));
+		log_warning("activity writer: cannot set nice level %d: %s", nice, strerror(errno));
 }
 
 /* Bytes of queue buffer kept when little of it is in use (records take
@@ -936,8 +933,9 @@ static void *writer_main(void *arg)
 		if (q.n > 0 && act->log_decisions)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
-		if (q.n > 0 || (act->usage.count > 0 &&
-				(stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
+		if (q.n > 0 ||
+		    (act->usage.count > 0 &&
+		     (stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
 			if (ensure_open(act, now) < 0 ||
 			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
 				count_loss(act, q.n, now);

@@ -25,14 +25,14 @@
 struct activity;
 
 struct activity_options {
-	const char *dir;	   /* store directory */
-	const char *program;	   /* "policyd" or "milter" */
-	unsigned queue_max;	   /* records held before dropping (e.g. 100000) */
-	unsigned flush_ms;	   /* writer batches at most this long (e.g. 200) */
-	unsigned heartbeat_s;	   /* heartbeat interval (e.g. 5) */
-	int nice;		   /* the writer thread's nice level (0..19) */
-	unsigned retention_days;   /* not applied by the writer; recorded for status */
-	int log_decisions;	   /* 1: one syslog line per decision */
+	const char *dir;         /* store directory */
+	const char *program;     /* "policyd" or "milter" */
+	unsigned queue_max;      /* records held before dropping (e.g. 100000) */
+	unsigned flush_ms;       /* writer batches at most this long (e.g. 200) */
+	unsigned heartbeat_s;    /* heartbeat interval (e.g. 5) */
+	int nice;                /* the writer thread's nice level (0..19) */
+	unsigned retention_days; /* not applied by the writer; recorded for status */
+	int log_decisions;       /* 1: one syslog line per decision */
 };
 
 /* Counters shown in heartbeats. Updated by the daemon; read by the writer. */
@@ -47,8 +47,8 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 /* Queues the decision line, the decision row and the usage update.
  * Thread-safe; never blocks on I/O. snap_generation is the policy generation the
  * decision was made with. */
-void activity_record(struct activity *act, const struct request *req,
-		     const struct decision *d, int64_t snap_generation, time_t now);
+void activity_record(struct activity *act, const struct request *req, const struct decision *d,
+                     int64_t snap_generation, time_t now);
 
 /* Counts a request that ended in on_error (no decision). Thread-safe. */
 void activity_count_error(struct activity *act);
@@ -56,7 +56,7 @@ void activity_count_error(struct activity *act);
 /* Status shown in the next heartbeat: generation in service and degradation
  * (reason NULL when healthy). Thread-safe. */
 void activity_set_status(struct activity *act, int64_t generation, int degraded,
-			 const char *reason);
+                         const char *reason);
 
 /* Snapshot rebuild statistics shown in the next heartbeat. Thread-safe. */
 void activity_set_rebuilds(struct activity *act, uint64_t rebuilds, uint64_t last_rebuild_us);

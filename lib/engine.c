@@ -13,9 +13,9 @@
 #include "engine.h"
 #include "snapshot_int.h"
 
-#define LOCS_INLINE 32
+#define LOCS_INLINE  32
 #define CANDS_INLINE 64
-#define USER_INLINE 512
+#define USER_INLINE  512
 
 struct eval {
 	const struct snapshot *snap;
@@ -39,8 +39,8 @@ struct eval {
 
 static const char *const outcome_names[] = {"not-authenticated", "allow", "block"};
 static const char *const status_names[] = {"off", "not-applied", "excepted", "applied"};
-static const char *const condition_names[] = {"",	  "mechanism", "user", "user-excluded",
-					      "location", "location-excluded", "tls", "service"};
+static const char *const condition_names[] = {
+    "", "mechanism", "user", "user-excluded", "location", "location-excluded", "tls", "service"};
 
 const char *outcome_name(enum outcome o)
 {
@@ -163,8 +163,8 @@ static void find_locations(struct eval *ev)
 	ev->n_locs = 0;
 	if (!ev->req->addr_valid)
 		return;
-	total = cidr_tree_lookup(ev->snap->location_tree, &ev->req->addr, ev->locs_buf,
-				 LOCS_INLINE);
+	total =
+	    cidr_tree_lookup(ev->snap->location_tree, &ev->req->addr, ev->locs_buf, LOCS_INLINE);
 	if (total > LOCS_INLINE) {
 		ev->locs = malloc(total * sizeof(uint32_t));
 		if (ev->locs == NULL) {
@@ -225,8 +225,7 @@ static int user_match_cb(void *value, const struct pattern *p, void *arg)
 	return 1;
 }
 
-static void describe_user_match(char *buf, size_t len, const char *verb,
-				const struct user_match *m)
+static void describe_user_match(char *buf, size_t len, const char *verb, const struct user_match *m)
 {
 	char pat[PATTERN_MAX + 2];
 
@@ -255,7 +254,7 @@ static int service_matches(const struct sn_policy *sp, const char *service)
 /* Checks the conditions of a policy in the documented order; returns the first
  * that failed (COND_NONE when all hold), with a detail when tracing. */
 static enum trace_condition check_conditions(const struct eval *ev, const struct sn_policy *sp,
-					     char *detail, size_t len)
+                                             char *detail, size_t len)
 {
 	const struct snapshot *snap = ev->snap;
 	const struct request *req = ev->req;
@@ -264,9 +263,10 @@ static enum trace_condition check_conditions(const struct eval *ev, const struct
 
 	if (!mech_filter_match(&sp->mechs, ev)) {
 		if (detail != NULL)
-			snprintf(detail, len, "mechanism %s (class %s) is not targeted (targets: %s)",
-				 ev->mech_upper, mech_class_name(ev->cls),
-				 *sp->mechs_text ? sp->mechs_text : "legacy");
+			snprintf(detail, len,
+			         "mechanism %s (class %s) is not targeted (targets: %s)",
+			         ev->mech_upper, mech_class_name(ev->cls),
+			         *sp->mechs_text ? sp->mechs_text : "legacy");
 		return COND_MECH;
 	}
 	if (!sp->include_all_users &&
@@ -274,7 +274,7 @@ static enum trace_condition check_conditions(const struct eval *ev, const struct
 	     !userindex_lookup(sp->include_users, ev->user, user_match_cb, &m))) {
 		if (detail != NULL)
 			snprintf(detail, len, "user %s is not among the included users or groups",
-				 *ev->user ? ev->user : "(none)");
+			         *ev->user ? ev->user : "(none)");
 		return COND_USER_INCLUDE;
 	}
 	if (*ev->user != '\0' && userindex_lookup(sp->exclude_users, ev->user, user_match_cb, &m)) {
@@ -286,27 +286,27 @@ static enum trace_condition check_conditions(const struct eval *ev, const struct
 	    first_location_in(ev, sp->include_locations, sp->n_include_locations) < 0) {
 		if (detail != NULL)
 			snprintf(detail, len, "client %s is in none of the included locations",
-				 req->client_addr ? req->client_addr : "(unknown)");
+			         req->client_addr ? req->client_addr : "(unknown)");
 		return COND_LOCATION_INCLUDE;
 	}
 	loc = first_location_in(ev, sp->exclude_locations, sp->n_exclude_locations);
 	if (loc >= 0) {
 		if (detail != NULL)
 			snprintf(detail, len, "client %s is in excluded location %s",
-				 req->client_addr ? req->client_addr : "(unknown)",
-				 snap->locations[loc].name);
+			         req->client_addr ? req->client_addr : "(unknown)",
+			         snap->locations[loc].name);
 		return COND_LOCATION_EXCLUDE;
 	}
 	if ((sp->tls == TLS_PLAINTEXT && req->tls) || (sp->tls == TLS_ENCRYPTED && !req->tls)) {
 		if (detail != NULL)
 			snprintf(detail, len, "session is %s; policy applies to %s sessions only",
-				 req->tls ? "encrypted" : "plaintext", tls_condition_name(sp->tls));
+			         req->tls ? "encrypted" : "plaintext", tls_condition_name(sp->tls));
 		return COND_TLS;
 	}
 	if (!service_matches(sp, req->service)) {
 		if (detail != NULL)
 			snprintf(detail, len, "service %s is not targeted",
-				 req->service && *req->service ? req->service : "(none)");
+			         req->service && *req->service ? req->service : "(none)");
 		return COND_SERVICE;
 	}
 	return COND_NONE;
@@ -314,7 +314,7 @@ static enum trace_condition check_conditions(const struct eval *ev, const struct
 
 /* Finds the exception that excuses policy index pi; records expired matches. */
 static const struct sn_exception *find_exception(const struct eval *ev, size_t pi,
-						 struct trace_entry *t)
+                                                 struct trace_entry *t)
 {
 	const struct sn_exception *best = NULL;
 
@@ -418,14 +418,15 @@ static void evaluate(struct eval *ev, struct decision *d)
 				t->status = TRACE_EXCEPTED;
 				t->exception_id = e->id;
 				snprintf(t->detail, sizeof(t->detail), "excepted by exception %lld",
-					 (long long)e->id);
+				         (long long)e->id);
 			}
 			continue;
 		}
 		if (t != NULL) {
 			t->status = TRACE_APPLIED;
 			snprintf(t->detail, sizeof(t->detail), "%s",
-				 enforcing ? "applies: blocks" : "applies: report-only, would block");
+			         enforcing ? "applies: blocks"
+			                   : "applies: report-only, would block");
 		}
 		if (enforcing) {
 			if (blocker == NULL)
@@ -440,14 +441,14 @@ static void evaluate(struct eval *ev, struct decision *d)
 		sg_strlcpy(d->reply_code, blocker->reply_code, sizeof(d->reply_code));
 		sg_strlcpy(d->reply_enh, blocker->reply_enh, sizeof(d->reply_enh));
 		format_reply(d->reply_text, sizeof(d->reply_text), blocker->reply_text,
-			     ev->mech_upper);
+		             ev->mech_upper);
 	} else {
 		d->outcome = OUTCOME_ALLOW;
 	}
 }
 
 int engine_decide(const struct snapshot *snap, const struct request *req, time_t now,
-		  int want_trace, struct decision *out)
+                  int want_trace, struct decision *out)
 {
 	struct eval ev;
 	int rc = 0;

@@ -18,10 +18,10 @@ enum outcome { OUTCOME_NOT_AUTHENTICATED, OUTCOME_ALLOW, OUTCOME_BLOCK };
 
 /* Why a policy did (not) apply to the request, in evaluation order. */
 enum trace_status {
-	TRACE_OFF,	   /* policy state off */
+	TRACE_OFF,         /* policy state off */
 	TRACE_NOT_APPLIED, /* a condition failed: see failed/detail */
-	TRACE_EXCEPTED,	   /* applied, but an active exception matched */
-	TRACE_APPLIED	   /* applied: blocks (enforcing) or would block (report-only) */
+	TRACE_EXCEPTED,    /* applied, but an active exception matched */
+	TRACE_APPLIED      /* applied: blocks (enforcing) or would block (report-only) */
 };
 
 enum trace_condition {
@@ -38,12 +38,12 @@ enum trace_condition {
 #define TRACE_EXPIRED_MAX 8
 
 struct trace_entry {
-	const char *policy;    /* owned by the snapshot */
+	const char *policy; /* owned by the snapshot */
 	enum trace_status status;
-	int enforcing;	       /* effective state now: 1 enforce, 0 report-only */
+	int enforcing; /* effective state now: 1 enforce, 0 report-only */
 	enum trace_condition failed;
-	char detail[768];      /* human-readable reason for the status */
-	int64_t exception_id;  /* the excepting exception (TRACE_EXCEPTED), else 0 */
+	char detail[768];     /* human-readable reason for the status */
+	int64_t exception_id; /* the excepting exception (TRACE_EXCEPTED), else 0 */
 	int64_t expired_ids[TRACE_EXPIRED_MAX]; /* matching but expired exceptions */
 	size_t n_expired;
 };
@@ -51,12 +51,12 @@ struct trace_entry {
 struct decision {
 	enum outcome outcome;
 	enum mech_class mech_class; /* valid unless NOT_AUTHENTICATED */
-	const char *policy;	    /* the blocking policy (owned by the snapshot) or NULL */
-	char reply_code[4];	    /* "550" */
-	char reply_enh[16];	    /* "5.7.9" */
-	char reply_text[512];	    /* %m expanded, printable ASCII only */
-	size_t n_report_only;	    /* report-only policies that would have blocked */
-	char report_only[256];	    /* their names, comma-separated (truncated with "...") */
+	const char *policy;         /* the blocking policy (owned by the snapshot) or NULL */
+	char reply_code[4];         /* "550" */
+	char reply_enh[16];         /* "5.7.9" */
+	char reply_text[512];       /* %m expanded, printable ASCII only */
+	size_t n_report_only;       /* report-only policies that would have blocked */
+	char report_only[256];      /* their names, comma-separated (truncated with "...") */
 	struct trace_entry *trace;  /* one per policy, by name; only if want_trace */
 	size_t n_trace;
 };
@@ -66,7 +66,7 @@ struct decision {
  * released with decision_release(). Returns 0, or -1 on allocation failure
  * (the decision is then unusable: apply on_error). */
 int engine_decide(const struct snapshot *snap, const struct request *req, time_t now,
-		  int want_trace, struct decision *out);
+                  int want_trace, struct decision *out);
 
 /* Frees the trace of a decision (if any); safe to call twice. */
 void decision_release(struct decision *d);

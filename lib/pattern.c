@@ -373,8 +373,7 @@ static int entry_call(const struct userindex_entry *e,
 }
 
 static int glob_list_lookup(const struct glob_list *list, const char *user_lower,
-                            int (*fn)(void *value, const struct pattern *p, void *arg),
-                            void *arg)
+                            int (*fn)(void *value, const struct pattern *p, void *arg), void *arg)
 {
 	int r;
 
@@ -407,8 +406,8 @@ int userindex_lookup(const struct userindex *idx, const char *user_lower,
 		if (e != NULL && (r = entry_call(e, fn, arg)) != 0)
 			return r;
 	}
-	if (at != NULL && (r = glob_list_lookup(hash_get(idx->glob_domain, at + 1), user_lower, fn,
-						arg)) != 0)
+	if (at != NULL &&
+	    (r = glob_list_lookup(hash_get(idx->glob_domain, at + 1), user_lower, fn, arg)) != 0)
 		return r;
 	return glob_list_lookup(&idx->globs, user_lower, fn, arg);
 }

@@ -11,12 +11,12 @@
 #include "snapshot.h"
 #include "snapshot_int.h"
 
-#define GROW(arr, n, cap)                                                      \
-	do {                                                                   \
-		if ((n) == (cap)) {                                            \
-			(cap) = (cap) ? (cap) * 2 : 8;                         \
-			(arr) = xrealloc((arr), (cap) * sizeof(*(arr)));       \
-		}                                                              \
+#define GROW(arr, n, cap)                                                                          \
+	do {                                                                                       \
+		if ((n) == (cap)) {                                                                \
+			(cap) = (cap) ? (cap)*2 : 8;                                               \
+			(arr) = xrealloc((arr), (cap) * sizeof(*(arr)));                           \
+		}                                                                                  \
 	} while (0)
 
 static const char *const state_names[] = {"off", "report-only", "enforce"};
@@ -59,10 +59,10 @@ int policy_reply_valid(const char *code, const char *enh, const char *text, stru
 	if (code == NULL || strlen(code) != 3 || (code[0] != '4' && code[0] != '5') ||
 	    !isdigit((unsigned char)code[1]) || !isdigit((unsigned char)code[2]))
 		return sg_err_set(err, "reply code \"%s\": must be a 4xx or 5xx SMTP code",
-				  code != NULL ? code : "");
+		                  code != NULL ? code : "");
 	if (enh == NULL || (enh[0] != '4' && enh[0] != '5') || enh[1] != '.')
 		return sg_err_set(err, "enhanced status code \"%s\": must be 4.x.y or 5.x.y",
-				  enh != NULL ? enh : "");
+		                  enh != NULL ? enh : "");
 	for (const char *p = enh + 2;; p++) {
 		if (isdigit((unsigned char)*p)) {
 			if (++digits > 3)
@@ -79,12 +79,13 @@ int policy_reply_valid(const char *code, const char *enh, const char *text, stru
 	}
 	if (parts != 2 || digits != 0)
 		return sg_err_set(err, "enhanced status code \"%s\": must be class.subject.detail",
-				  enh);
+		                  enh);
 	if (enh[0] != code[0])
-		return sg_err_set(err,
-				  "reply \"%s %s\": the code and the enhanced code must agree in "
-				  "class (%cxx with %c.x.y), or Postfix and libmilter drop the reply",
-				  code, enh, code[0], code[0]);
+		return sg_err_set(
+		    err,
+		    "reply \"%s %s\": the code and the enhanced code must agree in "
+		    "class (%cxx with %c.x.y), or Postfix and libmilter drop the reply",
+		    code, enh, code[0], code[0]);
 	if (text == NULL || *text == '\0')
 		return sg_err_set(err, "reply text: must not be empty");
 	if (strlen(text) > 400)
@@ -92,8 +93,8 @@ int policy_reply_valid(const char *code, const char *enh, const char *text, stru
 	for (const char *p = text; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 			return sg_err_set(err,
-					  "reply text: only printable ASCII is allowed (no line "
-					  "breaks or control characters)");
+			                  "reply text: only printable ASCII is allowed (no line "
+			                  "breaks or control characters)");
 	return 0;
 }
 
@@ -118,7 +119,7 @@ struct snapshot_builder {
 };
 
 #define IDX_TO_PTR(i) ((void *)(uintptr_t)((i) + 1))
-#define PTR_TO_IDX(p) ((size_t)(uintptr_t)(p) - 1)
+#define PTR_TO_IDX(p) ((size_t)(uintptr_t)(p)-1)
 
 static int catalogue_put(struct hash *cat, const char *name, enum mech_class c)
 {
@@ -144,12 +145,12 @@ struct snapshot_builder *snapshot_builder_new(void)
 }
 
 int snapshot_builder_setting(struct snapshot_builder *b, const char *key, const char *value,
-			     struct sg_err *err)
+                             struct sg_err *err)
 {
 	if (strcmp(key, "unknown_mechanism_class") == 0) {
 		if (mech_class_parse(value, &b->unknown_class) < 0)
-			return sg_err_set(err, "setting unknown_mechanism_class: unknown class \"%s\"",
-					  value);
+			return sg_err_set(
+			    err, "setting unknown_mechanism_class: unknown class \"%s\"", value);
 	} else if (strcmp(key, "generation") == 0) {
 		b->generation = strtoll(value, NULL, 10);
 	}
@@ -158,7 +159,7 @@ int snapshot_builder_setting(struct snapshot_builder *b, const char *key, const 
 }
 
 int snapshot_builder_mech(struct snapshot_builder *b, const char *name, enum mech_class c,
-			  struct sg_err *err)
+                          struct sg_err *err)
 {
 	if (!mech_name_valid(name))
 		return sg_err_set(err, "mechanism \"%s\": not a valid SASL mechanism name", name);
@@ -192,7 +193,7 @@ int snapshot_builder_group(struct snapshot_builder *b, const char *group, struct
 }
 
 int snapshot_builder_group_member(struct snapshot_builder *b, const char *group,
-				  const char *pattern, struct sg_err *err)
+                                  const char *pattern, struct sg_err *err)
 {
 	struct pattern p;
 	struct sn_group *g;
@@ -225,8 +226,7 @@ static size_t location_get(struct snapshot_builder *b, const char *name)
 	return PTR_TO_IDX(*slot);
 }
 
-int snapshot_builder_location(struct snapshot_builder *b, const char *location,
-			      struct sg_err *err)
+int snapshot_builder_location(struct snapshot_builder *b, const char *location, struct sg_err *err)
 {
 	if (location == NULL || *location == '\0')
 		return sg_err_set(err, "location: empty name");
@@ -235,7 +235,7 @@ int snapshot_builder_location(struct snapshot_builder *b, const char *location,
 }
 
 int snapshot_builder_location_net(struct snapshot_builder *b, const char *location,
-				  const char *cidr, struct sg_err *err)
+                                  const char *cidr, struct sg_err *err)
 {
 	struct cidr range;
 	struct sn_location *l;
@@ -258,7 +258,7 @@ static char *dup_text(const char *s)
 }
 
 int snapshot_builder_policy(struct snapshot_builder *b, const struct policy_def *def,
-			    struct sg_err *err)
+                            struct sg_err *err)
 {
 	struct policy_def *p;
 
@@ -283,12 +283,12 @@ int snapshot_builder_policy(struct snapshot_builder *b, const struct policy_def 
 }
 
 int snapshot_builder_exception(struct snapshot_builder *b, const struct exception_def *def,
-			       struct sg_err *err)
+                               struct sg_err *err)
 {
 	struct exception_def *e;
 
 	const char *fields[5] = {def->policy, def->user_pattern, def->group, def->location,
-				 def->mechs};
+	                         def->mechs};
 	size_t len[5], total = 0;
 	char *p;
 
@@ -400,7 +400,7 @@ static void mech_filter_free(struct mech_filter *f)
 /* Parses "legacy,XOAUTH2" into a filter. empty_means_legacy: policies target
  * class legacy by default; exceptions match every mechanism by default. */
 static int mech_filter_parse(const char *text, int empty_means_legacy, struct mech_filter *f,
-			     const char *what, struct sg_err *err)
+                             const char *what, struct sg_err *err)
 {
 	const char *cur = text;
 	char item[64];
@@ -417,9 +417,10 @@ static int mech_filter_parse(const char *text, int empty_means_legacy, struct me
 		}
 		if (!mech_name_valid(item)) {
 			mech_filter_free(f);
-			return sg_err_set(err, "%s: \"%s\" is neither a mechanism class "
-					       "(legacy, password, modern) nor a mechanism name",
-					  what, item);
+			return sg_err_set(err,
+			                  "%s: \"%s\" is neither a mechanism class "
+			                  "(legacy, password, modern) nor a mechanism name",
+			                  what, item);
 		}
 		GROW(f->names, f->n_names, cap);
 		sg_lower(item, item, sizeof(item));
@@ -450,8 +451,8 @@ static int lookup_index(struct hash *index, const char *name, size_t *out)
 
 /* Adds the patterns of a user list and of group names to idx. */
 static int compile_users(struct snapshot *snap, struct snapshot_builder *b, const char *users,
-			 const char *groups, int allow_all, int *all, struct userindex **idx,
-			 const char *what, struct sg_err *err)
+                         const char *groups, int allow_all, int *all, struct userindex **idx,
+                         const char *what, struct sg_err *err)
 {
 	const char *cur = users;
 	char item[PATTERN_MAX + 2];
@@ -488,9 +489,8 @@ static int compile_users(struct snapshot *snap, struct snapshot_builder *b, cons
 	return 0;
 }
 
-static int compile_locations(struct snapshot_builder *b, const char *text, int allow_any,
-			     int *any, uint32_t **out, size_t *n, const char *what,
-			     struct sg_err *err)
+static int compile_locations(struct snapshot_builder *b, const char *text, int allow_any, int *any,
+                             uint32_t **out, size_t *n, const char *what, struct sg_err *err)
 {
 	const char *cur = text;
 	char item[128];
@@ -541,7 +541,7 @@ static int compile_services(struct sn_policy *sp, const char *text, struct sg_er
 }
 
 static int compile_policy(struct snapshot *snap, struct snapshot_builder *b,
-			  const struct policy_def *d, struct sn_policy *sp, struct sg_err *err)
+                          const struct policy_def *d, struct sn_policy *sp, struct sg_err *err)
 {
 	char what[160];
 	struct sg_err e;
@@ -556,21 +556,21 @@ static int compile_policy(struct snapshot *snap, struct snapshot_builder *b,
 	sp->mechs_text = xstrdup(d->mechs);
 	snprintf(what, sizeof(what), "policy %s: include users", d->name);
 	if (compile_users(snap, b, d->include_users, d->include_groups, 1, &sp->include_all_users,
-			  &sp->include_users, what, err) < 0)
+	                  &sp->include_users, what, err) < 0)
 		return -1;
 	snprintf(what, sizeof(what), "policy %s: exclude users", d->name);
-	if (compile_users(snap, b, d->exclude_users, d->exclude_groups, 0, NULL,
-			  &sp->exclude_users, what, err) < 0)
+	if (compile_users(snap, b, d->exclude_users, d->exclude_groups, 0, NULL, &sp->exclude_users,
+	                  what, err) < 0)
 		return -1;
 	snprintf(what, sizeof(what), "policy %s: include locations", d->name);
 	if (compile_locations(b, d->include_locations, 1, &sp->include_any_location,
-			      &sp->include_locations, &sp->n_include_locations, what, err) < 0)
+	                      &sp->include_locations, &sp->n_include_locations, what, err) < 0)
 		return -1;
 	if (sp->n_include_locations == 0 && !sp->include_any_location)
 		sp->include_any_location = 1;
 	snprintf(what, sizeof(what), "policy %s: exclude locations", d->name);
 	if (compile_locations(b, d->exclude_locations, 0, NULL, &sp->exclude_locations,
-			      &sp->n_exclude_locations, what, err) < 0)
+	                      &sp->n_exclude_locations, what, err) < 0)
 		return -1;
 	if (compile_services(sp, d->services, err) < 0)
 		return -1;
@@ -596,8 +596,8 @@ static void add_by_location(struct snapshot *snap, size_t *caps, struct sn_excep
 }
 
 static int compile_exception(struct snapshot *snap, struct snapshot_builder *b,
-			     struct hash *policy_index, const struct exception_def *d,
-			     struct sn_exception *se, size_t *loc_caps, struct sg_err *err)
+                             struct hash *policy_index, const struct exception_def *d,
+                             struct sn_exception *se, size_t *loc_caps, struct sg_err *err)
 {
 	struct sg_err e2;
 	long long id = (long long)d->id;
@@ -611,13 +611,13 @@ static int compile_exception(struct snapshot *snap, struct snapshot_builder *b,
 	if (*d->policy != '\0') {
 		if (lookup_index(policy_index, d->policy, &idx) < 0)
 			return sg_err_set(err, "exception %lld: unknown policy \"%s\"",
-					  (long long)d->id, d->policy);
+			                  (long long)d->id, d->policy);
 		se->policy = (int)idx;
 	}
 	if (*d->location != '\0') {
 		if (lookup_index(b->location_index, d->location, &idx) < 0)
 			return sg_err_set(err, "exception %lld: unknown location \"%s\"", id,
-					  d->location);
+			                  d->location);
 		se->location = (int)idx;
 	}
 	if (mech_filter_parse(d->mechs, 0, &se->mechs, "mechanisms", &e2) < 0)
@@ -633,7 +633,8 @@ static int compile_exception(struct snapshot *snap, struct snapshot_builder *b,
 		struct sn_group *g;
 
 		if (lookup_index(b->group_index, d->group, &idx) < 0)
-			return sg_err_set(err, "exception %lld: unknown group \"%s\"", id, d->group);
+			return sg_err_set(err, "exception %lld: unknown group \"%s\"", id,
+			                  d->group);
 		g = &snap->groups[idx];
 		se->has_user = 1;
 		se->from_group = 1;
@@ -656,7 +657,7 @@ static int compile(struct snapshot *snap, struct snapshot_builder *b, struct sg_
 	for (size_t i = 0; i < snap->n_locations; i++)
 		for (size_t k = 0; k < snap->locations[i].n_nets; k++)
 			if (cidr_tree_insert(snap->location_tree, &snap->locations[i].nets[k],
-					     (uint32_t)i) < 0)
+			                     (uint32_t)i) < 0)
 				return sg_err_set(err, "out of memory building the location tree");
 
 	if (b->n_policies > 1)
@@ -678,16 +679,16 @@ static int compile(struct snapshot *snap, struct snapshot_builder *b, struct sg_
 		}
 	}
 
-	snap->exceptions = xcalloc(b->n_exceptions ? b->n_exceptions : 1,
-				   sizeof(*snap->exceptions));
-	snap->by_location = xcalloc(snap->n_locations ? snap->n_locations : 1,
-				    sizeof(*snap->by_location));
+	snap->exceptions =
+	    xcalloc(b->n_exceptions ? b->n_exceptions : 1, sizeof(*snap->exceptions));
+	snap->by_location =
+	    xcalloc(snap->n_locations ? snap->n_locations : 1, sizeof(*snap->by_location));
 	snap->n_by_location = xcalloc(snap->n_locations ? snap->n_locations : 1, sizeof(size_t));
 	loc_caps = xcalloc(snap->n_locations ? snap->n_locations : 1, sizeof(size_t));
 	for (size_t i = 0; i < b->n_exceptions && rc == 0; i++) {
 		snap->n_exceptions++;
 		rc = compile_exception(snap, b, policy_index, &b->exceptions[i],
-				       &snap->exceptions[i], loc_caps, err);
+		                       &snap->exceptions[i], loc_caps, err);
 	}
 	free(loc_caps);
 	hash_free(&policy_index, NULL);

@@ -61,11 +61,11 @@ struct policy_def {
 /* An exception as stored. At least one of user_pattern, group and location. */
 struct exception_def {
 	int64_t id;
-	const char *policy;	  /* NULL or "" = every policy */
+	const char *policy;       /* NULL or "" = every policy */
 	const char *user_pattern; /* NULL/"" = none */
-	const char *group;	  /* NULL/"" = none */
-	const char *location;	  /* NULL/"" = any location */
-	const char *mechs;	  /* NULL/"" = every mechanism; else names and/or classes */
+	const char *group;        /* NULL/"" = none */
+	const char *location;     /* NULL/"" = any location */
+	const char *mechs;        /* NULL/"" = every mechanism; else names and/or classes */
 	const char *reason;
 	const char *created_by;
 	time_t created_at;
@@ -74,8 +74,8 @@ struct exception_def {
 
 /* The default reply of a policy. */
 #define POLICY_DEFAULT_REPLY_CODE "550"
-#define POLICY_DEFAULT_REPLY_ENH "5.7.9"
-#define POLICY_DEFAULT_REPLY_TEXT \
+#define POLICY_DEFAULT_REPLY_ENH  "5.7.9"
+#define POLICY_DEFAULT_REPLY_TEXT                                                                  \
 	"Authentication mechanism %m is not allowed; use OAuth2 (XOAUTH2/OAUTHBEARER)"
 
 /* Validates a reply: code 4xx/5xx, enhanced code class.subject.detail whose class
@@ -90,21 +90,20 @@ struct snapshot_builder *snapshot_builder_new(void);
 /* Each add function validates its input and returns 0, or -1 with the reason
  * (naming the item) in err; the builder stays usable after an error. */
 int snapshot_builder_setting(struct snapshot_builder *b, const char *key, const char *value,
-			     struct sg_err *err);
+                             struct sg_err *err);
 int snapshot_builder_mech(struct snapshot_builder *b, const char *name, enum mech_class c,
-			  struct sg_err *err);
+                          struct sg_err *err);
 int snapshot_builder_group_member(struct snapshot_builder *b, const char *group,
-				  const char *pattern, struct sg_err *err);
+                                  const char *pattern, struct sg_err *err);
 /* Declares a group (so an empty group can be referenced). */
 int snapshot_builder_group(struct snapshot_builder *b, const char *group, struct sg_err *err);
-int snapshot_builder_location(struct snapshot_builder *b, const char *location,
-			      struct sg_err *err);
+int snapshot_builder_location(struct snapshot_builder *b, const char *location, struct sg_err *err);
 int snapshot_builder_location_net(struct snapshot_builder *b, const char *location,
-				  const char *cidr, struct sg_err *err);
+                                  const char *cidr, struct sg_err *err);
 int snapshot_builder_policy(struct snapshot_builder *b, const struct policy_def *def,
-			    struct sg_err *err);
+                            struct sg_err *err);
 int snapshot_builder_exception(struct snapshot_builder *b, const struct exception_def *def,
-			       struct sg_err *err);
+                               struct sg_err *err);
 /* Resolves names (an unknown group or location referenced by a policy or an
  * exception is an error) and compiles the indices. Consumes the builder in every
  * case and sets *b to NULL. Returns the snapshot (refcount 1) or NULL with err. */

@@ -16,10 +16,10 @@
 
 /* Mechanisms targeted by a policy or an exception: classes and/or names. */
 struct mech_filter {
-	unsigned classes;  /* bit (1 << mech_class) */
-	char **names;	   /* lower-cased */
+	unsigned classes; /* bit (1 << mech_class) */
+	char **names;     /* lower-cased */
 	size_t n_names;
-	int any;	   /* exceptions: no filter */
+	int any; /* exceptions: no filter */
 };
 
 /* A group; in a policy's userindex the value is the group a pattern came from,
@@ -61,10 +61,10 @@ struct sn_policy {
 
 struct sn_exception {
 	int64_t id;
-	int policy;	   /* policy index, -1 = every policy */
-	int has_user;	   /* user pattern or group */
-	int from_group;	   /* indexed once per group member: may be found twice */
-	int location;	   /* location index, -1 = any */
+	int policy;     /* policy index, -1 = every policy */
+	int has_user;   /* user pattern or group */
+	int from_group; /* indexed once per group member: may be found twice */
+	int location;   /* location index, -1 = any */
 	struct mech_filter mechs;
 	time_t expires_at; /* 0 = permanent */
 };

@@ -12,7 +12,7 @@
 typedef int (*row_fn)(struct snapshot_builder *b, sqlite3_stmt *st, struct sg_err *err);
 
 static int each_row(sqlite3 *db, const char *sql, struct snapshot_builder *b, row_fn fn,
-		    struct sg_err *err)
+                    struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -111,19 +111,19 @@ struct snapshot *snapshot_load(sqlite3 *db, struct sg_err *err)
 		const char *sql;
 		row_fn fn;
 	} steps[] = {
-		{"SELECT key, value FROM settings", row_setting},
-		{"SELECT name, class FROM mechanisms", row_mech},
-		{"SELECT name FROM groups", row_group},
-		{"SELECT group_name, pattern FROM group_members", row_member},
-		{"SELECT name FROM locations", row_location},
-		{"SELECT location_name, cidr FROM location_nets", row_net},
-		{"SELECT name, state, enforce_from, mechs, include_users, include_groups, "
-		 "exclude_users, exclude_groups, include_locations, exclude_locations, tls, "
-		 "services, reply_code, reply_enh, reply_text FROM policies",
-		 row_policy},
-		{"SELECT id, policy, user_pattern, group_name, location, mechs, expires_at "
-		 "FROM exceptions ORDER BY id",
-		 row_exception},
+	    {"SELECT key, value FROM settings", row_setting},
+	    {"SELECT name, class FROM mechanisms", row_mech},
+	    {"SELECT name FROM groups", row_group},
+	    {"SELECT group_name, pattern FROM group_members", row_member},
+	    {"SELECT name FROM locations", row_location},
+	    {"SELECT location_name, cidr FROM location_nets", row_net},
+	    {"SELECT name, state, enforce_from, mechs, include_users, include_groups, "
+	     "exclude_users, exclude_groups, include_locations, exclude_locations, tls, "
+	     "services, reply_code, reply_enh, reply_text FROM policies",
+	     row_policy},
+	    {"SELECT id, policy, user_pattern, group_name, location, mechs, expires_at "
+	     "FROM exceptions ORDER BY id",
+	     row_exception},
 	};
 	struct snapshot_builder *b;
 	int own_txn = sqlite3_get_autocommit(db);

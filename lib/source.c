@@ -36,11 +36,11 @@ struct source {
 	sqlite3_stmt *data_version_stmt; /* prepared once per connection */
 	struct snapshot *current;
 	int64_t data_version;
-	int notice_fd;		/* STORE_POLICY_NOTICE, -1 if absent */
+	int notice_fd; /* STORE_POLICY_NOTICE, -1 if absent */
 	char notice_path[4096];
 	struct stat notice_identity;
 	uint64_t notice_seen;
-	int check_due;		/* ask data_version on the next acquire */
+	int check_due; /* ask data_version on the next acquire */
 	struct stat identity;
 	time_t last_identity_check;
 	int degraded;
@@ -66,8 +66,8 @@ static void set_degraded(struct source *src, const char *reason)
 {
 	if (!src->degraded || strcmp(src->reason, reason) != 0)
 		log_error("policy store degraded, keeping policy generation %lld in service: %s",
-			  src->current ? (long long)snapshot_generation(src->current) : -1LL,
-			  reason);
+		          src->current ? (long long)snapshot_generation(src->current) : -1LL,
+		          reason);
 	src->degraded = 1;
 	sg_strlcpy(src->reason, reason, sizeof(src->reason));
 	src->stats.failures++;
@@ -77,7 +77,7 @@ static void clear_degraded(struct source *src)
 {
 	if (src->degraded)
 		log_info("policy store readable again (generation %lld)",
-			 (long long)snapshot_generation(src->current));
+		         (long long)snapshot_generation(src->current));
 	src->degraded = 0;
 	src->reason[0] = '\0';
 }
@@ -88,8 +88,8 @@ static int read_data_version(struct source *src, int64_t *version, struct sg_err
 	int rc;
 
 	if (src->data_version_stmt == NULL &&
-	    sqlite3_prepare_v2(src->db, "PRAGMA data_version", -1, &src->data_version_stmt,
-			       NULL) != SQLITE_OK)
+	    sqlite3_prepare_v2(src->db, "PRAGMA data_version", -1, &src->data_version_stmt, NULL) !=
+	        SQLITE_OK)
 		return sg_err_set(err, "data_version: %s", sqlite3_errmsg(src->db));
 	rc = sqlite3_step(src->data_version_stmt);
 	if (rc == SQLITE_ROW)
@@ -182,8 +182,8 @@ struct source *source_open(const char *dir, struct sg_err *err)
 	src->dir = xstrdup(dir);
 	src->notice_fd = -1;
 	if (store_path(dir, STORE_POLICY_DB, src->path, sizeof(src->path), err) < 0 ||
-	    store_path(dir, STORE_POLICY_NOTICE, src->notice_path, sizeof(src->notice_path),
-		       err) < 0) {
+	    store_path(dir, STORE_POLICY_NOTICE, src->notice_path, sizeof(src->notice_path), err) <
+	        0) {
 		source_close(&src);
 		return NULL;
 	}

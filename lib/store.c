@@ -80,8 +80,7 @@ int store_schema_version(sqlite3 *db)
 }
 
 /* Brings db from its recorded version to the newest, one transaction per step. */
-static int migrate(sqlite3 *db, const char *const *migrations, const char *what,
-		   struct sg_err *err)
+static int migrate(sqlite3 *db, const char *const *migrations, const char *what, struct sg_err *err)
 {
 	int newest = migration_count(migrations);
 	int v = store_schema_version(db);
@@ -89,10 +88,10 @@ static int migrate(sqlite3 *db, const char *const *migrations, const char *what,
 
 	if (v < 0)
 		return sg_err_set(err, "%s: cannot read schema version: %s", what,
-				  sqlite3_errmsg(db));
+		                  sqlite3_errmsg(db));
 	if (v > newest)
 		return sg_err_set(err, "%s: schema version %d is newer than this program's (%d)",
-				  what, v, newest);
+		                  what, v, newest);
 	for (; v < newest; v++) {
 		if (store_exec(db, "BEGIN IMMEDIATE", err) < 0)
 			return -1;
@@ -119,7 +118,7 @@ static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *e
 	*db = NULL;
 	if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
 		sg_err_set(err, "%s: %s", path,
-			   *db != NULL ? sqlite3_errmsg(*db) : "cannot allocate a connection");
+		           *db != NULL ? sqlite3_errmsg(*db) : "cannot allocate a connection");
 		store_close(db);
 		return -1;
 	}
@@ -166,8 +165,9 @@ static void notice_bump(const char *path)
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 
 	if (fd < 0) {
-		fprintf(stderr, "saslgatectl: warning: %s: %s (daemons see the change within a second)\n",
-			path, strerror(errno));
+		fprintf(stderr,
+		        "saslgatectl: warning: %s: %s (daemons see the change within a second)\n",
+		        path, strerror(errno));
 		return;
 	}
 	if (flock(fd, LOCK_EX) == 0) {
@@ -217,26 +217,25 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 	if (create) {
 		if (mkdir(dir, 0750) < 0 && errno != EEXIST)
 			return sg_err_set(err, "cannot create store directory %s: %s", dir,
-					  strerror(errno));
+			                  strerror(errno));
 		if (stat(path, &sb) == 0)
 			return sg_err_set(err, "%s already exists; refusing to overwrite a store",
-					  path);
+			                  path);
 	} else if (stat(path, &sb) < 0) {
 		return sg_err_set(err, "%s: %s (create the store with \"saslgatectl init\")", path,
-				  strerror(errno));
+		                  strerror(errno));
 	}
 	if (stat(dir, &sb) == 0 && (sb.st_mode & S_IWOTH) && !(sb.st_mode & S_ISVTX))
 		return sg_err_set(err,
-				  "store directory %s is world-writable; refusing to use it "
-				  "(chmod o-w %s)",
-				  dir, dir);
-	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db,
-		      err) < 0)
+		                  "store directory %s is world-writable; refusing to use it "
+		                  "(chmod o-w %s)",
+		                  dir, dir);
+	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db, err) < 0)
 		return -1;
 	/* SQLite falls back to read-only when the file cannot be written. */
 	if (sqlite3_db_readonly(*db, "main") == 1) {
 		sg_err_set(err, "%s: cannot be opened for writing: %s", path,
-			   access(path, W_OK) < 0 ? strerror(errno) : "read-only");
+		           access(path, W_OK) < 0 ? strerror(errno) : "read-only");
 		store_close(db);
 		return -1;
 	}
@@ -272,7 +271,7 @@ int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err)
 			sg_err_set(err, "%s: not a saslgate store: %s", path, sqlite3_errmsg(*db));
 		else
 			sg_err_set(err, "%s: schema version %d, this program needs %d%s", path, v,
-				   newest, v < newest ? " (run \"saslgatectl check\")" : "");
+			           newest, v < newest ? " (run \"saslgatectl check\")" : "");
 		store_close(db);
 		return -1;
 	}
@@ -288,13 +287,13 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 		return -1;
 	if (readonly) {
 		if (access(path, R_OK) < 0)
-			return sg_err_set(err, "%s: %s (no daemon has recorded activity yet)",
-					  path, strerror(errno));
+			return sg_err_set(err, "%s: %s (no daemon has recorded activity yet)", path,
+			                  strerror(errno));
 		if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
 			return -1;
 		if (store_schema_version(*db) != store_activity_schema_version()) {
 			sg_err_set(err, "%s: unexpected schema version %d", path,
-				   store_schema_version(*db));
+			           store_schema_version(*db));
 			store_close(db);
 			return -1;
 		}
@@ -303,7 +302,7 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 	/* One thread at a time uses a writable activity connection (a daemon's
 	 * writer, saslgatectl): SQLite's per-call mutexes are not needed. */
 	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, db,
-		      err) < 0)
+	              err) < 0)
 		return -1;
 	if (configure_rw(*db, path, err) < 0 ||
 	    migrate(*db, schema_activity_migrations, path, err) < 0) {
@@ -376,15 +375,15 @@ const char *store_actor(void)
 }
 
 int store_audit(sqlite3 *db, const char *action, const char *object, const char *before_json,
-		const char *after_json, struct sg_err *err)
+                const char *after_json, struct sg_err *err)
 {
 	sqlite3_stmt *st;
 	int rc;
 
 	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO audit (at, actor, action, object, before, after) "
-			       "VALUES (?, ?, ?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK)
+	                       "INSERT INTO audit (at, actor, action, object, before, after) "
+	                       "VALUES (?, ?, ?, ?, ?, ?)",
+	                       -1, &st, NULL) != SQLITE_OK)
 		return sg_err_set(err, "audit: %s", sqlite3_errmsg(db));
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)time(NULL));
 	sqlite3_bind_text(st, 2, store_actor(), -1, SQLITE_TRANSIENT);
@@ -399,9 +398,9 @@ int store_audit(sqlite3 *db, const char *action, const char *object, const char 
 	if (rc != SQLITE_DONE)
 		return sg_err_set(err, "audit: %s", sqlite3_errmsg(db));
 	return store_exec(db,
-			  "UPDATE settings SET value = CAST(value AS INTEGER) + 1 "
-			  "WHERE key = 'generation'",
-			  err);
+	                  "UPDATE settings SET value = CAST(value AS INTEGER) + 1 "
+	                  "WHERE key = 'generation'",
+	                  err);
 }
 
 int store_setting_get(sqlite3 *db, const char *key, char *buf, size_t len, struct sg_err *err)
@@ -435,9 +434,9 @@ int store_setting_set(sqlite3 *db, const char *key, const char *value, struct sg
 	int rc;
 
 	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO settings (key, value) VALUES (?, ?) "
-			       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-			       -1, &st, NULL) != SQLITE_OK)
+	                       "INSERT INTO settings (key, value) VALUES (?, ?) "
+	                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	                       -1, &st, NULL) != SQLITE_OK)
 		return sg_err_set(err, "settings: %s", sqlite3_errmsg(db));
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -484,8 +483,8 @@ int store_check(sqlite3 *db, struct sg_err *err)
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		sg_err_set(err, "foreign key violation in table %s (row %lld)",
-			   (const char *)sqlite3_column_text(st, 0),
-			   (long long)sqlite3_column_int64(st, 1));
+		           (const char *)sqlite3_column_text(st, 0),
+		           (long long)sqlite3_column_int64(st, 1));
 		bad = 1;
 	}
 	sqlite3_finalize(st);

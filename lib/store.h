@@ -17,12 +17,12 @@
 #include "util.h"
 
 #define STORE_DEFAULT_DIR "/var/lib/saslgate"
-#define STORE_POLICY_DB "policy.db"
+#define STORE_POLICY_DB   "policy.db"
 #define STORE_ACTIVITY_DB "activity.db"
 /* The change notice: an 8-byte counter that saslgatectl's connection bumps
  * after every commit to policy.db, so that daemons learn of a change with one
  * pread() instead of a SQLite read transaction per request. */
-#define STORE_POLICY_NOTICE "policy.notice"
+#define STORE_POLICY_NOTICE   "policy.notice"
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 /* The store directory: the argument if not NULL, else $SASLGATE_DIR, else
@@ -75,7 +75,7 @@ void store_rollback(sqlite3 *db);
  * generation, and stamps the time. before/after are JSON texts or NULL.
  * 0 or -1 with err. */
 int store_audit(sqlite3 *db, const char *action, const char *object, const char *before_json,
-		const char *after_json, struct sg_err *err);
+                const char *after_json, struct sg_err *err);
 
 /* The actor recorded in the audit trail and as exception creator. */
 const char *store_actor(void);

@@ -129,7 +129,7 @@ static inline uint64_t flip_case8(uint64_t x, int upper)
  * strlen(src). Eight bytes at a time: a call per byte through a pointer cost
  * the deciding thread about 250 instructions a request. */
 static inline __attribute__((always_inline)) size_t copy_mapped(char *dst, const char *src,
-								 size_t dstsize, int upper)
+                                                                size_t dstsize, int upper)
 {
 	size_t n = strlen(src), k, i = 0;
 	uint64_t x;
@@ -144,7 +144,7 @@ static inline __attribute__((always_inline)) size_t copy_mapped(char *dst, const
 	}
 	for (; i < k; i++)
 		dst[i] = (char)(upper ? ascii_upper((unsigned char)src[i])
-				      : ascii_lower((unsigned char)src[i]));
+		                      : ascii_lower((unsigned char)src[i]));
 	dst[k] = '\0';
 	return n;
 }

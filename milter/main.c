@@ -328,7 +328,7 @@ static void set_thread_stack(int64_t kib)
 	}
 	if (rc != 0)
 		log_warning("milter_thread_stack %lld KiB not applied: %s", (long long)kib,
-			    strerror(rc));
+		            strerror(rc));
 }
 
 static void setup_socket(const struct milter_settings *m)

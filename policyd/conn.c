@@ -43,14 +43,14 @@ static char input[CONN_INPUT_BYTES];
 struct conn {
 	struct server *srv;
 	int fd;
-	struct event *ev_read;	/* persistent while reading */
+	struct event *ev_read;  /* persistent while reading */
 	struct event *ev_write; /* added while output is pending */
 	struct conn *prev, *next;
 	struct policy_parser parser;
 	char peer[96];
 	int64_t last_active_ms; /* last byte received or sent (conns_clock_ms) */
-	int reading;	    /* ev_read is added */
-	int closing;	    /* close once the pending output is sent */
+	int reading;            /* ev_read is added */
+	int closing;            /* close once the pending output is sent */
 	/* output the socket did not take at once */
 	char *out;
 	size_t out_len, out_cap;

@@ -350,9 +350,9 @@ static int setup_events(struct server *srv)
 
 static void free_events(struct server *srv)
 {
-	struct event **evs[] = {&srv->ev_term,      &srv->ev_int,   &srv->ev_hup,
-	                        &srv->ev_grace,     &srv->ev_resume, &srv->ev_heartbeat,
-	                        &srv->ev_sweep,     &srv->ev_iteration_end};
+	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,          &srv->ev_hup,
+	                        &srv->ev_grace, &srv->ev_resume,       &srv->ev_heartbeat,
+	                        &srv->ev_sweep, &srv->ev_iteration_end};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)

@@ -49,7 +49,7 @@ const char *policy_attr_name(enum policy_attr a)
 
 /* The attributes saslgate uses, by name length (a request has about 30
  * attributes, half of them unknown: most lines are rejected by length). */
-#define ATTR_LEN_MAX 24
+#define ATTR_LEN_MAX  24
 #define ATTRS_PER_LEN 4
 static int attrs_by_len[ATTR_LEN_MAX + 1][ATTRS_PER_LEN];
 static pthread_once_t attrs_once = PTHREAD_ONCE_INIT;
