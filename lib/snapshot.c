@@ -729,21 +729,6 @@ static void snapshot_destroy(struct snapshot *snap)
 	free(snap);
 }
 
-static size_t estimate_memory(const struct snapshot *snap)
-{
-	size_t m = sizeof(*snap);
-
-	m += snap->n_policies * sizeof(struct sn_policy);
-	m += snap->n_exceptions * sizeof(struct sn_exception);
-	m += userindex_count(snap->exception_users) * 48;
-	m += cidr_tree_memory(snap->location_tree);
-	for (size_t i = 0; i < snap->n_groups; i++)
-		m += snap->groups[i].n_patterns * sizeof(struct pattern);
-	for (size_t i = 0; i < snap->n_locations; i++)
-		m += snap->locations[i].n_nets * sizeof(struct cidr) + sizeof(struct sn_location);
-	return m;
-}
-
 struct snapshot *snapshot_builder_finish(struct snapshot_builder **bp, struct sg_err *err)
 {
 	struct snapshot_builder *b = *bp;
@@ -767,8 +752,6 @@ struct snapshot *snapshot_builder_finish(struct snapshot_builder **bp, struct sg
 	if (compile(snap, b, err) < 0) {
 		snapshot_destroy(snap);
 		snap = NULL;
-	} else {
-		snap->memory = estimate_memory(snap);
 	}
 	snapshot_builder_free(bp);
 	return snap;
@@ -849,11 +832,6 @@ size_t snapshot_exception_count(const struct snapshot *snap)
 size_t snapshot_location_count(const struct snapshot *snap)
 {
 	return snap->n_locations;
-}
-
-size_t snapshot_memory(const struct snapshot *snap)
-{
-	return snap->memory;
 }
 
 enum mech_class snapshot_mech_class(const struct snapshot *snap, const char *mech)

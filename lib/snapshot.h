@@ -127,8 +127,6 @@ int64_t snapshot_generation(const struct snapshot *snap);
 size_t snapshot_policy_count(const struct snapshot *snap);
 size_t snapshot_exception_count(const struct snapshot *snap);
 size_t snapshot_location_count(const struct snapshot *snap);
-/* Approximate memory held, in bytes (for benchmarks and status). */
-size_t snapshot_memory(const struct snapshot *snap);
 
 /* The class of a mechanism by catalogue (case-insensitive), falling back to the
  * snapshot's unknown_mechanism_class. */

@@ -92,7 +92,6 @@ struct snapshot {
 	struct sn_group *groups;
 	size_t n_groups;
 	struct sn_group direct; /* origin of direct user patterns (name NULL) */
-	size_t memory;
 };
 
 #endif
