@@ -450,6 +450,7 @@ static char *format_json(char *p, const struct record *r)
  * out of order). */
 #define NEWER(col)                                                                                 \
 	col " = CASE WHEN excluded.last_seen >= last_seen THEN excluded." col " ELSE " col " END"
+/* clang-format off */
 static const char sql_usage[] =
     "INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
     "last_outcome, last_client, last_tls, last_service) "
@@ -457,8 +458,10 @@ static const char sql_usage[] =
     "ON CONFLICT (user, mech, network) DO UPDATE SET "
     "first_seen = min(first_seen, excluded.first_seen), "
     "last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
-    "mech_class = excluded.mech_class, " NEWER("last_outcome") ", " NEWER("last_client") ", " NEWER(
-        "last_tls") ", " NEWER("last_service");
+    "mech_class = excluded.mech_class, "
+    NEWER("last_outcome") ", " NEWER("last_client") ", "
+    NEWER("last_tls") ", " NEWER("last_service");
+/* clang-format on */
 static const char sql_heartbeat[] =
     "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
     "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
