@@ -89,9 +89,16 @@ static char *put_utf8(char *w, unsigned cp)
  * a surrogate pair, from 12), so the output never overtakes the input. */
 static char *read_string(char *p)
 {
-	char *w = p;
+	char *w;
 	unsigned cp, lo;
 
+	/* Most strings have no escape: find the quote, end the text there. */
+	p += strcspn(p, "\"\\");
+	if (*p == '"') {
+		*p = '\0';
+		return p + 1;
+	}
+	w = p;
 	for (;;) {
 		char c = *p++;
 
@@ -181,9 +188,23 @@ static char read_value(char **pp, char **text)
 	return c;
 }
 
+/* The integer at the start of text, as strtoll() reads it (0 for NULL);
+ * the writer's own numbers take the short way. */
 static int64_t int_of(const char *text)
 {
-	return text != NULL ? strtoll(text, NULL, 10) : 0;
+	const char *p = text;
+	int64_t v = 0;
+
+	if (text == NULL)
+		return 0;
+	if (*p == '-')
+		p++;
+	for (int i = 0; i < 18; i++, p++) {
+		if (*p < '0' || *p > '9')
+			return *text == '-' ? -v : v;
+		v = v * 10 + (*p - '0');
+	}
+	return strtoll(text, NULL, 10); /* 18 digits or more */
 }
 
 int dl_decode(struct dl_batch *b, char *data, const char *daemon)

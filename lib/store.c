@@ -230,7 +230,11 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 		                  "store directory %s is world-writable; refusing to use it "
 		                  "(chmod o-w %s)",
 		                  dir, dir);
-	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db, err) < 0)
+	/* One thread per connection, in every caller: no SQLite mutexes. */
+	if (open_file(path,
+	              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+	                  (create ? SQLITE_OPEN_CREATE : 0),
+	              db, err) < 0)
 		return -1;
 	/* SQLite falls back to read-only when the file cannot be written. */
 	if (sqlite3_db_readonly(*db, "main") == 1) {
@@ -289,7 +293,7 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 		if (access(path, R_OK) < 0)
 			return sg_err_set(err, "%s: %s (no daemon has recorded activity yet)", path,
 			                  strerror(errno));
-		if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
+		if (open_file(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, db, err) < 0)
 			return -1;
 		if (store_schema_version(*db) != store_activity_schema_version()) {
 			sg_err_set(err, "%s: unexpected schema version %d", path,

@@ -10,7 +10,8 @@
  * array of arrays of at least 14 scalars, the decoder must accept it, give as
  * many decisions, and decode every string field exactly as json_extract
  * does (compared when the text has no \u escape: the decoder turns U+0000
- * into '?' where SQLite would cut the string).
+ * into '?' where SQLite would cut the string), and read the integer fields
+ * (at, tls, generation) as SQLite does where it reads a 64-bit integer.
  *
  * The Makefile links this target with saslgatectl's objects except main.o.
  */
@@ -126,6 +127,41 @@ static const char *text_field(const struct dl_decision *d, int i)
 	}
 }
 
+/* SQLite's reading of field i of decision k: its JSON type and value. */
+static const char *sqlite_field(const char *text, size_t k, int i)
+{
+	sqlite3_reset(field_st);
+	sqlite3_bind_text(field_st, 1, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(field_st, 2, (sqlite3_int64)k);
+	sqlite3_bind_int(field_st, 3, i);
+	one_row(field_st);
+	return (const char *)sqlite3_column_text(field_st, 0);
+}
+
+/* The integer fields (at 0, tls 7, generation 13) where SQLite reads a
+ * JSON integer that fits in 64 bits. */
+static void compare_ints(const char *text, const struct dl_batch *b)
+{
+	static const int fields[] = {0, 7, 13};
+
+	for (size_t k = 0; k < b->n; k++) {
+		for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j++) {
+			const struct dl_decision *d = &b->d[k];
+			const char *type = sqlite_field(text, k, fields[j]);
+			sqlite3_int64 v;
+
+			if (strcmp(type, "integer") != 0 ||
+			    sqlite3_column_type(field_st, 1) != SQLITE_INTEGER)
+				continue;
+			v = sqlite3_column_int64(field_st, 1);
+			if ((fields[j] == 0 && d->at != v) ||
+			    (fields[j] == 7 && d->tls != (v != 0)) ||
+			    (fields[j] == 13 && d->generation != v))
+				abort(); /* an integer decoded differently */
+		}
+	}
+}
+
 /* Compares the decoded string fields with SQLite's reading of text. */
 static void compare(const char *text, const struct dl_batch *b)
 {
@@ -135,12 +171,7 @@ static void compare(const char *text, const struct dl_batch *b)
 
 			if (i == 7)
 				continue; /* tls: a number */
-			sqlite3_reset(field_st);
-			sqlite3_bind_text(field_st, 1, text, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(field_st, 2, (sqlite3_int64)k);
-			sqlite3_bind_int(field_st, 3, i);
-			one_row(field_st);
-			type = (const char *)sqlite3_column_text(field_st, 0);
+			type = sqlite_field(text, k, i);
 			theirs = (const char *)sqlite3_column_text(field_st, 1);
 			if (strcmp(type, "null") == 0 && mine != NULL)
 				abort(); /* null decoded as a text */
@@ -181,6 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (valid) {
 			if (rc != 0 || (sqlite3_int64)b.n != count)
 				abort(); /* well-formed JSON refused or miscounted */
+			compare_ints(text, &b);
 			if (strstr(text, "\\u") == NULL)
 				compare(text, &b);
 		}
