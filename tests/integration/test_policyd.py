@@ -433,7 +433,7 @@ def test_memory_bounded_under_repeated_abuse(daemon):
 def test_burst_queue_memory_is_given_back(tmp_path, store):
     """A burst fills the activity queue with megabytes of records; once the
     load falls, the writer gives that buffer back instead of keeping it."""
-    d = Policyd(tmp_path, store, settings={"activity_queue_max": "50000",
+    d = Policyd(tmp_path, store, settings={"activity_queue_max": "80000",
                                            "activity_flush_ms": "3000"})
     try:
         if d.sanitized():
@@ -448,10 +448,11 @@ def test_burst_queue_memory_is_given_back(tmp_path, store):
             assert wait_for(lambda: decided() == expected, timeout=10), decided()
 
         # Just after a flush: the writer sleeps for the next 3 s unless the
-        # queue reaches half of its 50,000 records, which the burst does.
+        # queue reaches half of its 80,000 records, which the burst does
+        # (some 6 MB of records).
         one_more(1)
         rss_before = d.rss_kb()
-        burst, per_write = 25000, 500
+        burst, per_write = 40000, 500
         template = encode(postfix_request(instance="@@@@@@@@"))
         with d.client() as c:
             for start in range(0, burst, per_write):
