@@ -113,10 +113,13 @@ static int migrate(sqlite3 *db, const char *const *migrations, const char *what,
 	return 0;
 }
 
+/* Every connection is used by one thread at a time (a daemon's writer, the
+ * source under its lock, saslgatectl), so none needs SQLite's per-call
+ * mutexes. */
 static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *err)
 {
 	*db = NULL;
-	if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		sg_err_set(err, "%s: %s", path,
 		           *db != NULL ? sqlite3_errmsg(*db) : "cannot allocate a connection");
 		store_close(db);
@@ -230,11 +233,7 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 		                  "store directory %s is world-writable; refusing to use it "
 		                  "(chmod o-w %s)",
 		                  dir, dir);
-	/* One thread per connection, in every caller: no SQLite mutexes. */
-	if (open_file(path,
-	              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-	                  (create ? SQLITE_OPEN_CREATE : 0),
-	              db, err) < 0)
+	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db, err) < 0)
 		return -1;
 	/* SQLite falls back to read-only when the file cannot be written. */
 	if (sqlite3_db_readonly(*db, "main") == 1) {
@@ -266,8 +265,7 @@ int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err)
 		return -1;
 	if (access(path, R_OK) < 0)
 		return sg_err_set(err, "%s: %s", path, strerror(errno));
-	/* The caller serialises its use of the connection (lib/source.c). */
-	if (open_file(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, db, err) < 0)
+	if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
 		return -1;
 	v = store_schema_version(*db);
 	if (v != newest) {
@@ -293,7 +291,7 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 		if (access(path, R_OK) < 0)
 			return sg_err_set(err, "%s: %s (no daemon has recorded activity yet)", path,
 			                  strerror(errno));
-		if (open_file(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, db, err) < 0)
+		if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
 			return -1;
 		if (store_schema_version(*db) != store_activity_schema_version()) {
 			sg_err_set(err, "%s: unexpected schema version %d", path,
@@ -303,10 +301,7 @@ int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_e
 		}
 		return 0;
 	}
-	/* One thread at a time uses a writable activity connection (a daemon's
-	 * writer, saslgatectl): SQLite's per-call mutexes are not needed. */
-	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, db,
-	              err) < 0)
+	if (open_file(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, db, err) < 0)
 		return -1;
 	if (configure_rw(*db, path, err) < 0 ||
 	    migrate(*db, schema_activity_migrations, path, err) < 0) {

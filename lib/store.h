@@ -4,7 +4,8 @@
  * schema migrations (compiled in from the schema directory), transactions, change
  * detection, the admin audit trail and the integrity check.
  *
- * Both databases run in WAL mode with a busy timeout.
+ * Both databases run in WAL mode with a busy timeout. A connection must be
+ * used by one thread at a time: it is opened without SQLite's mutexes.
  */
 #ifndef SASLGATE_STORE_H
 #define SASLGATE_STORE_H
@@ -39,8 +40,7 @@ int store_activity_schema_version(void);
 /* policy.db for saslgatectl: create = 1 creates the directory (0750) and the
  * file and refuses an existing policy.db; create = 0 requires it to exist.
  * Migrates an older schema. Every commit on the connection then bumps the
- * change notice (STORE_POLICY_NOTICE). One admin connection per process,
- * used by one thread at a time (opened without SQLite's mutexes).
+ * change notice (STORE_POLICY_NOTICE). One admin connection per process.
  * 0 or -1 with err. */
 int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err);
 
@@ -49,8 +49,7 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err);
 
 /* activity.db: created and migrated if needed. readonly = 1 for saslgatectl's
- * reports (missing file is an error then). A connection is used by one
- * thread at a time (opened without SQLite's mutexes). 0 or -1 with err. */
+ * reports (missing file is an error then). 0 or -1 with err. */
 int store_open_activity(const char *dir, int readonly, sqlite3 **db, struct sg_err *err);
 
 /* Closes (NULL-safe) and sets *db to NULL. */
