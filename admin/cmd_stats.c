@@ -16,6 +16,7 @@
 
 #include "activity_query.h"
 #include "decision_log.h"
+#include "hash.h"
 #include "json.h"
 #include "mech.h"
 
@@ -112,15 +113,12 @@ static void add_combo(struct stats *s, const struct combo *c)
 
 /* The five texts that make a combination: outcome, mech, mech_class,
  * policy, report_only ("" for none). */
-static uint32_t combo_hash(const char *const v[5])
+static uint64_t combo_hash(const char *const v[5])
 {
-	uint32_t h = 2166136261u;
+	uint64_t h = 0;
 
-	for (int col = 0; col < 5; col++) {
-		for (const char *p = v[col]; *p; p++)
-			h = (h ^ (unsigned char)*p) * 16777619u;
-		h = (h ^ 0x1f) * 16777619u;
-	}
+	for (int col = 0; col < 5; col++)
+		h = hash_mem(h, v[col], strlen(v[col])); /* the length ends each text */
 	return h;
 }
 
@@ -134,7 +132,7 @@ static int combo_is(const struct combo *c, const char *const v[5])
 /* The combination of these texts: found in the hash table or added. */
 static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *buckets, size_t *cap)
 {
-	uint32_t h = combo_hash(v);
+	uint64_t h = combo_hash(v);
 	size_t slot = h & (COMBO_BUCKETS - 1), probes = 0;
 	struct combo *c;
 
