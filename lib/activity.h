@@ -7,8 +7,8 @@
  * with counters.
  *
  * activity_record() never blocks on I/O: records go to a bounded queue, and the
- * writer thread logs their decision lines (a batch in one write) and stores
- * them. A full queue drops records, lines included; an unwritable
+ * writer thread logs their decision lines (a batch in a few large writes)
+ * and stores them. A full queue drops records, lines included; an unwritable
  * activity.db drops rows (the lines are still logged). Every loss is counted
  * and logged (at most once a minute).
  */
