@@ -188,6 +188,21 @@ static int check_config(const struct settings *s)
 
 static struct server server;
 
+/* SIGTERM, SIGINT and SIGHUP are held from start-up until the event loop's
+ * handlers for them are in place, so that a stop right after start is a
+ * clean stop instead of the default action; threads started in between
+ * (the activity writer) inherit the mask and never take them. */
+static void hold_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(how, &set, NULL);
+}
+
 void server_maybe_finish(struct server *srv)
 {
 	if (srv->stopping && srv->n_conns == 0)
@@ -345,6 +360,7 @@ static int setup_events(struct server *srv)
 	    evsignal_add(srv->ev_hup, NULL) < 0 || event_add(srv->ev_heartbeat, &tv) < 0 ||
 	    event_add(srv->ev_sweep, &one_second) < 0)
 		return -1;
+	hold_signals(SIG_UNBLOCK); /* a signal held since start-up is taken now */
 	return 0;
 }
 
@@ -464,6 +480,7 @@ int main(int argc, char **argv)
 	}
 	if (check)
 		return check_config(&srv->settings);
+	hold_signals(SIG_BLOCK);
 	if (policyd_config_derive(&srv->settings, &srv->cfg, &err) < 0)
 		fatal("%s", err.text);
 	signal(SIGPIPE, SIG_IGN);
