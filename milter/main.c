@@ -65,7 +65,7 @@ struct milter_settings {
 	const char *user, *group;
 	const char *pid_file;
 	int facility;
-	struct filter_config filter;
+	struct gate_fallback fallback; /* on_error, on_error_reply */
 	struct activity_options activity;
 };
 
@@ -241,30 +241,8 @@ static int resolve_settings(const struct settings *s, struct milter_settings *m,
 		return sg_err_set(err, "syslog_facility: unknown facility \"%s\"",
 		                  settings_str(s, "syslog_facility"));
 
-	if (milter_on_error_parse(settings_str(s, "on_error"), &m->filter.on_error) != 0)
-		return sg_err_set(err, "on_error: unknown action \"%s\"",
-		                  settings_str(s, "on_error"));
-	/* on_error_reply serves the action whose class it has; the other action
-	 * uses a built-in reply of its own class. */
-	if (milter_reply_parse("451 4.3.0 saslgate: temporary policy error, try again later",
-	                       &m->filter.tempfail_reply, err) != 0 ||
-	    milter_reply_parse("550 5.3.0 saslgate: policy error", &m->filter.reject_reply, err) !=
-	        0)
+	if (gate_fallback_from_settings(s, &m->fallback, err) != 0)
 		return -1;
-	{
-		struct milter_reply r;
-
-		if (milter_reply_parse(settings_str(s, "on_error_reply"), &r, err) != 0) {
-			char reason[SG_ERR_MAX];
-
-			sg_strlcpy(reason, err->text, sizeof(reason));
-			return sg_err_set(err, "on_error_reply: %s", reason);
-		}
-		if (r.code[0] == '4')
-			m->filter.tempfail_reply = r;
-		else
-			m->filter.reject_reply = r;
-	}
 
 	m->activity.dir = m->store_dir;
 	m->activity.program = "milter";
@@ -388,30 +366,16 @@ static void prepare_pid_dir(const struct milter_settings *m, const char *pid_fil
 		log_warning("%s: chown: %s", DEFAULT_PID_DIR, strerror(errno));
 }
 
+/* The heartbeat thread: gate_heartbeat() every interval_s, which also picks
+ * up a committed change (or notices a broken store) when no mail arrives. */
 struct heartbeat {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stop;
 	unsigned interval_s;
-	struct source *source;
-	struct activity *activity;
+	const struct gate *gate;
 };
-
-/* Reports the source's health; acquiring also picks up a committed change (or
- * notices a broken store) when no mail arrives. */
-static void heartbeat_beat(struct heartbeat *hb)
-{
-	struct snapshot *snap = source_acquire(hb->source);
-	struct source_stats st;
-	char reason[256];
-	int degraded;
-
-	snapshot_unref(&snap);
-	source_stats(hb->source, &st);
-	degraded = source_degraded(hb->source, reason, sizeof(reason));
-	activity_set_status(hb->activity, st.generation, degraded, degraded ? reason : NULL);
-}
 
 static void *heartbeat_main(void *arg)
 {
@@ -421,7 +385,7 @@ static void *heartbeat_main(void *arg)
 	pthread_mutex_lock(&hb->lock);
 	while (!hb->stop) {
 		pthread_mutex_unlock(&hb->lock);
-		heartbeat_beat(hb);
+		gate_heartbeat(hb->gate);
 		pthread_mutex_lock(&hb->lock);
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += hb->interval_s;
@@ -647,6 +611,7 @@ int main(int argc, char **argv)
 	struct sg_err err;
 	struct source *src;
 	struct heartbeat hb;
+	struct gate gate;
 	const char *pid_file;
 	int ok, rc, status;
 
@@ -699,15 +664,15 @@ int main(int argc, char **argv)
 	if (pid_file != NULL && daemon_pidfile_write(pid_file, &err) != 0)
 		fatal("%s", err.text);
 
-	m.filter.source = src;
-	m.filter.activity = activity_open(&m.activity, &err);
-	if (m.filter.activity == NULL)
+	gate.source = src;
+	gate.activity = activity_open(&m.activity, &err);
+	gate.fallback = &m.fallback;
+	if (gate.activity == NULL)
 		fatal("%s", err.text);
-	filter_configure(&m.filter);
+	filter_configure(&gate);
 	memset(&hb, 0, sizeof(hb));
 	hb.interval_s = m.activity.heartbeat_s;
-	hb.source = src;
-	hb.activity = m.filter.activity;
+	hb.gate = &gate;
 	heartbeat_start(&hb);
 
 	set_thread_stack(settings_int(&settings, "milter_thread_stack"));
@@ -716,8 +681,8 @@ int main(int argc, char **argv)
 	log_info("stopped listening");
 
 	heartbeat_stop(&hb);
-	heartbeat_beat(&hb);
-	activity_close(&m.filter.activity);
+	gate_heartbeat(&gate); /* for the final heartbeat */
+	activity_close(&gate.activity);
 	source_close(&src);
 	if (pid_file != NULL)
 		daemon_pidfile_remove(pid_file);

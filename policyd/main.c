@@ -310,27 +310,11 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Every heartbeat_interval: pick up store changes even without traffic and
  * report the source's state to the activity writer. */
-static void report_status(struct server *srv)
-{
-	struct source_stats st;
-	char reason[SG_ERR_MAX] = "";
-	int degraded;
-
-	/* lib/source logs the transitions; we only report them. */
-	degraded = source_degraded(srv->source, reason, sizeof(reason));
-	source_stats(srv->source, &st);
-	srv->degraded = degraded;
-	activity_set_status(srv->activity, st.generation, degraded, degraded ? reason : NULL);
-	activity_set_rebuilds(srv->activity, st.rebuilds, st.last_rebuild_us);
-}
-
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct snapshot *snap = source_acquire(srv->source);
 
-	snapshot_unref(&snap);
-	report_status(srv);
+	gate_heartbeat(&srv->gate);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -390,8 +374,8 @@ static int open_activity(struct server *srv, const char *dir, struct sg_err *err
 	ao.nice = (int)settings_int(&srv->settings, "activity_nice");
 	ao.retention_days = 0; /* a policy.db setting; the daemon does not apply it */
 	ao.log_decisions = settings_bool(&srv->settings, "log_decisions");
-	srv->activity = activity_open(&ao, err);
-	return srv->activity != NULL ? 0 : -1;
+	srv->gate.activity = activity_open(&ao, err);
+	return srv->gate.activity != NULL ? 0 : -1;
 }
 
 /* Everything after the sockets are bound. Returns the exit status. */
@@ -420,8 +404,8 @@ static int serve(struct server *srv)
 		goto out_pid;
 	}
 	snapshot_set_free_aside(1);
-	srv->source = source_open(dir, &err);
-	if (srv->source == NULL) {
+	srv->gate.source = source_open(dir, &err);
+	if (srv->gate.source == NULL) {
 		log_error("policy store %s: %s", dir, err.text);
 		goto out_pid;
 	}
@@ -435,7 +419,7 @@ static int serve(struct server *srv)
 		goto out_events;
 	}
 	heartbeat_cb(-1, 0, srv);
-	snap = source_acquire(srv->source);
+	snap = source_acquire(srv->gate.source);
 	log_info("started: %zu endpoint(s), store %s, policy generation %lld", srv->n_endpoints,
 	         dir, (long long)snapshot_generation(snap));
 	snapshot_unref(&snap);
@@ -444,17 +428,17 @@ static int serve(struct server *srv)
 	log_info("stopped");
 out_events:
 	conns_close_all(srv);
-	if (srv->activity != NULL)
-		report_status(srv); /* for the final heartbeat */
+	if (srv->gate.activity != NULL)
+		gate_heartbeat(&srv->gate); /* for the final heartbeat */
 	policyd_release_snapshot(srv);
 	endpoints_close(srv);
 	free_events(srv);
 	if (srv->base != NULL)
 		event_base_free(srv->base);
 	srv->base = NULL;
-	activity_close(&srv->activity);
+	activity_close(&srv->gate.activity);
 out_source:
-	source_close(&srv->source);
+	source_close(&srv->gate.source);
 out_pid:
 	endpoints_close(srv); /* no-op if already closed; removes UNIX sockets */
 	if (*pid_file != '\0')
@@ -483,6 +467,7 @@ int main(int argc, char **argv)
 	hold_signals(SIG_BLOCK);
 	if (policyd_config_derive(&srv->settings, &srv->cfg, &err) < 0)
 		fatal("%s", err.text);
+	srv->gate.fallback = &srv->cfg.fallback; /* a SIGHUP updates it in place */
 	signal(SIGPIPE, SIG_IGN);
 	if (!srv->foreground) {
 		/* Catch a missing or broken store while stderr still reaches someone. */

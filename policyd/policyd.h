@@ -18,14 +18,13 @@
 #include <event2/listener.h>
 
 #include "activity.h"
+#include "gate.h"
 #include "request_parse.h"
 #include "settings.h"
 #include "source.h"
 #include "util.h"
 
 #define POLICYD_PROGRAM "saslgate-policyd"
-
-enum on_error { ON_ERROR_TEMPFAIL, ON_ERROR_ACCEPT, ON_ERROR_REJECT };
 
 /* Room for "action=" + code + enhanced code + the engine's 512-byte text. */
 #define POLICYD_REPLY_MAX 640
@@ -36,9 +35,8 @@ struct policyd_config {
 	struct policy_limits limits;
 	int64_t idle_timeout_s;
 	size_t max_connections;
-	int report_warn; /* report_only_action = warn */
-	enum on_error on_error;
-	char on_error_reply[POLICYD_REPLY_MAX]; /* without "action=" */
+	int report_warn;               /* report_only_action = warn */
+	struct gate_fallback fallback; /* on_error, on_error_reply */
 };
 
 /* Derives the configuration from validated settings. 0, or -1 with err (an
@@ -76,8 +74,7 @@ struct server {
 	struct settings settings;
 	struct policyd_cmdline cmdline;
 	struct policyd_config cfg;
-	struct source *source;
-	struct activity *activity;
+	struct gate gate; /* its fallback points to cfg.fallback */
 	int foreground;
 
 	struct endpoint *endpoints;
@@ -92,7 +89,6 @@ struct server {
 	struct event *ev_iteration_end;
 
 	int stopping;
-	int degraded; /* last reported state of the source */
 	time_t refused_logged_at;
 	uint64_t refused_unlogged;
 	time_t accept_error_logged_at;
