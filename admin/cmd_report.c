@@ -342,16 +342,16 @@ static void print_text(const struct report *r)
 			printf(" %s%s", u->expires ? "until " : "(permanent)",
 			       u->expires ? ctl_time((time_t)u->expires, "", t1, sizeof(t1)) : "");
 		printf("\n  mechanisms %s; networks %s\n", mechs, nets);
-		printf("  %-11s %-8s %-22s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
-		       "NETWORK", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME", "NOW",
-		       "EXCEPTION");
+		printf("  %-11s %-8s %-22s %-10s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
+		       "NETWORK", "SERVICE", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME",
+		       "NOW", "EXCEPTION");
 		for (size_t k = u->first; k < u->first + u->n; k++) {
 			const struct entry *e = &r->entries[k];
 
 			exception_text(e, exc, sizeof(exc));
-			printf("  %-11s %-8s %-22s %8lld %-20s %-20s %-17s %-17s %s\n", e->mech,
-			       e->mech_class, e->network, (long long)e->count,
-			       ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
+			printf("  %-11s %-8s %-22s %-10s %8lld %-20s %-20s %-17s %-17s %s\n",
+			       e->mech, e->mech_class, e->network, *e->service ? e->service : "-",
+			       (long long)e->count, ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
 			       ctl_time((time_t)e->last, "-", t2, sizeof(t2)), e->last_outcome,
 			       e->now, exc);
 		}
@@ -364,6 +364,7 @@ static void entry_json(struct json *j, const struct entry *e)
 	json_kv_string(j, "mech", e->mech);
 	json_kv_string(j, "class", e->mech_class);
 	json_kv_string(j, "network", e->network);
+	json_kv_string(j, "last_service", *e->service ? e->service : NULL);
 	json_kv_int(j, "count", e->count);
 	json_kv_time(j, "first_seen", (time_t)e->first);
 	json_kv_time(j, "last_seen", (time_t)e->last);

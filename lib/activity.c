@@ -106,6 +106,12 @@ struct usage_table {
 	size_t count;
 };
 
+/* Dovecot's after-auth reports of one service, class and result. */
+struct auth_count {
+	char service[32], mech_class[12], result[16];
+	uint64_t n;
+};
+
 struct activity {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -127,6 +133,8 @@ struct activity {
 	int degraded;
 	char reason[256];
 	uint64_t rebuilds, last_rebuild_us;
+	struct auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
+	size_t n_auth;
 
 	/* writer thread only */
 	sqlite3 *db;
@@ -305,6 +313,45 @@ void activity_record(struct activity *act, const struct request *req, const stru
 	q->len += size;
 	if (++q->n == act->cap / 2)
 		pthread_cond_signal(&act->wake);
+	pthread_mutex_unlock(&act->lock);
+}
+
+/* Room kept for the "(other)" keys: 4 classes (with "-") x 3 results. */
+#define AUTH_OTHER_KEYS 12
+
+static size_t auth_find(const struct activity *act, const struct auth_count *key)
+{
+	size_t i;
+
+	for (i = 0; i < act->n_auth; i++)
+		if (strcmp(act->auth[i].service, key->service) == 0 &&
+		    strcmp(act->auth[i].mech_class, key->mech_class) == 0 &&
+		    strcmp(act->auth[i].result, key->result) == 0)
+			break;
+	return i;
+}
+
+void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
+                                const char *result)
+{
+	struct auth_count key;
+	size_t i;
+
+	memset(&key, 0, sizeof(key));
+	sg_strlcpy(key.service, service && *service ? service : "-", sizeof(key.service));
+	sg_strlcpy(key.mech_class, mech_class && *mech_class ? mech_class : "-",
+	           sizeof(key.mech_class));
+	sg_strlcpy(key.result, result, sizeof(key.result));
+	pthread_mutex_lock(&act->lock);
+	i = auth_find(act, &key);
+	if (i == act->n_auth && act->n_auth >= ACTIVITY_AUTH_KEYS - AUTH_OTHER_KEYS) {
+		sg_strlcpy(key.service, "(other)", sizeof(key.service));
+		i = auth_find(act, &key);
+	}
+	if (i == act->n_auth && act->n_auth < ACTIVITY_AUTH_KEYS)
+		act->auth[act->n_auth++] = key;
+	if (i < act->n_auth)
+		act->auth[i].n++;
 	pthread_mutex_unlock(&act->lock);
 }
 
@@ -771,6 +818,42 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 	}
 }
 
+static const char sql_auth[] =
+    "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, host, pid, service, mech_class, result) "
+    "DO UPDATE SET count = excluded.count";
+
+/* The report totals since start, one row per key (with the heartbeat). */
+static void write_auth_results(struct activity *act)
+{
+	struct auth_count copy[ACTIVITY_AUTH_KEYS];
+	sqlite3_stmt *st;
+	size_t n;
+
+	pthread_mutex_lock(&act->lock);
+	n = act->n_auth;
+	memcpy(copy, act->auth, n * sizeof(copy[0]));
+	pthread_mutex_unlock(&act->lock);
+	if (n == 0 || sqlite3_prepare_v2(act->db, sql_auth, -1, &st, NULL) != SQLITE_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
+		sqlite3_bind_text(st, 4, copy[i].service, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, copy[i].mech_class, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, copy[i].result, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 7, (sqlite3_int64)copy[i].n);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			log_error("activity.db: cannot write auth results: %s",
+			          sqlite3_errmsg(act->db));
+			break;
+		}
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+}
+
 static void write_heartbeat(struct activity *act, int stopped)
 {
 	struct activity_counters c;
@@ -814,6 +897,7 @@ static void write_heartbeat(struct activity *act, int stopped)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("activity.db: cannot write heartbeat: %s", sqlite3_errmsg(act->db));
 	sqlite3_finalize(st);
+	write_auth_results(act);
 }
 
 static void close_db(struct activity *act)

@@ -50,6 +50,16 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 void activity_record(struct activity *act, const struct request *req, const struct decision *d,
                      int64_t snap_generation, time_t now);
 
+/* Counts one of Dovecot's after-auth reports (command=report): the service
+ * ("imap"; NULL or "" stand for "-"), the mechanism's class name ("-" when
+ * unknown) and the result ("success", "failure" or "policy_reject").
+ * Thread-safe. The totals since start are written with each heartbeat, into
+ * auth_results. At most ACTIVITY_AUTH_KEYS distinct keys are kept; further
+ * services are counted as "(other)". */
+#define ACTIVITY_AUTH_KEYS 64
+void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
+                                const char *result);
+
 /* Counts a request that ended in on_error (no decision). Thread-safe. */
 void activity_count_error(struct activity *act);
 

@@ -125,6 +125,11 @@ int gate_fail(const struct gate *g, const char *what, const char *client, const 
 	log_error("decision failed (%s): client=%s instance=%s: on_error=%s", what,
 	          client && *client ? client : "-", instance && *instance ? instance : "-",
 	          gate_on_error_name(g->fallback->action));
+	return gate_fallback(g, d);
+}
+
+int gate_fallback(const struct gate *g, struct decision *d)
+{
 	activity_count_error(g->activity);
 	on_error_decision(g->fallback, d);
 	return -1;

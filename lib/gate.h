@@ -83,6 +83,11 @@ int gate_fallback_from_settings(const struct settings *s, struct gate_fallback *
 int gate_decide(const struct gate *g, struct snapshot *snap, const struct request *req, time_t now,
                 struct decision *d);
 
+/* The on_error answer without a log line (the caller says what went wrong,
+ * as often as it sees fit): counts the error and fills *d as gate_fail()
+ * does. Returns -1. */
+int gate_fallback(const struct gate *g, struct decision *d);
+
 /* A request that cannot be decided at all (what: why, e.g. "out of memory
  * for connection state"): logs it with client and instance (either may be
  * NULL), counts it, and fills *d with the on_error answer as gate_decide()

@@ -66,5 +66,6 @@ int policyd_config_derive(const struct settings *s, struct policyd_config *cfg, 
 	cfg->idle_timeout_s = settings_int(s, "idle_timeout");
 	cfg->max_connections = (size_t)settings_int(s, "max_connections");
 	cfg->report_warn = strcmp(settings_str(s, "report_only_action"), "warn") == 0;
+	cfg->http_api_key = settings_str(s, "http_api_key");
 	return gate_fallback_from_settings(s, &cfg->fallback, err);
 }

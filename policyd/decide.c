@@ -111,7 +111,7 @@ static size_t decision_reply(const struct server *srv, const struct request *req
  * (Keying the check on libevent's cached time was tried and dropped: two
  * iterations can share a timestamp.)
  */
-static struct snapshot *iteration_snapshot(struct server *srv)
+struct snapshot *policyd_snapshot(struct server *srv)
 {
 	if (!srv->snap_checked) {
 		snapshot_unref(&srv->snap);
@@ -141,7 +141,7 @@ size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *r
 	size_t n;
 
 	request_from(p, &req);
-	gate_decide(&srv->gate, iteration_snapshot(srv), &req, sg_time_now(), &d);
+	gate_decide(&srv->gate, policyd_snapshot(srv), &req, sg_time_now(), &d);
 	n = decision_reply(srv, &req, &d, reply, len);
 	decision_release(&d);
 	return n;

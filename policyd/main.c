@@ -220,6 +220,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	srv->stopping = 1;
 	endpoints_pause(srv);
 	conns_shutdown(srv);
+	http_conns_close_all(srv);
 	evtimer_add(srv->ev_grace, &grace);
 	server_maybe_finish(srv);
 }
@@ -241,11 +242,17 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 /* Keys that take effect on SIGHUP; everything else needs a restart. */
 static int live_key(const char *key)
 {
-	static const char *const keys[] = {"max_line_bytes",    "max_attributes",
-	                                   "max_request_bytes", "idle_timeout",
-	                                   "max_connections",   "report_only_action",
-	                                   "on_error",          "on_error_reply",
-	                                   "syslog_facility",   NULL};
+	static const char *const keys[] = {"max_line_bytes",
+	                                   "max_attributes",
+	                                   "max_request_bytes",
+	                                   "idle_timeout",
+	                                   "max_connections",
+	                                   "report_only_action",
+	                                   "on_error",
+	                                   "on_error_reply",
+	                                   "syslog_facility",
+	                                   "http_api_key",
+	                                   NULL};
 
 	for (size_t i = 0; keys[i] != NULL; i++) {
 		if (strcmp(keys[i], key) == 0)
@@ -283,7 +290,9 @@ static void reload(struct server *srv)
 		if (!(settings_table[i].programs & SETTINGS_POLICYD) || a == NULL || b == NULL ||
 		    strcmp(a, b) == 0)
 			continue;
-		if (live_key(settings_table[i].key)) {
+		if (settings_secret(settings_table[i].key)) {
+			log_info("SIGHUP: %s changed", settings_table[i].key);
+		} else if (live_key(settings_table[i].key)) {
 			log_info("SIGHUP: %s = %s (was %s)", settings_table[i].key, b, a);
 		} else {
 			log_warning("SIGHUP: %s changed to %s: takes effect after a restart",
@@ -350,9 +359,9 @@ static int setup_events(struct server *srv)
 
 static void free_events(struct server *srv)
 {
-	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,          &srv->ev_hup,
-	                        &srv->ev_grace, &srv->ev_resume,       &srv->ev_heartbeat,
-	                        &srv->ev_sweep, &srv->ev_iteration_end};
+	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,           &srv->ev_hup,
+	                        &srv->ev_grace, &srv->ev_resume,        &srv->ev_heartbeat,
+	                        &srv->ev_sweep, &srv->ev_iteration_end, &srv->ev_http_adopt};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)
@@ -436,6 +445,8 @@ out_events:
 	if (srv->base != NULL)
 		event_base_free(srv->base);
 	srv->base = NULL;
+	free(srv->http_new);
+	srv->http_new = NULL;
 	activity_close(&srv->gate.activity);
 out_source:
 	source_close(&srv->gate.source);
