@@ -300,18 +300,11 @@ int utf8_escape_str(char *dst, size_t dstsize, const char *src, unsigned flags)
 	return 0;
 }
 
-size_t utf8_escaped_width(const char *s)
+size_t utf8_width(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = strlen(s), i = 0, cols = 0;
-	char one[16];
+	size_t cols = 0;
 
-	while (i < len) {
-		size_t used, k = (size_t)(put_char(one, p + i, len - i, 0, &used) - one);
-
-		for (size_t j = 0; j < k; j++) /* count the characters written */
-			cols += ((unsigned char)one[j] & 0xc0) != 0x80;
-		i += used;
-	}
+	for (; *s != '\0'; s++)
+		cols += ((unsigned char)*s & 0xc0) != 0x80;
 	return cols;
 }

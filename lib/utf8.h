@@ -83,8 +83,9 @@ char *utf8_escape(char *dst, const char *src, size_t len, unsigned flags);
  * escape). */
 int utf8_escape_str(char *dst, size_t dstsize, const char *src, unsigned flags);
 
-/* Terminal columns of the escaped form of s, counting a character as one
- * column (for aligning tables; East Asian wide characters count one). */
-size_t utf8_escaped_width(const char *s);
+/* Terminal columns of s, which is valid UTF-8 (an escaped text is): its
+ * characters, one column each (for aligning tables; East Asian wide and
+ * combining characters are not told apart). */
+size_t utf8_width(const char *s);
 
 #endif
