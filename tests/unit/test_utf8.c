@@ -227,13 +227,16 @@ static void test_escape_str_truncated(void **state)
 	assert_string_equal(out, "abcdefg");
 }
 
-static void test_escaped_width(void **state)
+static void test_width(void **state)
 {
+	char out[64];
+
 	(void)state;
-	assert_int_equal(utf8_escaped_width("alice"), 5);
-	assert_int_equal(utf8_escaped_width("j\xc3\xb6rg"), 4);
-	assert_int_equal(utf8_escaped_width("j\xf6rg"), 7);
-	assert_int_equal(utf8_escaped_width("a\\b"), 4);
+	assert_int_equal(utf8_width("alice"), 5);
+	assert_int_equal(utf8_width("j\xc3\xb6rg"), 4);
+	assert_int_equal(utf8_width("\xe7\x94\xb0\xe4\xb8\xad"), 2);
+	assert_int_equal(utf8_escape_str(out, sizeof(out), "j\xf6rg", 0), 0);
+	assert_int_equal(utf8_width(out), 7);
 }
 
 static void test_unsafe(void **state)
@@ -262,7 +265,7 @@ int main(void)
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_distinct),
 	    cmocka_unit_test(test_escape_str_truncated),
-	    cmocka_unit_test(test_escaped_width),
+	    cmocka_unit_test(test_width),
 	    cmocka_unit_test(test_unsafe),
 	};
 
