@@ -227,8 +227,11 @@ static char *put_kv(char *p, const char *name, size_t name_len, const char *valu
 		return p;
 	}
 	if (value_len == 1 && value[0] == '-') {
-		memcpy(p, "\\x2d", 4);
-		return p + 4;
+		*p++ = '\\';
+		*p++ = 'x';
+		*p++ = '2';
+		*p++ = 'd';
+		return p;
 	}
 	return utf8_escape(p, value, value_len, UTF8_ESC_KV);
 }
@@ -400,8 +403,11 @@ static char *put_json_field(char *p, const struct record *r, int field)
 	size_t len = FIELD_LEN(r, field), i = 0;
 
 	if (len == 0) {
-		memcpy(p, "null", 4);
-		return p + 4;
+		*p++ = 'n';
+		*p++ = 'u';
+		*p++ = 'l';
+		*p++ = 'l';
+		return p;
 	}
 	*p++ = '"';
 	for (;;) {
@@ -417,10 +423,11 @@ static char *put_json_field(char *p, const struct record *r, int field)
 		if (s[i] == '"' || s[i] == '\\') {
 			*p++ = (char)s[i];
 		} else {
-			memcpy(p, "u00", 3);
-			p[3] = hex[s[i] >> 4];
-			p[4] = hex[s[i] & 15];
-			p += 5;
+			*p++ = 'u';
+			*p++ = '0';
+			*p++ = '0';
+			*p++ = hex[s[i] >> 4];
+			*p++ = hex[s[i] & 15];
 		}
 		i++;
 	}

@@ -82,7 +82,7 @@ static const struct {
     {"a\xe2\x80\x8b"
      "b",
      -1, 0, "printable"}, /* zero-width space */
-    {"a\xe2\x80\xae"
+    {"a\xe2\x80\xae"      /* NOLINT(misc-misleading-bidirectional): the case tested */
      "b",
      -1, 0, "printable"}, /* right-to-left override */
     {"a\xe3\x80\x80"

@@ -166,7 +166,7 @@ static const struct {
     {"a\xe2\x80\x8b"
      "b",
      0, "a\\xe2\\x80\\x8bb"}, /* zero-width space */
-    {"a\xe2\x80\xae"
+    {"a\xe2\x80\xae"          /* NOLINT(misc-misleading-bidirectional): the case tested */
      "b",
      0, "a\\xe2\\x80\\xaeb"}, /* RLO */
     {"a=\"b\"", 0, "a=\"b\""},
