@@ -385,11 +385,13 @@ static char *put_int(char *p, int64_t v)
 	return p;
 }
 
-/* 1 if byte c of a field is escaped in its JSON string. */
-static inline int json_escaped(unsigned char c)
-{
-	return c < 0x20 || c == '"' || c == '\\';
-}
+/* The bytes of a field its JSON string escapes: control bytes, the quote
+ * and the backslash (a table: the writer runs it over every field). */
+static const unsigned char json_escaped[256] = {
+    [0x00 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
 
 /* Appends a field as a JSON string, null when empty. The quote, the
  * backslash and control bytes are escaped; every other byte is kept as it
@@ -413,7 +415,7 @@ static char *put_json_field(char *p, const struct record *r, int field)
 	for (;;) {
 		size_t start = i;
 
-		while (i < len && !json_escaped(s[i]))
+		while (i < len && !json_escaped[s[i]])
 			i++;
 		memcpy(p, s + start, i - start);
 		p += i - start;

@@ -157,17 +157,26 @@ static size_t encode(unsigned char *w, uint32_t cp)
 	return 3;
 }
 
-/* Where the first byte >= 0x80 of s[0..n) is, or n. A word at a time. */
-static size_t first_high(const char *s, size_t n)
+/* Where the first byte >= 0x80 of s[0..n) is, or n. A word at a time, the
+ * last one overlapping, so an ASCII text costs no loop over single bytes. */
+static inline size_t first_high(const char *s, size_t n)
 {
 	const uint64_t high = 0x8080808080808080ULL;
 	size_t i = 0;
 	uint64_t x;
 
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&x, s + i, 8);
-		if ((x & high) != 0)
-			break;
+	if (n >= 8) {
+		for (; i + 8 <= n; i += 8) {
+			memcpy(&x, s + i, 8);
+			if ((x & high) != 0)
+				break;
+		}
+		if (i + 8 > n) {
+			memcpy(&x, s + n - 8, 8);
+			if ((x & high) == 0)
+				return n;
+			i = n - 8;
+		}
 	}
 	while (i < n && (unsigned char)s[i] < 0x80)
 		i++;
@@ -206,12 +215,21 @@ size_t utf8_fold(char *dst, const char *src, size_t dstsize)
 	return w;
 }
 
-/* 1 if the ASCII byte c is written as itself. */
+/* The bytes written as themselves: PLAIN always, PLAIN_KV also in a
+ * key=value value. A table, as the activity writer escapes every field of
+ * every decision line. */
+#define PLAIN    1u
+#define PLAIN_KV 2u
+static const unsigned char plain_bytes[256] = {
+    [0x21] = PLAIN | PLAIN_KV,          ['"'] = PLAIN,
+    [0x23 ... 0x3c] = PLAIN | PLAIN_KV, ['='] = PLAIN,
+    [0x3e ... 0x5b] = PLAIN | PLAIN_KV, [0x5d ... 0x7e] = PLAIN | PLAIN_KV,
+};
+
+/* 1 if the byte c is written as itself (a byte >= 0x80 never is). */
 static inline int plain_ascii(unsigned char c, unsigned flags)
 {
-	if (c <= 0x20 || c >= 0x7f || c == '\\')
-		return 0;
-	return !(flags & UTF8_ESC_KV) || (c != '"' && c != '=');
+	return (plain_bytes[c] & (flags & UTF8_ESC_KV ? PLAIN_KV : PLAIN)) != 0;
 }
 
 static char *put_hex(char *w, unsigned char c)
@@ -262,9 +280,10 @@ static char *put_char(char *w, const unsigned char *s, size_t avail, unsigned fl
 char *utf8_escape(char *dst, const char *src, size_t len, unsigned flags)
 {
 	const unsigned char *s = (const unsigned char *)src;
+	unsigned want = flags & UTF8_ESC_KV ? PLAIN_KV : PLAIN;
 	size_t i = 0;
 
-	while (i < len && plain_ascii(s[i], flags))
+	while (i < len && (plain_bytes[s[i]] & want) != 0)
 		i++;
 	memcpy(dst, src, i);
 	dst += i;
