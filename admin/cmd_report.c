@@ -31,6 +31,7 @@
 #include "pattern.h"
 #include "request.h"
 #include "snapshot.h"
+#include "utf8.h"
 
 #define REPORT_DEFAULT_SINCE "30d"
 #define ENTRY_EXC_MAX        4
@@ -136,7 +137,7 @@ static int read_usage(struct report *r, sqlite3 *db)
 		struct entry *e;
 
 		if (r->has_pattern) {
-			sg_lower(lower, aq_text(st, 0), sizeof(lower));
+			utf8_fold(lower, aq_text(st, 0), sizeof(lower));
 			if (!pattern_match(&r->pattern, lower))
 				continue;
 		}
@@ -323,7 +324,7 @@ static void exception_text(const struct entry *e, char *buf, size_t len)
 
 static void print_text(const struct report *r)
 {
-	char t1[32], t2[32], mechs[256], nets[512], exc[128];
+	char t1[32], t2[32], mechs[256], nets[512], exc[128], shown[CTL_SHOWN_MAX];
 
 	printf("non-modern authentication since %s: %zu user%s\n",
 	       ctl_time(r->since, "-", t1, sizeof(t1)), r->n_users, r->n_users == 1 ? "" : "s");
@@ -334,7 +335,8 @@ static void print_text(const struct report *r)
 		distinct(r, u, 0, nets, sizeof(nets));
 		printf("\n%s: %lld submission%s, first %s, last %s (%s); exception "
 		       "coverage %s",
-		       u->user, (long long)u->count, u->count == 1 ? "" : "s",
+		       ctl_shown(u->user, shown, sizeof(shown)), (long long)u->count,
+		       u->count == 1 ? "" : "s",
 		       ctl_time((time_t)u->first_seen, "-", t1, sizeof(t1)),
 		       ctl_time((time_t)u->last_seen, "-", t2, sizeof(t2)), u->last_outcome,
 		       coverage(u));
@@ -505,7 +507,7 @@ static int parse(struct report *r, const struct ctl_command *cmd, int argc, char
 			break;
 		case OPT_USER:
 			if (pattern_parse(optarg, &r->pattern, &err) < 0)
-				return ctl_invalid("--user", "'%s': %s", optarg, err.text);
+				return ctl_invalid("--user", "%s", err.text);
 			r->has_pattern = 1;
 			break;
 		case OPT_CLASS:

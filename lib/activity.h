@@ -11,6 +11,12 @@
  * and stores them. A full queue drops records, lines included; an unwritable
  * activity.db drops rows (the lines are still logged). Every loss is counted
  * and logged (at most once a minute).
+ *
+ * Fields are recorded as the daemon got them (a user name in UTF-8, or not
+ * UTF-8 at all): the usage table keys on those bytes, so two different
+ * names are two users; the decision line escapes them reversibly
+ * (utf8_escape() with UTF8_ESC_KV); the JSON batch escapes the quote, the
+ * backslash and control bytes and keeps every other byte.
  */
 #ifndef SASLGATE_ACTIVITY_H
 #define SASLGATE_ACTIVITY_H
