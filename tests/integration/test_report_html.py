@@ -533,3 +533,39 @@ def test_options_and_errors(site, tmp_path):
     assert proc.returncode == 1 and "dir.html" in proc.stderr
     proc = run(tmp_path / "empty", "report", "html")
     assert proc.returncode == 1 and proc.stdout == ""
+
+
+def test_weekly_mail_carries_the_page(site, tmp_path):
+    """contrib/cron/saslgate-weekly-report with a sendmail that keeps the
+    mail: a MIME mail whose HTML part and attachment are the page."""
+    import email
+    import email.policy
+
+    kept = tmp_path / "mail.eml"
+    sendmail = tmp_path / "sendmail"
+    sendmail.write_text('#!/bin/sh\ntest "$1" = -t || exit 64\ncat > "%s"\n' % kept)
+    sendmail.chmod(0o755)
+    env = dict(os.environ, SENDMAIL=str(sendmail),
+               PATH=os.path.dirname(CTL) + os.pathsep + os.environ.get("PATH", ""))
+    script = os.path.join(os.environ.get("SASLGATE_SRCDIR", ROOT), "contrib", "cron",
+                          "saslgate-weekly-report")
+    proc = subprocess.run(["sh", script, "postmaster@example.com", str(site["store"]), "7d",
+                           "30d"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    raw = kept.read_bytes()
+    assert max(len(line) for line in raw.split(b"\n")) <= 998, "a line too long for SMTP"
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["To"] == "postmaster@example.com" and msg.get_content_type() == "multipart/mixed"
+    parts = list(msg.walk())
+    htmls = [p for p in parts if p.get_content_type() == "text/html"]
+    assert len(htmls) == 2
+    assert htmls[0].get_content_disposition() is None
+    assert htmls[1].get_filename().startswith("saslgate-report-")
+    for p in htmls:
+        page = p.get_content()
+        assert page.startswith("<!DOCTYPE html>") and 'id="worklist"' in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;@x" in page and "<script" not in page
+    plain = [p for p in parts if p.get_content_type() == "text/plain"][0].get_content()
+    assert "alice@example.com" in plain
+    csv_part = [p for p in parts if p.get_content_type() == "text/csv"][0]
+    assert csv_part.get_content().startswith("user,user_count,mech")
