@@ -55,7 +55,8 @@ static const char css[] =
     "th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}"
     "th{background:#f0f2f5;font-weight:600}td.n,th.n{text-align:right;"
     "font-variant-numeric:tabular-nums}"
-    "td.user{font-weight:600;overflow-wrap:anywhere;min-width:10em}"
+    "td.user{font-weight:600;overflow-wrap:break-word;min-width:8em}time "
+    "span,.tag{white-space:nowrap}"
     ".tag{display:inline-block;padding:0 5px;margin:0 3px 2px 0;border-radius:4px;"
     "font-size:.85em;border:1px solid currentColor}"
     ".c-legacy{color:var(--legacy)}.c-password{color:#9a6107}.c-modern{color:var(--modern)}"
@@ -90,7 +91,8 @@ static void write_time(FILE *out, int64_t t)
 		return;
 	}
 	ctl_time((time_t)t, "-", iso, sizeof(iso));
-	fprintf(out, "<time datetime=\"%s\">%.10s %.5s</time>", iso, iso, iso + 11);
+	fprintf(out, "<time datetime=\"%s\"><span>%.10s</span> <span>%.5s</span></time>", iso, iso,
+	        iso + 11);
 }
 
 static void write_date_key(int64_t t, char *buf, size_t len)
@@ -294,7 +296,9 @@ static void write_class_chart(FILE *out, const struct rh_page *pg, const struct 
 	fprintf(out,
 	        "</div><p class=\"note\">From the decision log; logins and submissions that "
 	        "used SMTP AUTH or a Dovecot login. Bars: legacy (PLAIN, LOGIN, CRAM-MD5, ...), "
-	        "password (SCRAM), modern (OAuth2, Kerberos, certificates).</p></section>\n");
+	        "password (SCRAM), modern (OAuth2, Kerberos, certificates). The first and the "
+	        "last bar may cover part of a %s only.</p></section>\n",
+	        unit);
 }
 
 /* The services drawn: the RH_SERVICES_SHOWN busiest, the rest as "other". */
@@ -531,7 +535,7 @@ static void write_worklist(FILE *out, const struct rh_page *pg, const struct opt
 {
 	size_t shown =
 	    o->limit > 0 && (size_t)o->limit < pg->n_users ? (size_t)o->limit : pg->n_users;
-	char since[32];
+	char since[32], n1[32], n2[32];
 
 	fprintf(out,
 	        "<section id=\"worklist\" data-users=\"%zu\" data-shown=\"%zu\">"
@@ -549,9 +553,11 @@ static void write_worklist(FILE *out, const struct rh_page *pg, const struct opt
 	      out);
 	if (shown < pg->n_users)
 		fprintf(out,
-		        "<p class=\"note\">Showing the %zu most active of %zu users; the whole "
+		        "<p class=\"note\">Showing the %s most active of %s users; the whole "
 		        "list: <code>saslgatectl report legacy --since %.10s</code>.</p>\n",
-		        shown, pg->n_users, ctl_time(pg->since, "-", since, sizeof(since)));
+		        html_count((int64_t)shown, n1, sizeof(n1)),
+		        html_count((int64_t)pg->n_users, n2, sizeof(n2)),
+		        ctl_time(pg->since, "-", since, sizeof(since)));
 	fputs("<div class=\"table-box\"><table class=\"cards\"><thead><tr><th>User</th>"
 	      "<th>Mechanisms</th><th>Networks</th><th>Services</th><th>First seen</th>"
 	      "<th>Last seen</th><th class=\"n\">Submissions</th><th>Exception</th></tr></thead>"
