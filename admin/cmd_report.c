@@ -29,6 +29,7 @@
 #include "json.h"
 #include "mech.h"
 #include "pattern.h"
+#include "report_html.h"
 #include "request.h"
 #include "snapshot.h"
 #include "utf8.h"
@@ -616,5 +617,7 @@ const struct ctl_command ctl_report_verbs[] = {
      "[--limit N] "
      "[--format text|json|csv]",
      "users of non-modern mechanisms: the migration worklist", report_legacy, NULL, NULL},
+    {"html", "[-o FILE] [--since TIME] [--limit N]",
+     "the migration report as one self-contained HTML page", cmd_report_html, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
