@@ -322,6 +322,24 @@ def test_ctl_refuses_planted_policy_wal_files(base, store, planted):
     assert block_legacy_state(store) == "enforce"
 
 
+@as_root
+def test_init_refuses_wal_file_planted_before_it(base):
+    """The daemon's account got to the empty store directory first."""
+    s = str(base / "store")
+    os.mkdir(s)
+    os.chown(s, 0, IDS[1])
+    os.chmod(s, 0o1770)
+    wal = os.path.join(s, "policy.db-wal")
+    assert open_as_nobody(wal, os.O_WRONLY | os.O_CREAT | os.O_EXCL) == 0
+    r = run_ctl(s, "init")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "%s belongs to nobody (uid %d), not to root (uid 0)" % (wal, IDS[0]) in r.stderr
+    assert not os.path.exists(os.path.join(s, "policy.db"))
+    os.unlink(wal)
+    assert run_ctl(s, "init").returncode == 0
+    assert wal_owners(s) == [0, 0]
+
+
 def test_ctl_refuses_notice_that_is_a_symlink(tmp_path):
     s = init_store(tmp_path / "store")
     notice = os.path.join(s, "policy.notice")
