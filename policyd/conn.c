@@ -83,8 +83,13 @@ static void conn_free(struct conn *c)
 	free(c->held);
 	free(c->cache_key);
 	free(c);
-	if (srv->stopping)
-		server_maybe_finish(srv);
+	conns_maybe_finish(srv);
+}
+
+void conns_maybe_finish(struct server *srv)
+{
+	if (srv->stopping && srv->n_conns == 0)
+		event_base_loopexit(srv->base, NULL);
 }
 
 /* Ends the connection after a violation: one line, no reply. */

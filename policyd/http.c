@@ -64,7 +64,7 @@ static void http_closed_cb(struct evhttp_connection *evcon, void *arg)
 		hc->next->prev = hc->prev;
 	free(hc);
 	srv->n_conns--;
-	server_maybe_finish(srv);
+	conns_maybe_finish(srv);
 }
 
 static void adopt(struct server *srv, struct evhttp_connection *evcon)

@@ -203,12 +203,6 @@ static void hold_signals(int how)
 	pthread_sigmask(how, &set, NULL);
 }
 
-void server_maybe_finish(struct server *srv)
-{
-	if (srv->stopping && srv->n_conns == 0)
-		event_base_loopexit(srv->base, NULL);
-}
-
 static void stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -222,7 +216,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	conns_shutdown(srv);
 	http_conns_close_all(srv);
 	evtimer_add(srv->ev_grace, &grace);
-	server_maybe_finish(srv);
+	conns_maybe_finish(srv);
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)

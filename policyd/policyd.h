@@ -152,6 +152,10 @@ int conns_over_limit(struct server *srv);
  * connections too. */
 void conns_sweep(struct server *srv, int64_t now_ms);
 
+/* A stopping server whose last connection (of any kind) is gone ends its
+ * event loop; a no-op otherwise. Called whenever a connection closes. */
+void conns_maybe_finish(struct server *srv);
+
 /* A monotonic clock in milliseconds (coarse: a few ms), for idle times. */
 int64_t conns_clock_ms(void);
 
@@ -184,10 +188,5 @@ void policyd_iteration_end(evutil_socket_t fd, short what, void *arg);
 
 /* Releases the snapshot held for the current loop iteration (shutdown). */
 void policyd_release_snapshot(struct server *srv);
-
-/* main.c */
-
-/* Called by conn.c when the last connection of a stopping server is gone. */
-void server_maybe_finish(struct server *srv);
 
 #endif
