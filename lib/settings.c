@@ -58,6 +58,8 @@ const struct setting_def settings_table[] = {
      "largest request accepted"},
     {"idle_timeout", SETTING_DURATION, "600s", 1, DAY, NULL, SETTINGS_POLICYD,
      "idle connections are closed after this long"},
+    {"request_timeout", SETTING_DURATION, "10s", 1, 3600, NULL, SETTINGS_POLICYD,
+     "a request must be complete this long after its first byte"},
     {"max_connections", SETTING_INT, "1000", 1, 100000, NULL, SETTINGS_POLICYD,
      "most concurrent client connections"},
     {"http_api_key", SETTING_STRING, "", 0, 0, NULL, SETTINGS_POLICYD,

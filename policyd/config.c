@@ -64,6 +64,7 @@ int policyd_config_derive(const struct settings *s, struct policyd_config *cfg, 
 	cfg->limits.max_attributes = (size_t)settings_int(s, "max_attributes");
 	cfg->limits.max_request_bytes = (size_t)settings_int(s, "max_request_bytes");
 	cfg->idle_timeout_s = settings_int(s, "idle_timeout");
+	cfg->request_timeout_s = settings_int(s, "request_timeout");
 	cfg->max_connections = (size_t)settings_int(s, "max_connections");
 	cfg->report_warn = strcmp(settings_str(s, "report_only_action"), "warn") == 0;
 	cfg->http_api_key = settings_str(s, "http_api_key");

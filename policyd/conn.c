@@ -48,9 +48,10 @@ struct conn {
 	struct conn *prev, *next;
 	struct policy_parser parser;
 	char peer[96];
-	int64_t last_active_ms; /* last byte received or sent (conns_clock_ms) */
-	int reading;            /* ev_read is added */
-	int closing;            /* close once the pending output is sent */
+	int64_t last_active_ms;     /* last byte received or sent (conns_clock_ms) */
+	int64_t request_started_ms; /* first byte of the request being read */
+	int reading;                /* ev_read is added */
+	int closing;                /* close once the pending output is sent */
 	/* output the socket did not take at once */
 	char *out;
 	size_t out_len, out_cap;
@@ -126,26 +127,70 @@ static void format_peer(struct conn *c, int fd, const struct sockaddr *sa,
 	}
 }
 
-/* Over max_connections: the socket is closed at once; the refusals are logged
- * at most once a minute, with their count. */
+/* The policy connection idle the longest, or with a request incomplete the
+ * longest (a client that sends a byte now and then stays "active"), or NULL
+ * when there is none. */
+static struct conn *longest_waiting(struct server *srv)
+{
+	struct conn *best = NULL;
+	int64_t best_since = 0;
+
+	for (struct conn *c = srv->conns; c != NULL; c = c->next) {
+		int64_t since =
+		    policy_parser_busy(&c->parser) ? c->request_started_ms : c->last_active_ms;
+
+		if (c->closing)
+			continue;
+		/* The list runs from the newest connection to the oldest: on a tie of
+		 * the coarse clock the older one is taken. */
+		if (best == NULL || since <= best_since) {
+			best = c;
+			best_since = since;
+		}
+	}
+	return best;
+}
+
+/* Logs, at most once a minute, what the limit cost since the last message. */
+static void limit_log(struct server *srv)
+{
+	time_t now = time(NULL);
+
+	if (now - srv->refused_logged_at < 60)
+		return;
+	log_warning("max_connections=%zu reached: closed %llu connection(s) idle or with a "
+	            "request incomplete the longest to admit new ones, refused %llu, since the "
+	            "last message",
+	            srv->cfg.max_connections, (unsigned long long)srv->evicted_unlogged,
+	            (unsigned long long)srv->refused_unlogged);
+	srv->refused_logged_at = now;
+	srv->refused_unlogged = 0;
+	srv->evicted_unlogged = 0;
+}
+
+/* At max_connections a client that never finishes must not lock the MTA
+ * out: the policy connection idle or incomplete the longest is closed to
+ * admit the new one. Only when there is none (every open connection is an
+ * http: one) is the new connection refused. */
 int conns_over_limit(struct server *srv)
 {
-	time_t now;
+	struct conn *victim;
 
 	if (srv->stopping)
 		return 1;
 	if (srv->n_conns < srv->cfg.max_connections)
 		return 0;
-	srv->refused_unlogged++;
-	now = time(NULL);
-	if (now - srv->refused_logged_at >= 60) {
-		log_warning("max_connections=%zu reached: refused %llu connection(s) since the "
-		            "last message",
-		            srv->cfg.max_connections, (unsigned long long)srv->refused_unlogged);
-		srv->refused_logged_at = now;
-		srv->refused_unlogged = 0;
+	victim = longest_waiting(srv);
+	if (victim != NULL) {
+		log_debug("max_connections: closing the connection from %s to admit a new one",
+		          victim->peer);
+		conn_free(victim);
+		srv->evicted_unlogged++;
+	} else {
+		srv->refused_unlogged++;
 	}
-	return 1;
+	limit_log(srv);
+	return srv->n_conns >= srv->cfg.max_connections;
 }
 
 static void set_reading(struct conn *c, int on)
@@ -321,6 +366,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->last_active_ms = conns_clock_ms();
+	if (!policy_parser_busy(&c->parser))
+		c->request_started_ms = c->last_active_ms;
 	conn_process(c, input, (size_t)n);
 }
 
@@ -401,14 +448,18 @@ int64_t conns_clock_ms(void)
 }
 
 /* Once a second: connections silent for idle_timeout are closed, as are those
- * whose client has not read a reply for as long. */
+ * whose client has not read a reply for as long, and those whose request has
+ * not come complete within request_timeout of its first byte. */
 void conns_sweep(struct server *srv, int64_t now_ms)
 {
 	struct conn *c = srv->conns, *next;
 
 	for (; c != NULL; c = next) {
 		next = c->next;
-		if (now_ms - c->last_active_ms >= (int64_t)srv->cfg.idle_timeout_s * 1000)
+		if (policy_parser_busy(&c->parser) &&
+		    now_ms - c->request_started_ms >= (int64_t)srv->cfg.request_timeout_s * 1000)
+			conn_abort(c, "request not complete within request_timeout");
+		else if (now_ms - c->last_active_ms >= (int64_t)srv->cfg.idle_timeout_s * 1000)
 			conn_abort(c, c->out_len > 0 ? "write timeout" : "idle timeout");
 	}
 }

@@ -240,6 +240,7 @@ static int live_key(const char *key)
 	                                   "max_attributes",
 	                                   "max_request_bytes",
 	                                   "idle_timeout",
+	                                   "request_timeout",
 	                                   "max_connections",
 	                                   "report_only_action",
 	                                   "on_error",

@@ -34,6 +34,7 @@
 struct policyd_config {
 	struct policy_limits limits;
 	int64_t idle_timeout_s;
+	int64_t request_timeout_s;
 	size_t max_connections;
 	int report_warn;               /* report_only_action = warn */
 	struct gate_fallback fallback; /* on_error, on_error_reply */
@@ -99,7 +100,7 @@ struct server {
 
 	int stopping;
 	time_t refused_logged_at;
-	uint64_t refused_unlogged;
+	uint64_t refused_unlogged, evicted_unlogged;
 	time_t accept_error_logged_at;
 
 	struct event *ev_term, *ev_int, *ev_hup, *ev_heartbeat, *ev_grace, *ev_resume, *ev_sweep;
@@ -143,8 +144,10 @@ void conns_shutdown(struct server *srv);
 /* Closes every connection at once (end of the grace period). */
 void conns_close_all(struct server *srv);
 
-/* 1 when a new connection must be refused (stopping, or max_connections
- * open); the refusals are logged at most once a minute. */
+/* 1 when a new connection must be refused: stopping, or max_connections
+ * open and none to close for it (at the limit the policy connection idle or
+ * incomplete the longest is closed to admit the new one). What the limit
+ * costs is logged at most once a minute. */
 int conns_over_limit(struct server *srv);
 
 /* Closes connections idle (or not reading their replies) for idle_timeout.

@@ -164,28 +164,59 @@ def test_idle_then_hostile_connections_bounded(tmp_path):
         d.kill()
 
 
-def test_connection_limit_refuses_without_harming_others(tmp_path):
-    """At max_connections, new clients are refused at once (Postfix then
-    applies its default action) while established ones keep being served."""
+def test_connection_limit_closes_the_longest_waiting_to_admit_new_ones(tmp_path):
+    """At max_connections a new client is admitted and the connection idle
+    the longest is closed for it: a flood of idle connections costs only
+    themselves, and the newest ones are served."""
     raise_nofile(400)
     store = init_store(tmp_path / "store")
     d = Policyd(tmp_path, store, settings={"max_connections": "100"})
     conns = []
     try:
-        with d.client() as first:
-            assert first.ask() == BLOCK_REPLY
-            for _ in range(150):
-                conns.append(connect(d.socket_path))
-            refused = sum(closed_by_peer(s, timeout=2) for s in conns[99:])
-            assert refused >= 50
-            assert first.ask() == BLOCK_REPLY  # established: still served
+        for _ in range(150):
+            conns.append(connect(d.socket_path))
+        time.sleep(0.3)
+        closed = sum(closed_by_peer(s, timeout=0.5) for s in conns[:50])
+        assert closed == 50  # the 50 oldest made room for the 50 newest
+        assert answered(d)  # and the next one gets in too
+        d.wait_log("max_connections=100 reached: closed")
         for s in conns:
             s.close()
         conns = []
-        time.sleep(0.3)
-        assert answered(d)  # slots come back
         assert d.stop() == 0
     finally:
         for s in conns:
+            s.close()
+        d.kill()
+
+
+def test_half_requests_cannot_lock_the_mta_out(tmp_path):
+    """1,000 connections (max_connections) that each send half a request: a
+    real request on a new connection is still answered, and the half ones
+    are closed once request_timeout has passed."""
+    raise_nofile(2300)
+    store = init_store(tmp_path / "store")
+    d = Policyd(tmp_path, store, settings={"request_timeout": "2s"})
+    half = []
+    try:
+        for i in range(1000):
+            s = connect(d.socket_path)
+            s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsasl_method=PL")
+            half.append(s)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert answered(d)
+        assert time.monotonic() - started < 5
+        # The rest time out: closed within request_timeout plus the sweep.
+        deadline = time.monotonic() + 10
+        open_ones = half[-500:]
+        while open_ones and time.monotonic() < deadline:
+            open_ones = [s for s in open_ones if not closed_by_peer(s, timeout=0.05)]
+        assert not open_ones, "%d half requests still open" % len(open_ones)
+        d.wait_log("request not complete within request_timeout")
+        assert answered(d)
+        assert d.stop() == 0
+    finally:
+        for s in half:
             s.close()
         d.kill()

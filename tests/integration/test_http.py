@@ -248,20 +248,25 @@ def test_connections_share_max_connections_and_are_given_back(tmp_path, store):
         time.sleep(0.3)
         policy = d.client()
         policy.__enter__()
+        assert policy.ask()  # a policy connection, idle from now on
         held = [d.http(), d.http()]
         for h in held:
             assert h.allow()[0] == 200
-        # the fourth connection is one too many: closed at once
+        # At the limit the idle policy connection makes room for a third
+        # http: one; with only http: connections left, a new one is refused.
+        third = d.http()
+        assert third.allow()[0] == 200
+        assert policy.closed_without_reply()
         assert raw(d.http_port, b"POST /?command=allow HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
                    timeout=5) == b""
-        held.pop().close()
+        third.close()
         time.sleep(0.3)
         with d.http() as h:
             assert h.allow()[0] == 200
         policy.__exit__(None, None, None)
         for h in held:
             h.close()
-        wait_for(lambda: "max_connections=3 reached" in d.log_text())
+        assert wait_for(lambda: "max_connections=3 reached" in d.log_text())
     finally:
         d.kill()
 

@@ -47,6 +47,7 @@ static const struct {
     {"max_attributes", SETTING_INT, "100", 8, 1000, P},
     {"max_request_bytes", SETTING_INT, "32768", 256, 1048576, P},
     {"idle_timeout", SETTING_DURATION, "600s", 1, 86400, P},
+    {"request_timeout", SETTING_DURATION, "10s", 1, 3600, P},
     {"max_connections", SETTING_INT, "1000", 1, 100000, P},
     {"http_api_key", SETTING_STRING, "", 0, 0, P},
     {"http_timeout", SETTING_DURATION, "10s", 1, 3600, P},
