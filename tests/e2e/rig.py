@@ -68,13 +68,20 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 
 
 def pid_alive(pid):
+    """True while the process runs. An exited daemon (Dovecot, Postfix's
+    master) waits as a zombie until PID 1 reaps it, which can take seconds
+    here: it counts as gone."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def stop_pid(pid, timeout=10.0):
