@@ -120,8 +120,8 @@ class Dovecot:
     """Dovecot as a SASL server only: passwd-file for the password mechanisms,
     oauth2 with local JWT validation for XOAUTH2 and OAUTHBEARER."""
 
-    def __init__(self, root, users):
-        self.root = root / "dovecot"
+    def __init__(self, root, users, name="dovecot"):
+        self.root = root / name
         self.base = self.root / "run"
         self.users = users
         self.socket = self.base / "auth-postfix"
@@ -178,7 +178,8 @@ service anvil {{
     mode = 0
   }}
 }}
-""".format(base=self.base, state=r / "state", root=r, pid=os.getpid(), name=r.parent.name)
+""".format(base=self.base, state=r / "state", root=r, pid=os.getpid(),
+           name="%s-%s" % (r.parent.name, r.name))
 
     def start(self):
         r = self.root
@@ -243,10 +244,7 @@ class DovecotMail(Dovecot):
     listener through the contrib/dovecot snippet before any passdb runs."""
 
     def __init__(self, root, users, policy_url, api_header=None, name="dovecot"):
-        super().__init__(root, users)
-        self.root = root / name
-        self.base = self.root / "run"
-        self.socket = self.base / "auth-postfix"
+        super().__init__(root, users, name)
         self.policy_url = policy_url
         self.api_header = api_header
         self.imap_port = free_port()
