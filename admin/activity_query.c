@@ -230,6 +230,46 @@ int aq_heartbeats(sqlite3 *db, time_t now, int64_t stale, struct aq_heartbeat **
 	return CTL_OK;
 }
 
+int aq_auth_results(sqlite3 *db, struct aq_auth_result **out, size_t *n)
+{
+	static const char sql[] =
+	    "SELECT a.program, a.host, a.service, a.mech_class, a.result, a.count "
+	    "FROM auth_results a WHERE a.pid = (SELECT h.pid FROM heartbeats h "
+	    "WHERE h.program = a.program AND h.host = a.host "
+	    "ORDER BY h.started_at DESC, h.rowid DESC LIMIT 1) "
+	    "ORDER BY a.program, a.host, a.service, a.mech_class, a.result";
+	struct aq_auth_result *v = NULL;
+	size_t count = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct aq_auth_result *a;
+
+		if (count == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		a = &v[count++];
+		sg_strlcpy(a->program, aq_text(st, 0), sizeof(a->program));
+		sg_strlcpy(a->host, aq_text(st, 1), sizeof(a->host));
+		sg_strlcpy(a->service, aq_text(st, 2), sizeof(a->service));
+		sg_strlcpy(a->mech_class, aq_text(st, 3), sizeof(a->mech_class));
+		sg_strlcpy(a->result, aq_text(st, 4), sizeof(a->result));
+		a->count = sqlite3_column_int64(st, 5);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return ctl_fail("activity.db: auth_results: %s", sqlite3_errmsg(db));
+	}
+	*out = v;
+	*n = count;
+	return CTL_OK;
+}
+
 static int64_t count_query(sqlite3 *db, const char *sql, int64_t a, int64_t b)
 {
 	sqlite3_stmt *st;

@@ -86,6 +86,18 @@ struct aq_heartbeat {
 int aq_heartbeats(sqlite3 *db, time_t now, int64_t stale, struct aq_heartbeat **out, size_t *n);
 const char *aq_daemon_state_name(enum aq_daemon_state s);
 
+/* Dovecot's after-auth reports as the newest instance of each daemon
+ * (program and host) counted them since it started (auth_results). */
+struct aq_auth_result {
+	char program[16];
+	char host[256];
+	char service[32], mech_class[12], result[16];
+	int64_t count;
+};
+/* Reads them, ordered by program, host, service, class, result, into a
+ * malloc'ed array. CTL_OK or CTL_FAIL. */
+int aq_auth_results(sqlite3 *db, struct aq_auth_result **out, size_t *n);
+
 /* Facts from policy.db (opened read-only, as the daemons open it). */
 struct aq_policy_facts {
 	int ok; /* 0: policy.db unreadable, see error */

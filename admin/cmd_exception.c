@@ -9,6 +9,7 @@
 #include "ctl.h"
 #include "json.h"
 #include "pattern.h"
+#include "utf8.h"
 
 enum {
 	OPT_USER = 0x100,
@@ -99,8 +100,8 @@ static int exception_from_opts(const struct ctl *ctl, struct sa_exception *e, co
 		char norm[PATTERN_MAX + 1];
 
 		if (pattern_parse(user, &p, &err) < 0)
-			return ctl_invalid("--user", "'%s': %s", user, err.text);
-		sg_lower(norm, user, sizeof(norm));
+			return ctl_invalid("--user", "%s", err.text);
+		utf8_fold(norm, user, sizeof(norm));
 		sa_set(&e->user_pattern, norm);
 	}
 	if (mech && (rc = ctl_norm_mechs("--mech", mech, &e->mechs)) != CTL_OK)

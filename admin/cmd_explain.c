@@ -135,9 +135,10 @@ static void print_json(struct explain *x)
 static void print_text(struct explain *x)
 {
 	const struct decision *d = &x->d;
-	char t[32], buf[700];
+	char t[32], buf[700], shown[CTL_SHOWN_MAX];
 
-	printf("submission: user %s, mechanism %s", x->req.user, x->req.mech);
+	printf("submission: user %s, ", ctl_shown(x->req.user, shown, sizeof(shown)));
+	printf("mechanism %s", ctl_shown(x->req.mech, shown, sizeof(shown)));
 	if (d->outcome != OUTCOME_NOT_AUTHENTICATED)
 		printf(" (class %s)", mech_class_name(d->mech_class));
 	printf(", client %s, %s, service %s\n", x->req.client_addr, x->req.tls ? "TLS" : "no TLS",

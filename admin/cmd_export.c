@@ -20,6 +20,7 @@
 #include "json.h"
 #include "mech.h"
 #include "pattern.h"
+#include "utf8.h"
 
 #define EXPORT_FORMAT    "saslgate-policy"
 #define EXPORT_VERSION   1
@@ -95,6 +96,7 @@ int ctl_export_doc(sqlite3 *db, time_t now, FILE *out, struct sg_err *err)
 	int rc;
 
 	json_init(&j, out, 1);
+	j.replace_invalid = 1; /* what an import reads back as text */
 	x.j = &j;
 	json_object_begin(&j);
 	json_kv_string(&j, "format", EXPORT_FORMAT);
@@ -395,8 +397,8 @@ static int import_member(struct import *im, const char *ctx, const char *type, c
 		struct pattern p;
 
 		if (pattern_parse(value, &p, &err) < 0)
-			return ctl_invalid(ctx, "user pattern '%s': %s", value, err.text);
-		sg_lower(norm, value, sizeof(norm));
+			return ctl_invalid(ctx, "%s", err.text);
+		utf8_fold(norm, value, sizeof(norm));
 		rc = store_admin_set_member(im->db, SA_GROUP, 1, name, norm, &err);
 	} else {
 		struct cidr c;
@@ -655,10 +657,10 @@ static int import_exception(struct import *im, const char *ctx, const char *type
 		char norm[PATTERN_MAX + 1];
 
 		if (pattern_parse(e.user_pattern, &p, &err) < 0) {
-			rc = ctl_invalid(what, "user pattern '%s': %s", e.user_pattern, err.text);
+			rc = ctl_invalid(what, "%s", err.text);
 			goto out;
 		}
-		sg_lower(norm, e.user_pattern, sizeof(norm));
+		utf8_fold(norm, e.user_pattern, sizeof(norm));
 		sa_set(&e.user_pattern, norm);
 	}
 	if (rc == CTL_OK)

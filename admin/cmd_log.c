@@ -85,9 +85,14 @@ static void row_text(const struct dl_decision *r)
 		snprintf(pol, sizeof(pol), "%s [report-only: %s]", dash(r->policy), r->report_only);
 	else
 		snprintf(pol, sizeof(pol), "%s", dash(r->policy));
-	printf("%-8lld %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", (long long)r->id,
-	       ctl_time((time_t)r->at, "-", t, sizeof(t)), dash(r->daemon), dash(r->user),
-	       dash(r->client), dash(r->mech), r->tls ? "yes" : "no", dash(r->outcome), pol);
+	printf("%-8lld %-20s %-7s ", (long long)r->id, ctl_time((time_t)r->at, "-", t, sizeof(t)),
+	       dash(r->daemon));
+	ctl_print_column(stdout, r->user, 28);
+	fputc(' ', stdout);
+	ctl_print_column(stdout, r->client, 39);
+	fputc(' ', stdout);
+	ctl_print_column(stdout, r->mech, 11);
+	printf(" %-3s %-17s %s\n", r->tls ? "yes" : "no", dash(r->outcome), pol);
 }
 
 struct log_query {
@@ -403,10 +408,14 @@ static void replay_text(const struct replay *x)
 		if (d->trace[i].status == TRACE_APPLIED && !d->trace[i].enforcing)
 			n += (size_t)snprintf(ro + n, n < sizeof(ro) ? sizeof(ro) - n : 0, "%s%s",
 			                      n ? "," : "", d->trace[i].policy);
+	char s1[CTL_SHOWN_MAX], s2[CTL_SHOWN_MAX], s3[CTL_SHOWN_MAX], s4[CTL_SHOWN_MAX];
+
 	printf("decision %lld by %s, queue id %s, instance %s\n", (long long)r->id, dash(r->daemon),
-	       dash(r->queue_id), dash(r->instance));
-	printf("submission: user %s, mechanism %s, client %s, %s, service %s\n\n", dash(r->user),
-	       dash(r->mech), dash(r->client), r->tls ? "TLS" : "no TLS", dash(r->service));
+	       ctl_shown(r->queue_id, s1, sizeof(s1)), ctl_shown(r->instance, s2, sizeof(s2)));
+	printf("submission: user %s, mechanism %s, client %s, %s, service %s\n\n",
+	       ctl_shown(r->user, s1, sizeof(s1)), ctl_shown(r->mech, s2, sizeof(s2)),
+	       ctl_shown(r->client, s3, sizeof(s3)), r->tls ? "TLS" : "no TLS",
+	       ctl_shown(r->service, s4, sizeof(s4)));
 	printf("%-13s %-32s %s\n", "", "THEN", "NOW");
 	printf("%-13s %-32s %s\n", "at:", ctl_time((time_t)r->at, "-", t1, sizeof(t1)),
 	       ctl_time(x->at, "-", t2, sizeof(t2)));

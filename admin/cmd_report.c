@@ -29,8 +29,10 @@
 #include "json.h"
 #include "mech.h"
 #include "pattern.h"
+#include "report_html.h"
 #include "request.h"
 #include "snapshot.h"
+#include "utf8.h"
 
 #define REPORT_DEFAULT_SINCE "30d"
 #define ENTRY_EXC_MAX        4
@@ -136,7 +138,7 @@ static int read_usage(struct report *r, sqlite3 *db)
 		struct entry *e;
 
 		if (r->has_pattern) {
-			sg_lower(lower, aq_text(st, 0), sizeof(lower));
+			utf8_fold(lower, aq_text(st, 0), sizeof(lower));
 			if (!pattern_match(&r->pattern, lower))
 				continue;
 		}
@@ -323,7 +325,7 @@ static void exception_text(const struct entry *e, char *buf, size_t len)
 
 static void print_text(const struct report *r)
 {
-	char t1[32], t2[32], mechs[256], nets[512], exc[128];
+	char t1[32], t2[32], mechs[256], nets[512], exc[128], shown[CTL_SHOWN_MAX];
 
 	printf("non-modern authentication since %s: %zu user%s\n",
 	       ctl_time(r->since, "-", t1, sizeof(t1)), r->n_users, r->n_users == 1 ? "" : "s");
@@ -334,7 +336,8 @@ static void print_text(const struct report *r)
 		distinct(r, u, 0, nets, sizeof(nets));
 		printf("\n%s: %lld submission%s, first %s, last %s (%s); exception "
 		       "coverage %s",
-		       u->user, (long long)u->count, u->count == 1 ? "" : "s",
+		       ctl_shown(u->user, shown, sizeof(shown)), (long long)u->count,
+		       u->count == 1 ? "" : "s",
 		       ctl_time((time_t)u->first_seen, "-", t1, sizeof(t1)),
 		       ctl_time((time_t)u->last_seen, "-", t2, sizeof(t2)), u->last_outcome,
 		       coverage(u));
@@ -342,16 +345,16 @@ static void print_text(const struct report *r)
 			printf(" %s%s", u->expires ? "until " : "(permanent)",
 			       u->expires ? ctl_time((time_t)u->expires, "", t1, sizeof(t1)) : "");
 		printf("\n  mechanisms %s; networks %s\n", mechs, nets);
-		printf("  %-11s %-8s %-22s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
-		       "NETWORK", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME", "NOW",
-		       "EXCEPTION");
+		printf("  %-11s %-8s %-22s %-10s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
+		       "NETWORK", "SERVICE", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME",
+		       "NOW", "EXCEPTION");
 		for (size_t k = u->first; k < u->first + u->n; k++) {
 			const struct entry *e = &r->entries[k];
 
 			exception_text(e, exc, sizeof(exc));
-			printf("  %-11s %-8s %-22s %8lld %-20s %-20s %-17s %-17s %s\n", e->mech,
-			       e->mech_class, e->network, (long long)e->count,
-			       ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
+			printf("  %-11s %-8s %-22s %-10s %8lld %-20s %-20s %-17s %-17s %s\n",
+			       e->mech, e->mech_class, e->network, *e->service ? e->service : "-",
+			       (long long)e->count, ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
 			       ctl_time((time_t)e->last, "-", t2, sizeof(t2)), e->last_outcome,
 			       e->now, exc);
 		}
@@ -364,6 +367,7 @@ static void entry_json(struct json *j, const struct entry *e)
 	json_kv_string(j, "mech", e->mech);
 	json_kv_string(j, "class", e->mech_class);
 	json_kv_string(j, "network", e->network);
+	json_kv_string(j, "last_service", *e->service ? e->service : NULL);
 	json_kv_int(j, "count", e->count);
 	json_kv_time(j, "first_seen", (time_t)e->first);
 	json_kv_time(j, "last_seen", (time_t)e->last);
@@ -504,7 +508,7 @@ static int parse(struct report *r, const struct ctl_command *cmd, int argc, char
 			break;
 		case OPT_USER:
 			if (pattern_parse(optarg, &r->pattern, &err) < 0)
-				return ctl_invalid("--user", "'%s': %s", optarg, err.text);
+				return ctl_invalid("--user", "%s", err.text);
 			r->has_pattern = 1;
 			break;
 		case OPT_CLASS:
@@ -613,5 +617,7 @@ const struct ctl_command ctl_report_verbs[] = {
      "[--limit N] "
      "[--format text|json|csv]",
      "users of non-modern mechanisms: the migration worklist", report_legacy, NULL, NULL},
+    {"html", "[-o FILE] [--since TIME] [--limit N]",
+     "the migration report as one self-contained HTML page", cmd_report_html, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -1,10 +1,11 @@
 /*
  * stats - decision counts from the activity log in a window (by outcome,
- * policy, mechanism and class), as text, JSON, CSV or the Prometheus text
+ * policy, mechanism, class and service), as text, JSON, CSV or the Prometheus text
  * exposition format. The Prometheus output adds what a monitoring system
  * scrapes: per daemon (newest heartbeat per program and host) up, degraded,
  * heartbeat age, generation and the daemons' own counters; the store's policy
- * generation; active exceptions and those expiring within 7 days.
+ * generation; active exceptions and those expiring within 7 days; and the
+ * results Dovecot reported after its logins (auth_results, per daemon).
  *
  * One GROUP BY query over the window; the dimensions are small, so the
  * tallies are plain arrays.
@@ -36,6 +37,7 @@ struct combo {
 	char mech_class[12];
 	char policy[80]; /* blocking policy or "" */
 	char report_only[300];
+	char service[64];
 	int64_t n;
 };
 
@@ -55,10 +57,12 @@ struct stats {
 	int64_t total;
 	int64_t by_outcome[N_OUTCOMES];
 	int64_t by_class[MECH_CLASS_COUNT];
-	struct tally policies, mechs;
+	struct tally policies, mechs, services; /* services: n[0] decisions, n[1] blocks */
 	struct combo *combos;
 	size_t n_combos;
 	int64_t legacy_users;
+	struct aq_auth_result *auth; /* Dovecot's reports, daemon totals */
+	size_t n_auth;
 };
 
 static struct named_count *tally_get(struct tally *t, const char *name)
@@ -105,32 +109,42 @@ static void add_combo(struct stats *s, const struct combo *c)
 		s->by_class[mc] += c->n;
 	if (c->policy[0])
 		tally_get(&s->policies, c->policy)->n[0] += c->n;
+	if (c->service[0] && c->mech[0]) {
+		struct named_count *sv = tally_get(&s->services, c->service);
+
+		sv->n[0] += c->n;
+		if (strcmp(c->outcome, "block") == 0)
+			sv->n[1] += c->n;
+	}
 	while (list_next(&cur, item, sizeof(item)) > 0)
 		tally_get(&s->policies, item)->n[1] += c->n;
 }
 
 #define COMBO_BUCKETS 4096 /* power of two; combos beyond it only slow down */
 
-/* The five texts that make a combination: outcome, mech, mech_class,
- * policy, report_only ("" for none). */
-static uint64_t combo_hash(const char *const v[5])
+/* The texts that make a combination: outcome, mech, mech_class, policy,
+ * report_only, service ("" for none). */
+#define COMBO_TEXTS 6
+
+static uint64_t combo_hash(const char *const v[COMBO_TEXTS])
 {
 	uint64_t h = 0;
 
-	for (int col = 0; col < 5; col++)
+	for (int col = 0; col < COMBO_TEXTS; col++)
 		h = hash_mem(h, v[col], strlen(v[col])); /* the length ends each text */
 	return h;
 }
 
-static int combo_is(const struct combo *c, const char *const v[5])
+static int combo_is(const struct combo *c, const char *const v[COMBO_TEXTS])
 {
 	return strcmp(c->outcome, v[0]) == 0 && strcmp(c->mech, v[1]) == 0 &&
 	       strcmp(c->mech_class, v[2]) == 0 && strcmp(c->policy, v[3]) == 0 &&
-	       strcmp(c->report_only, v[4]) == 0;
+	       strcmp(c->report_only, v[4]) == 0 && strcmp(c->service, v[5]) == 0;
 }
 
 /* The combination of these texts: found in the hash table or added. */
-static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *buckets, size_t *cap)
+static struct combo *combo_of(struct stats *s, const char *const v[COMBO_TEXTS], size_t *buckets,
+                              size_t *cap)
 {
 	uint64_t h = combo_hash(v);
 	size_t slot = h & (COMBO_BUCKETS - 1), probes = 0;
@@ -153,6 +167,7 @@ static struct combo *combo_of(struct stats *s, const char *const v[5], size_t *b
 	sg_strlcpy(c->mech_class, v[2], sizeof(c->mech_class));
 	sg_strlcpy(c->policy, v[3], sizeof(c->policy));
 	sg_strlcpy(c->report_only, v[4], sizeof(c->report_only));
+	sg_strlcpy(c->service, v[5], sizeof(c->service));
 	if (probes < COMBO_BUCKETS)
 		buckets[slot] = s->n_combos;
 	return c;
@@ -174,8 +189,9 @@ static int stats_batch(struct dl_batch *b, void *arg)
 
 	for (size_t i = 0; i < b->n; i++) {
 		const struct dl_decision *d = &b->d[i];
-		const char *v[5] = {text_of(d->outcome), text_of(d->mech), text_of(d->mech_class),
-		                    text_of(d->policy), text_of(d->report_only)};
+		const char *v[COMBO_TEXTS] = {text_of(d->outcome),     text_of(d->mech),
+		                              text_of(d->mech_class),  text_of(d->policy),
+		                              text_of(d->report_only), text_of(d->service)};
 
 		if (d->at >= (int64_t)x->s->since && d->at <= (int64_t)x->s->until)
 			combo_of(x->s, v, x->buckets, &x->cap)->n++;
@@ -207,6 +223,8 @@ static int stats_query(sqlite3 *db, struct stats *s)
 		qsort(s->policies.items, s->policies.n, sizeof(*s->policies.items), cmp_named);
 	if (s->mechs.n > 1)
 		qsort(s->mechs.items, s->mechs.n, sizeof(*s->mechs.items), cmp_named);
+	if (s->services.n > 1)
+		qsort(s->services.items, s->services.n, sizeof(*s->services.items), cmp_named);
 	if ((rc = aq_prepare(db, sql_users, &st)) != CTL_OK)
 		return rc;
 	sqlite3_bind_int64(st, 1, (int64_t)s->since);
@@ -239,6 +257,18 @@ static void print_text(const struct stats *s)
 	for (int c = 0; c < MECH_CLASS_COUNT; c++)
 		printf("  %-20s %10lld\n", mech_class_name((enum mech_class)c),
 		       (long long)s->by_class[c]);
+	printf("\nby service:             %10s %12s\n", "AUTHED", "BLOCK");
+	for (size_t i = 0; i < s->services.n; i++)
+		printf("  %-20s %10lld %12lld\n", s->services.items[i].name,
+		       (long long)s->services.items[i].n[0], (long long)s->services.items[i].n[1]);
+	if (s->n_auth > 0) {
+		printf("\nresults Dovecot reported after authentication (since each daemon "
+		       "started):\n");
+		for (size_t i = 0; i < s->n_auth; i++)
+			printf("  %-10s %-10s %-9s %-14s %10lld\n", s->auth[i].program,
+			       s->auth[i].service, s->auth[i].mech_class, s->auth[i].result,
+			       (long long)s->auth[i].count);
+	}
 }
 
 static void print_json(const struct stats *s)
@@ -281,6 +311,29 @@ static void print_json(const struct stats *s)
 	for (int c = 0; c < MECH_CLASS_COUNT; c++)
 		json_kv_int(&j, mech_class_name((enum mech_class)c), s->by_class[c]);
 	json_object_end(&j);
+	json_key(&j, "services");
+	json_object_begin(&j);
+	for (size_t i = 0; i < s->services.n; i++) {
+		json_key(&j, s->services.items[i].name);
+		json_object_begin(&j);
+		json_kv_int(&j, "authenticated", s->services.items[i].n[0]);
+		json_kv_int(&j, "block", s->services.items[i].n[1]);
+		json_object_end(&j);
+	}
+	json_object_end(&j);
+	json_key(&j, "auth_results");
+	json_array_begin(&j);
+	for (size_t i = 0; i < s->n_auth; i++) {
+		json_object_begin(&j);
+		json_kv_string(&j, "program", s->auth[i].program);
+		json_kv_string(&j, "host", s->auth[i].host);
+		json_kv_string(&j, "service", s->auth[i].service);
+		json_kv_string(&j, "class", s->auth[i].mech_class);
+		json_kv_string(&j, "result", s->auth[i].result);
+		json_kv_int(&j, "count", s->auth[i].count);
+		json_object_end(&j);
+	}
+	json_array_end(&j);
 	json_object_end(&j);
 	json_finish(&j);
 }
@@ -310,6 +363,10 @@ static void print_csv(const struct stats *s)
 		csv_row("mechanism", s->mechs.items[i].name, "", s->mechs.items[i].n[0]);
 	for (int c = 0; c < MECH_CLASS_COUNT; c++)
 		csv_row("class", mech_class_name((enum mech_class)c), "", s->by_class[c]);
+	for (size_t i = 0; i < s->services.n; i++) {
+		csv_row("service", s->services.items[i].name, "", s->services.items[i].n[0]);
+		csv_row("service", s->services.items[i].name, "block", s->services.items[i].n[1]);
+	}
 }
 
 /* ------------------------------------------------------------ Prometheus */
@@ -503,6 +560,16 @@ static void prom_window(const struct stats *s)
 		prom_sample("saslgate_logged_policy_hits", s->policies.items[i].n[0], lb);
 		prom_sample("saslgate_logged_policy_hits", s->policies.items[i].n[1], lw);
 	}
+	prom_head("saslgate_logged_service_decisions", "gauge",
+	          "Authenticated decisions in the window by service (smtp, imap, pop3, ...), "
+	          "all and blocked");
+	for (size_t i = 0; i < s->services.n; i++) {
+		const char *la[] = {"service", s->services.items[i].name, "outcome", "any", NULL};
+		const char *lb[] = {"service", s->services.items[i].name, "outcome", "block", NULL};
+
+		prom_sample("saslgate_logged_service_decisions", s->services.items[i].n[0], la);
+		prom_sample("saslgate_logged_service_decisions", s->services.items[i].n[1], lb);
+	}
 	prom_head("saslgate_legacy_users", "gauge",
 	          "Users seen with a non-modern mechanism within the window");
 	prom_sample("saslgate_legacy_users", s->legacy_users, NULL);
@@ -516,6 +583,16 @@ static void print_prometheus(const struct ctl *ctl, const struct stats *s,
 	aq_policy_facts(ctl, STATS_EXPIRING_HORIZON, &f);
 	prom_window(s);
 	prom_daemons(hb, n_hb);
+	prom_head("saslgate_daemon_auth_results_total", "counter",
+	          "Results Dovecot reported after authentication, since the daemon started");
+	for (size_t i = 0; i < s->n_auth; i++) {
+		const struct aq_auth_result *a = &s->auth[i];
+		const char *labels[] = {"program", a->program, "host",  a->host,
+		                        "service", a->service, "class", a->mech_class,
+		                        "result",  a->result,  NULL};
+
+		prom_sample("saslgate_daemon_auth_results_total", a->count, labels);
+	}
 	prom_head("saslgate_policy_store_ok", "gauge", "1 if policy.db is readable");
 	prom_sample("saslgate_policy_store_ok", f.ok, NULL);
 	if (f.ok) {
@@ -589,6 +666,8 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	/* One read transaction: the counts agree with each other. */
 	store_exec(db, "BEGIN", NULL);
 	rc = stats_query(db, &s);
+	if (rc == CTL_OK)
+		rc = aq_auth_results(db, &s.auth, &s.n_auth);
 	if (rc == CTL_OK && format == AQ_PROMETHEUS)
 		rc = aq_heartbeats(db, ctl->now, stale, &hb, &n_hb);
 	store_exec(db, "COMMIT", NULL);
@@ -613,5 +692,7 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	free(s.combos);
 	free(s.policies.items);
 	free(s.mechs.items);
+	free(s.services.items);
+	free(s.auth);
 	return rc;
 }

@@ -208,6 +208,18 @@ int ctl_setting_normalise(const char *field, const char *key, const char *value,
 /* ISO 8601 UTC, or "-" / "never" for 0 (none_text). buf: at least 32 bytes. */
 const char *ctl_time(time_t t, const char *none_text, char *buf, size_t len);
 
+/* Room for the shown form of a user name or another value from the wire. */
+#define CTL_SHOWN_MAX 1024
+
+/* A value as text output shows it (shown.c): escaped (utf8_escape(): invalid
+ * UTF-8, controls, blanks, invisible characters and the backslash), in buf
+ * (len bytes; a cut form ends in "..."), or "-" for NULL or "". Returns buf
+ * or the "-". */
+const char *ctl_shown(const char *text, char *buf, size_t len);
+
+/* Prints ctl_shown(text) to out, padded with blanks to width characters. */
+void ctl_print_column(FILE *out, const char *text, int width);
+
 /* Joins items with "," into a malloc'ed string. */
 struct ctl_list {
 	char *text;

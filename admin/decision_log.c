@@ -293,8 +293,10 @@ static int load_row(sqlite3_stmt *st, struct dl_batch *b)
 
 /*
  * The quoted form of text that every writer of batches gives it: possible
- * only when it has no byte a JSON encoder may escape (control bytes, quote,
- * backslash, '/', non-ASCII). NULL otherwise: then every row is decoded.
+ * only when it has no byte a JSON encoder may escape (control bytes, DEL,
+ * quote, backslash, '/'). Bytes >= 0x80 are kept as they are by both
+ * writers, the daemons' (activity.c) and SQLite's json_array(). NULL
+ * otherwise: then every row is decoded.
  */
 static char *quoted_needle(const char *text)
 {
@@ -302,7 +304,7 @@ static char *quoted_needle(const char *text)
 	char *q;
 
 	for (const char *p = text; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"' ||
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f || *p == '"' ||
 		    *p == '\\' || *p == '/')
 			return NULL;
 	q = xmalloc(len + 3);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 #include "timeparse.h"
 
 void json_init(struct json *j, FILE *out, int pretty)
@@ -92,46 +93,18 @@ void json_key(struct json *j, const char *key)
 	j->after_key = 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not valid. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-void json_write_string(FILE *out, const char *str)
+/* Writes str quoted and escaped; a byte that is not valid UTF-8 becomes
+ * "\udcHH" (exact) or U+FFFD. */
+static void write_string(FILE *out, const char *str, int exact)
 {
 	const unsigned char *s = (const unsigned char *)str;
+	size_t left = strlen(str);
 
 	fputc('"', out);
-	while (*s) {
+	while (left > 0) {
 		unsigned char c = *s;
-		size_t n;
+		uint32_t cp;
+		size_t n = 1;
 
 		switch (c) {
 		case '"':
@@ -160,19 +133,25 @@ void json_write_string(FILE *out, const char *str)
 				fprintf(out, "\\u%04x", c);
 			} else if (c < 0x80) {
 				fputc(c, out);
-			} else if ((n = utf8_seq_len(s)) == 0) {
-				/* U+FFFD as UTF-8, as a valid one is written: an
-				 * export re-imported exports byte for byte the same. */
-				fputs("\xef\xbf\xbd", out);
+			} else if ((n = utf8_decode(s, left, &cp)) == 0) {
+				n = 1;
+				if (exact)
+					fprintf(out, "\\udc%02x", c);
+				else
+					fputs("\xef\xbf\xbd", out); /* U+FFFD */
 			} else {
 				fwrite(s, 1, n, out);
-				s += n;
-				continue;
 			}
 		}
-		s++;
+		s += n;
+		left -= n;
 	}
 	fputc('"', out);
+}
+
+void json_write_string(FILE *out, const char *str)
+{
+	write_string(out, str, 1);
 }
 
 void json_string(struct json *j, const char *s)
@@ -182,7 +161,7 @@ void json_string(struct json *j, const char *s)
 		return;
 	}
 	before_item(j);
-	json_write_string(j->out, s);
+	write_string(j->out, s, !j->replace_invalid);
 }
 
 void json_int(struct json *j, int64_t v)

@@ -3,8 +3,15 @@
  * export. It only writes: commas, nesting and string escaping are its job;
  * reading JSON is left to SQLite's JSON functions (see cmd_export.c).
  *
- * Strings are written as UTF-8 with the escapes RFC 8259 requires; bytes that
- * are not valid UTF-8 are replaced by U+FFFD so the output is always valid.
+ * Strings are written as UTF-8 with the escapes RFC 8259 requires. A byte
+ * that is not valid UTF-8 (a user name as a client sent it) is written as
+ * the escape of a lone low surrogate, "\udc80" to "\udcff" for 0x80 to
+ * 0xff: the convention of Python's "surrogateescape" (PEP 383), so the
+ * exact bytes can be had back (json.loads(), then
+ * .encode("utf-8", "surrogateescape")) and two different values never look
+ * the same. Valid UTF-8 never yields such an escape. A writer with
+ * replace_invalid set writes U+FFFD instead (export: what SQLite's JSON
+ * functions read back as text).
  */
 #ifndef SASLGATE_JSON_H
 #define SASLGATE_JSON_H
@@ -21,6 +28,7 @@ struct json {
 	int depth;
 	unsigned char has_items[JSON_MAX_DEPTH]; /* the container at each depth has items */
 	int after_key;                           /* a key was written; the value follows */
+	int replace_invalid; /* 1: invalid UTF-8 as U+FFFD, not "\udcHH" (set after json_init) */
 };
 
 /* Starts writing to out (borrowed). */
@@ -52,7 +60,8 @@ void json_kv_int(struct json *j, const char *key, int64_t v);
 void json_kv_bool(struct json *j, const char *key, int v);
 void json_kv_time(struct json *j, const char *key, time_t t);
 
-/* Writes s as a quoted, escaped JSON string to out (no separators). */
+/* Writes s as a quoted, escaped JSON string to out (no separators), invalid
+ * UTF-8 as "\udcHH". */
 void json_write_string(FILE *out, const char *s);
 
 #endif

@@ -29,8 +29,8 @@ static const struct ctl_command nouns[] = {
      NULL},
     {"audit", "[--since TIME]", "the admin change history", cmd_audit, NULL, NULL},
     {"check", "", "check the schema version and integrity of the store", cmd_check, NULL, NULL},
-    {"report", "legacy ...", "the legacy-authentication migration worklist", NULL, ctl_report_verbs,
-     NULL},
+    {"report", "legacy|html ...", "the legacy-authentication migration worklist and report", NULL,
+     ctl_report_verbs, NULL},
     {"log",
      "[--since TIME] [--until TIME] [--user USER] "
      "[--outcome block|allow|would-block|not-authenticated]\n"

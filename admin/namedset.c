@@ -11,13 +11,14 @@
 #include "ctl.h"
 #include "json.h"
 #include "pattern.h"
+#include "utf8.h"
 
 static const char *kind_name(enum sa_kind kind)
 {
 	return kind == SA_GROUP ? "group" : "location";
 }
 
-/* Validates a member and stores its normal form (lower-cased pattern, CIDR in
+/* Validates a member and stores its normal form (case-folded pattern, CIDR in
  * its family's notation with the prefix length) into buf. */
 static int normalise_member(enum sa_kind kind, const char *text, char *buf, size_t len)
 {
@@ -27,8 +28,8 @@ static int normalise_member(enum sa_kind kind, const char *text, char *buf, size
 		struct pattern p;
 
 		if (pattern_parse(text, &p, &err) < 0)
-			return ctl_invalid("pattern", "'%s': %s", text, err.text);
-		sg_lower(buf, text, len);
+			return ctl_invalid("pattern", "%s", err.text);
+		utf8_fold(buf, text, len);
 	} else {
 		struct cidr c;
 

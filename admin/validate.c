@@ -12,6 +12,7 @@
 #include "ctl.h"
 #include "mech.h"
 #include "pattern.h"
+#include "utf8.h"
 #include "snapshot.h"
 
 #define ITEM_MAX 400
@@ -167,9 +168,9 @@ int ctl_norm_patterns(const char *field, const char *text, int allow_all, char *
 		}
 		if (pattern_parse(item, &p, &err) < 0) {
 			free(ctl_list_take(&l));
-			return ctl_invalid(field, "user pattern '%s': %s", item, err.text);
+			return ctl_invalid(field, "%s", err.text);
 		}
-		sg_lower(norm, item, sizeof(norm));
+		utf8_fold(norm, item, sizeof(norm));
 		ctl_list_add(&l, norm);
 	}
 	if (rc < 0) {

@@ -241,6 +241,8 @@ int main(int argc, char **argv)
 	    "report legacy --since 90d",
 	    "--json report legacy --since 90d",
 	    "report legacy --user user42@example.com",
+	    "report html --since 30d",
+	    "report html",
 	    "stats",
 	    "stats --since 90d",
 	    "stats --since 90d --format prometheus",

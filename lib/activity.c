@@ -23,6 +23,7 @@
 #include "hash.h"
 #include "log.h"
 #include "store.h"
+#include "utf8.h"
 
 /* The text fields of a record, in the order they are packed. */
 enum rec_field {
@@ -65,7 +66,7 @@ struct record {
 #define FIELD(r, i)     ((const char *)(r) + (r)->off[i])
 #define FIELD_LEN(r, i) ((size_t)((r)->off[(i) + 1] - (r)->off[i] - 1))
 
-#define RECORD_MAX (sizeof(struct record) + N_FIELDS + 1200 + 8)
+#define RECORD_MAX (sizeof(struct record) + N_FIELDS + FIELDS_MAX + 8)
 
 /* The queue: records appended by the deciding threads to one buffer while the
  * writer drains the other; the writer swaps them under the lock. */
@@ -106,6 +107,12 @@ struct usage_table {
 	size_t count;
 };
 
+/* Dovecot's after-auth reports of one service, class and result. */
+struct auth_count {
+	char service[32], mech_class[12], result[16];
+	uint64_t n;
+};
+
 struct activity {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -127,6 +134,8 @@ struct activity {
 	int degraded;
 	char reason[256];
 	uint64_t rebuilds, last_rebuild_us;
+	struct auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
+	size_t n_auth;
 
 	/* writer thread only */
 	sqlite3 *db;
@@ -144,26 +153,17 @@ struct activity {
 	char host[256];
 };
 
-/* What a field's byte becomes in the writer (sanitize_records()): itself,
- * or '?' for what would break a key=value log line (blanks, quotes, '=',
- * control and non-ASCII bytes); the NUL that ends a field stays. */
-static unsigned char field_byte[256];
-
-static void field_byte_init(void)
-{
-	for (int c = 0; c < 256; c++)
-		field_byte[c] =
-		    (c <= 0x20 || c >= 0x7f || c == '"' || c == '=') ? '?' : (unsigned char)c;
-	field_byte[0] = '\0';
-}
-
-/* Appends a borrowed string to a packed record, cut at max bytes. Returns
- * the bytes written, NUL included. The deciding thread only copies: the
- * writer makes the bytes safe, in one pass over each record it takes. */
+/* Appends a borrowed string to a packed record, cut at max bytes (before a
+ * UTF-8 sequence the cut would split). Returns the bytes written, NUL
+ * included. The deciding thread only copies the bytes as they came: the
+ * writer escapes them for the decision line and the JSON text. */
 static size_t pack_field(char *dst, const char *src, size_t max)
 {
 	size_t len = src != NULL ? strnlen(src, max) : 0;
 
+	if (len == max && len > 0 && src[len] != '\0')
+		for (int k = 0; k < 3 && len > 0 && ((unsigned char)src[len] & 0xc0) == 0x80; k++)
+			len--;
 	if (len > 0)
 		memcpy(dst, src, len);
 	dst[len] = '\0';
@@ -220,8 +220,10 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 	return n;
 }
 
-/* Appends " name=value" (value "-" when empty) to a line being built; the
- * buffer has room (see DECISION_LINE_MAX). */
+/* Appends " name=value" to a line being built; the buffer has room (see
+ * DECISION_LINE_MAX). The value is escaped (utf8_escape(), UTF8_ESC_KV:
+ * blanks, quotes, '=', controls, invalid UTF-8 and the backslash), "-" when
+ * empty, and a value that is "-" itself is written "\x2d". */
 static char *put_kv(char *p, const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	*p++ = ' ';
@@ -232,14 +234,24 @@ static char *put_kv(char *p, const char *name, size_t name_len, const char *valu
 		*p++ = '-';
 		return p;
 	}
-	memcpy(p, value, value_len);
-	return p + value_len;
+	if (value_len == 1 && value[0] == '-') {
+		*p++ = '\\';
+		*p++ = 'x';
+		*p++ = '2';
+		*p++ = 'd';
+		return p;
+	}
+	return utf8_escape(p, value, value_len, UTF8_ESC_KV);
 }
 
 #define PUT_FIELD(p, name, r, i) put_kv(p, name, sizeof(name) - 1, FIELD(r, i), FIELD_LEN(r, i))
 
-/* The longest decision line: the prefix, the names and the longest fields. */
-#define DECISION_LINE_MAX (64 + 120 + 1200)
+/* The longest text of a record's fields (see field_max[]). */
+#define FIELDS_MAX 1200
+
+/* The longest decision line: the prefix, the names and the longest fields,
+ * every byte escaped. */
+#define DECISION_LINE_MAX (64 + 120 + UTF8_ESCAPE_MAX(FIELDS_MAX))
 
 /* Appends the decision line, prefix first and newline last, at p (DECISION_LINE_MAX
  * bytes); returns the end. (Built by hand: snprintf with eleven fields cost
@@ -308,6 +320,45 @@ void activity_record(struct activity *act, const struct request *req, const stru
 	pthread_mutex_unlock(&act->lock);
 }
 
+/* Room kept for the "(other)" keys: 4 classes (with "-") x 3 results. */
+#define AUTH_OTHER_KEYS 12
+
+static size_t auth_find(const struct activity *act, const struct auth_count *key)
+{
+	size_t i;
+
+	for (i = 0; i < act->n_auth; i++)
+		if (strcmp(act->auth[i].service, key->service) == 0 &&
+		    strcmp(act->auth[i].mech_class, key->mech_class) == 0 &&
+		    strcmp(act->auth[i].result, key->result) == 0)
+			break;
+	return i;
+}
+
+void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
+                                const char *result)
+{
+	struct auth_count key;
+	size_t i;
+
+	memset(&key, 0, sizeof(key));
+	sg_strlcpy(key.service, service && *service ? service : "-", sizeof(key.service));
+	sg_strlcpy(key.mech_class, mech_class && *mech_class ? mech_class : "-",
+	           sizeof(key.mech_class));
+	sg_strlcpy(key.result, result, sizeof(key.result));
+	pthread_mutex_lock(&act->lock);
+	i = auth_find(act, &key);
+	if (i == act->n_auth && act->n_auth >= ACTIVITY_AUTH_KEYS - AUTH_OTHER_KEYS) {
+		sg_strlcpy(key.service, "(other)", sizeof(key.service));
+		i = auth_find(act, &key);
+	}
+	if (i == act->n_auth && act->n_auth < ACTIVITY_AUTH_KEYS)
+		act->auth[act->n_auth++] = key;
+	if (i < act->n_auth)
+		act->auth[i].n++;
+	pthread_mutex_unlock(&act->lock);
+}
+
 void activity_count_error(struct activity *act)
 {
 	pthread_mutex_lock(&act->lock);
@@ -362,8 +413,8 @@ static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first
 static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
 
 /* The longest JSON text of a decision: every field, each byte possibly
- * escaped, plus numbers, quotes and commas. */
-#define DECISION_JSON_MAX (2 * 1200 + 128)
+ * escaped as \u00XX, plus numbers, quotes and commas. */
+#define DECISION_JSON_MAX (6 * FIELDS_MAX + 128)
 
 static char *put_int(char *p, int64_t v)
 {
@@ -381,12 +432,24 @@ static char *put_int(char *p, int64_t v)
 	return p;
 }
 
-/* Appends a field as a JSON string, null when empty. sanitize_records()
- * left no quote or control byte; a backslash is the one byte to escape. */
+/* The bytes of a field its JSON string escapes: control bytes, the quote
+ * and the backslash (a table: the writer runs it over every field). */
+static const unsigned char json_escaped[256] = {
+    [0x00 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
+/* Appends a field as a JSON string, null when empty. The quote, the
+ * backslash and control bytes are escaped; every other byte is kept as it
+ * came, bytes that are not valid UTF-8 included: the text is what was
+ * submitted, and SQLite's JSON functions (the decisions view) pass such
+ * bytes through unchanged. */
 static char *put_json_field(char *p, const struct record *r, int field)
 {
-	const char *s = FIELD(r, field), *bs;
-	size_t len = FIELD_LEN(r, field);
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)FIELD(r, field);
+	size_t len = FIELD_LEN(r, field), i = 0;
 
 	if (len == 0) {
 		*p++ = 'n';
@@ -396,17 +459,27 @@ static char *put_json_field(char *p, const struct record *r, int field)
 		return p;
 	}
 	*p++ = '"';
-	while ((bs = memchr(s, '\\', len)) != NULL) {
-		size_t k = (size_t)(bs - s) + 1;
+	for (;;) {
+		size_t start = i;
 
-		memcpy(p, s, k);
-		p += k;
+		while (i < len && !json_escaped[s[i]])
+			i++;
+		memcpy(p, s + start, i - start);
+		p += i - start;
+		if (i == len)
+			break;
 		*p++ = '\\';
-		s += k;
-		len -= k;
+		if (s[i] == '"' || s[i] == '\\') {
+			*p++ = (char)s[i];
+		} else {
+			*p++ = 'u';
+			*p++ = '0';
+			*p++ = '0';
+			*p++ = hex[s[i] >> 4];
+			*p++ = hex[s[i] & 15];
+		}
+		i++;
 	}
-	memcpy(p, s, len);
-	p += len;
 	*p++ = '"';
 	return p;
 }
@@ -580,8 +653,8 @@ static void sum_usage(struct activity *act, const struct record *r)
 		return; /* not authenticated: no usage */
 	if (r->addr_valid)
 		cidr_network_of(&r->addr, &net);
-	/* pack_field() cut the user and the mechanism to fit; sanitize_records()
-	 * made them what the log lines show */
+	/* pack_field() cut the user and the mechanism to fit; they are kept as
+	 * they came, so two users that differ in any byte get two rows */
 	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
 	              mech_len, &net, r->addr_valid, r->at);
 	if (r->at < u->first_seen)
@@ -730,25 +803,9 @@ fail:
 	return rc;
 }
 
-/* Applies field_byte[] to every field of the queued records: what the
- * lines, the JSON and the usage sums then read is safe for a key=value log
- * line and has no quote or control byte to escape. */
-static void sanitize_records(char *data, size_t len)
-{
-	for (size_t off = 0; off < len;) {
-		struct record *r = (struct record *)(data + off);
-		unsigned char *p = (unsigned char *)r + r->off[0];
-		const unsigned char *end = (unsigned char *)r + r->off[N_FIELDS];
-
-		for (; p < end; p++)
-			*p = field_byte[*p];
-		off += r->size;
-	}
-}
-
 /* The decision lines of a batch, logged LINES_CHUNK bytes at a time
- * (sanitize_records() made the fields safe for a log line): few writes,
- * and a buffer that stays small whatever the batch. */
+ * (put_kv() escapes the fields for a log line): few writes, and a buffer
+ * that stays small whatever the batch. */
 #define LINES_CHUNK 65536
 
 static void log_batch(struct activity *act, const char *data, size_t len)
@@ -769,6 +826,42 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 			n = 0;
 		}
 	}
+}
+
+static const char sql_auth[] =
+    "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, host, pid, service, mech_class, result) "
+    "DO UPDATE SET count = excluded.count";
+
+/* The report totals since start, one row per key (with the heartbeat). */
+static void write_auth_results(struct activity *act)
+{
+	struct auth_count copy[ACTIVITY_AUTH_KEYS];
+	sqlite3_stmt *st;
+	size_t n;
+
+	pthread_mutex_lock(&act->lock);
+	n = act->n_auth;
+	memcpy(copy, act->auth, n * sizeof(copy[0]));
+	pthread_mutex_unlock(&act->lock);
+	if (n == 0 || sqlite3_prepare_v2(act->db, sql_auth, -1, &st, NULL) != SQLITE_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
+		sqlite3_bind_text(st, 4, copy[i].service, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, copy[i].mech_class, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 6, copy[i].result, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 7, (sqlite3_int64)copy[i].n);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			log_error("activity.db: cannot write auth results: %s",
+			          sqlite3_errmsg(act->db));
+			break;
+		}
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
@@ -814,6 +907,7 @@ static void write_heartbeat(struct activity *act, int stopped)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("activity.db: cannot write heartbeat: %s", sqlite3_errmsg(act->db));
 	sqlite3_finalize(st);
+	write_auth_results(act);
 }
 
 static void close_db(struct activity *act)
@@ -932,7 +1026,6 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&act->lock);
 
 		now = time(NULL);
-		sanitize_records(q.data, q.len);
 		if (q.n > 0 && act->log_decisions)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
@@ -965,11 +1058,9 @@ static void *writer_main(void *arg)
 
 struct activity *activity_open(const struct activity_options *opt, struct sg_err *err)
 {
-	static pthread_once_t tables = PTHREAD_ONCE_INIT;
 	struct activity *act = xcalloc(1, sizeof(*act));
 	int rc;
 
-	pthread_once(&tables, field_byte_init);
 	pthread_mutex_init(&act->lock, NULL);
 	pthread_cond_init(&act->wake, NULL);
 	act->dir = xstrdup(opt->dir);

@@ -11,6 +11,12 @@
  * and stores them. A full queue drops records, lines included; an unwritable
  * activity.db drops rows (the lines are still logged). Every loss is counted
  * and logged (at most once a minute).
+ *
+ * Fields are recorded as the daemon got them (a user name in UTF-8, or not
+ * UTF-8 at all): the usage table keys on those bytes, so two different
+ * names are two users; the decision line escapes them reversibly
+ * (utf8_escape() with UTF8_ESC_KV); the JSON batch escapes the quote, the
+ * backslash and control bytes and keeps every other byte.
  */
 #ifndef SASLGATE_ACTIVITY_H
 #define SASLGATE_ACTIVITY_H
@@ -49,6 +55,16 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
  * decision was made with. */
 void activity_record(struct activity *act, const struct request *req, const struct decision *d,
                      int64_t snap_generation, time_t now);
+
+/* Counts one of Dovecot's after-auth reports (command=report): the service
+ * ("imap"; NULL or "" stand for "-"), the mechanism's class name ("-" when
+ * unknown) and the result ("success", "failure" or "policy_reject").
+ * Thread-safe. The totals since start are written with each heartbeat, into
+ * auth_results. At most ACTIVITY_AUTH_KEYS distinct keys are kept; further
+ * services are counted as "(other)". */
+#define ACTIVITY_AUTH_KEYS 64
+void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
+                                const char *result);
 
 /* Counts a request that ended in on_error (no decision). Thread-safe. */
 void activity_count_error(struct activity *act);

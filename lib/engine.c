@@ -12,6 +12,7 @@
 
 #include "engine.h"
 #include "snapshot_int.h"
+#include "utf8.h"
 
 #define LOCS_INLINE  32
 #define CANDS_INLINE 64
@@ -22,7 +23,7 @@ struct eval {
 	const struct request *req;
 	time_t now;
 	int want_trace;
-	const char *user; /* lower-cased, "" if none */
+	const char *user; /* folded (utf8_fold), "" if none */
 	char *user_heap;
 	char user_buf[USER_INLINE];
 	char mech_lower[MECH_NAME_MAX + 1];
@@ -192,13 +193,13 @@ static int normalise(struct eval *ev)
 	size_t len = strlen(user);
 
 	if (len < sizeof(ev->user_buf)) {
-		sg_lower(ev->user_buf, user, sizeof(ev->user_buf));
+		utf8_fold(ev->user_buf, user, sizeof(ev->user_buf));
 		ev->user = ev->user_buf;
 	} else {
 		ev->user_heap = malloc(len + 1);
 		if (ev->user_heap == NULL)
 			return -1;
-		sg_lower(ev->user_heap, user, len + 1);
+		utf8_fold(ev->user_heap, user, len + 1);
 		ev->user = ev->user_heap;
 	}
 	/* An over-long mechanism is in no catalogue and matches no name (its
@@ -272,9 +273,13 @@ static enum trace_condition check_conditions(const struct eval *ev, const struct
 	if (!sp->include_all_users &&
 	    (*ev->user == '\0' ||
 	     !userindex_lookup(sp->include_users, ev->user, user_match_cb, &m))) {
-		if (detail != NULL)
+		if (detail != NULL) {
+			char shown[640]; /* a cut user is still told apart from others */
+
+			utf8_escape_str(shown, sizeof(shown), *ev->user ? ev->user : "(none)", 0);
 			snprintf(detail, len, "user %s is not among the included users or groups",
-			         *ev->user ? ev->user : "(none)");
+			         shown);
+		}
 		return COND_USER_INCLUDE;
 	}
 	if (*ev->user != '\0' && userindex_lookup(sp->exclude_users, ev->user, user_match_cb, &m)) {

@@ -1,10 +1,15 @@
 /*
  * pattern - user patterns and the user index.
  *
- * Globs are matched by a small ASCII matcher with fnmatch(3) semantics for
- * '*', '?' and bracket expressions ('!' or '^' negation, ranges) and a literal
+ * Globs are matched by a small matcher with fnmatch(3) semantics for '*',
+ * '?' and bracket expressions ('!' or '^' negation, ranges) and a literal
  * backslash (FNM_NOESCAPE): usernames such as "DOMAIN\user" exist, and unlike
- * fnmatch the matcher never allocates and never depends on the locale.
+ * fnmatch the matcher never allocates and never depends on the locale. It
+ * works on characters: '?' and a bracket expression take one UTF-8 sequence
+ * (or one byte that is not valid UTF-8, which no bracket member matches),
+ * ranges compare code points, and '*' backs off a character at a time.
+ * Literal text is compared byte for byte (UTF-8 is self-synchronising: a
+ * valid sequence only ever matches a whole character).
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -12,6 +17,7 @@
 
 #include "hash.h"
 #include "pattern.h"
+#include "utf8.h"
 
 static int is_glob_char(char c)
 {
@@ -66,6 +72,35 @@ static int validate_glob(const char *text, struct sg_err *err)
 	return 0;
 }
 
+/* Valid UTF-8 without control, blank or invisible characters: what text
+ * output shows as it is (utf8.h), the backslash apart. The message shows the
+ * text escaped. */
+static int check_chars(const char *text, size_t len, struct sg_err *err)
+{
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
+	char shown[UTF8_ESCAPE_MAX(PATTERN_MAX) + 1];
+
+	while (p < end) {
+		uint32_t cp;
+		size_t n = utf8_decode(p, (size_t)(end - p), &cp);
+
+		if (n == 0) {
+			*utf8_escape(shown, text, len, 0) = '\0';
+			return sg_err_set(err, "invalid user pattern \"%s\": not valid UTF-8",
+			                  shown);
+		}
+		if (utf8_cp_unsafe(cp)) {
+			*utf8_escape(shown, text, len, 0) = '\0';
+			return sg_err_set(err,
+			                  "invalid user pattern \"%s\": only printable characters "
+			                  "without blanks are allowed",
+			                  shown);
+		}
+		p += n;
+	}
+	return 0;
+}
+
 int pattern_parse(const char *text, struct pattern *out, struct sg_err *err)
 {
 	size_t len, i;
@@ -77,17 +112,11 @@ int pattern_parse(const char *text, struct pattern *out, struct sg_err *err)
 	if (len > PATTERN_MAX)
 		return sg_err_set(err, "user pattern too long (%zu bytes, at most %d)", len,
 		                  PATTERN_MAX);
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)text[i];
-
-		if (c <= 0x20 || c >= 0x7f)
-			return sg_err_set(err,
-			                  "invalid user pattern \"%s\": only printable ASCII "
-			                  "without blanks is allowed",
-			                  text);
+	if (check_chars(text, len, err) < 0)
+		return -1;
+	for (i = 0; i < len; i++)
 		if (is_glob_char(text[i]))
 			glob = 1;
-	}
 	if (strstr(text, "@@") != NULL)
 		return sg_err_set(err, "invalid user pattern \"%s\": \"@@\"", text);
 	if (text[len - 1] == '@')
@@ -102,13 +131,13 @@ int pattern_parse(const char *text, struct pattern *out, struct sg_err *err)
 			return sg_err_set(err, "invalid user pattern \"%s\": '@' in the domain",
 			                  text);
 		out->kind = PATTERN_DOMAIN;
-		sg_lower(out->text, text + 1, sizeof(out->text));
+		utf8_fold(out->text, text + 1, sizeof(out->text));
 		return 0;
 	}
 	if (glob && validate_glob(text, err) < 0)
 		return -1;
 	out->kind = glob ? PATTERN_GLOB : PATTERN_EXACT;
-	sg_lower(out->text, text, sizeof(out->text));
+	utf8_fold(out->text, text, sizeof(out->text));
 	return 0;
 }
 
@@ -125,8 +154,29 @@ const char *pattern_kind_name(enum pattern_kind kind)
 	return "unknown";
 }
 
-/* Matches c against the bracket expression at p; *len receives its length. */
-static int bracket_match(const char *p, unsigned char c, size_t *len)
+/* The code point of the character at s (valid UTF-8 in a pattern; in a
+ * user, an invalid byte gets a value beyond Unicode that no member
+ * matches); *n gets its length. No call for ASCII. */
+static inline uint32_t char_at(const char *s, size_t *n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	uint32_t cp;
+
+	if (u[0] < 0x80) {
+		*n = 1;
+		return u[0];
+	}
+	*n = utf8_decode(u, 4, &cp); /* stops at the NUL that ends s */
+	if (*n == 0) {
+		*n = 1;
+		return 0x110000u + u[0];
+	}
+	return cp;
+}
+
+/* Matches code point c against the bracket expression at p; *len receives
+ * its length. */
+static int bracket_match(const char *p, uint32_t c, size_t *len)
 {
 	const char *q = p + 1;
 	int negate = 0, found = 0;
@@ -138,15 +188,16 @@ static int bracket_match(const char *p, unsigned char c, size_t *len)
 	}
 	/* A ']' right after the opening is a member, not the end. */
 	do {
-		unsigned char lo = (unsigned char)*q, hi = lo;
+		size_t n, m;
+		uint32_t lo = char_at(q, &n), hi = lo;
 
-		if (q[1] == '-' && q[2] != ']' && q[2] != '\0') {
-			hi = (unsigned char)q[2];
-			q += 2;
+		if (q[n] == '-' && q[n + 1] != ']' && q[n + 1] != '\0') {
+			hi = char_at(q + n + 1, &m);
+			n += 1 + m;
 		}
 		if (lo <= c && c <= hi)
 			found = 1;
-		q++;
+		q += n;
 	} while (*q != ']');
 	return found != negate;
 }
@@ -156,7 +207,7 @@ static int glob_match(const char *pat, const char *str)
 	const char *star_p = NULL, *star_s = NULL;
 
 	for (;;) {
-		size_t blen;
+		size_t blen, clen;
 
 		if (*pat == '*') {
 			while (*pat == '*')
@@ -171,12 +222,17 @@ static int glob_match(const char *pat, const char *str)
 			if (*pat == '\0')
 				return 1;
 		} else if (*pat == '[' && bracket_len(pat) != 0) {
-			if (bracket_match(pat, (unsigned char)*str, &blen)) {
+			if (bracket_match(pat, char_at(str, &clen), &blen)) {
 				pat += blen;
-				str++;
+				str += clen;
 				continue;
 			}
-		} else if (*pat == '?' || *pat == *str) { /* *str != '\0' here */
+		} else if (*pat == '?') {
+			(void)char_at(str, &clen);
+			pat++;
+			str += clen;
+			continue;
+		} else if (*pat == *str) { /* *str != '\0' here */
 			pat++;
 			str++;
 			continue;
@@ -184,8 +240,9 @@ static int glob_match(const char *pat, const char *str)
 		/* Mismatch: let the last star swallow one more character. */
 		if (star_p == NULL || *star_s == '\0')
 			return 0;
+		(void)char_at(star_s, &clen);
 		pat = star_p;
-		str = ++star_s;
+		str = star_s += clen;
 	}
 }
 

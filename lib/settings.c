@@ -60,6 +60,10 @@ const struct setting_def settings_table[] = {
      "idle connections are closed after this long"},
     {"max_connections", SETTING_INT, "1000", 1, 100000, NULL, SETTINGS_POLICYD,
      "most concurrent client connections"},
+    {"http_api_key", SETTING_STRING, "", 0, 0, NULL, SETTINGS_POLICYD,
+     "secret Dovecot must send as X-API-Key on http: endpoints (empty: none)"},
+    {"http_timeout", SETTING_DURATION, "10s", 1, 3600, NULL, SETTINGS_POLICYD,
+     "an http: connection that makes no progress for this long is closed"},
     {"socket", SETTING_STRING, "", 0, 0, NULL, SETTINGS_MILTER,
      "milter socket in libmilter syntax (-p sets it)"},
     {"milter_timeout", SETTING_DURATION, "600s", 1, DAY, NULL, SETTINGS_MILTER,
@@ -414,6 +418,11 @@ const char *settings_str(const struct settings *s, const char *key)
 	return get(s, key, -1, -1);
 }
 
+int settings_secret(const char *key)
+{
+	return strcmp(key, "http_api_key") == 0;
+}
+
 void settings_print(const struct settings *s, FILE *out)
 {
 	int i;
@@ -421,5 +430,9 @@ void settings_print(const struct settings *s, FILE *out)
 	for (i = 0; settings_table[i].key != NULL; i++)
 		if (settings_table[i].programs & s->program)
 			fprintf(out, "%s = %s\n", settings_table[i].key,
-			        s->values[i] ? s->values[i] : settings_table[i].def);
+			        settings_secret(settings_table[i].key) && s->values[i] &&
+			                *s->values[i]
+			            ? "(set, not shown)"
+			        : s->values[i] ? s->values[i]
+			                       : settings_table[i].def);
 }

@@ -58,6 +58,10 @@ int64_t settings_int(const struct settings *s, const char *key);
 int settings_bool(const struct settings *s, const char *key);
 const char *settings_str(const struct settings *s, const char *key);
 
+/* 1 for a setting whose value is a secret: never printed (settings_print
+ * shows "(set, not shown)") nor logged. */
+int settings_secret(const char *key);
+
 /* Prints "key = value" for every key of the program, in table order. */
 void settings_print(const struct settings *s, FILE *out);
 

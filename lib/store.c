@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -116,10 +117,11 @@ static int migrate(sqlite3 *db, const char *const *migrations, const char *what,
 /* Every connection is used by one thread at a time (a daemon's writer, the
  * source under its lock, saslgatectl), so none needs SQLite's per-call
  * mutexes. */
-static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *err)
+static int open_file_as(const char *path, const char *name, int flags, const char *vfs,
+                        sqlite3 **db, struct sg_err *err)
 {
 	*db = NULL;
-	if (sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(name, db, flags | SQLITE_OPEN_NOMUTEX, vfs) != SQLITE_OK) {
 		sg_err_set(err, "%s: %s", path,
 		           *db != NULL ? sqlite3_errmsg(*db) : "cannot allocate a connection");
 		store_close(db);
@@ -128,6 +130,161 @@ static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *e
 	sqlite3_busy_timeout(*db, STORE_BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(*db, 1);
 	return 0;
+}
+
+static int open_file(const char *path, int flags, sqlite3 **db, struct sg_err *err)
+{
+	return open_file_as(path, path, flags, NULL, db, err);
+}
+
+/* "name (uid N)", or "uid N" for a uid without a name. */
+static void user_label(uid_t uid, char *buf, size_t len)
+{
+	struct passwd pw, *found = NULL;
+	char scratch[1024];
+
+	if (getpwuid_r(uid, &pw, scratch, sizeof(scratch), &found) == 0 && found != NULL)
+		sg_snprintf(buf, len, "%s (uid %u)", found->pw_name, (unsigned)uid);
+	else
+		sg_snprintf(buf, len, "uid %u", (unsigned)uid);
+}
+
+/*
+ * The files beside policy.db that its owner trusts as much as policy.db
+ * itself: SQLite reads the WAL's frames and checkpoints them into policy.db,
+ * and saslgatectl writes the notice. Each one that exists must be a regular
+ * file of owner, policy.db's owner; 0, or -1 with err naming the file.
+ */
+static const char *const companions[] = {STORE_POLICY_DB "-wal", STORE_POLICY_DB "-shm",
+                                         STORE_POLICY_NOTICE};
+
+static int companions_check(const char *dir, uid_t owner, struct sg_err *err)
+{
+	char path[4096], who[128], whose[128];
+	struct stat sb;
+
+	for (size_t i = 0; i < sizeof(companions) / sizeof(companions[0]); i++) {
+		if (store_path(dir, companions[i], path, sizeof(path), err) < 0)
+			return -1;
+		if (lstat(path, &sb) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return sg_err_set(err, "%s: %s", path, strerror(errno));
+		}
+		if (!S_ISREG(sb.st_mode))
+			return sg_err_set(err,
+			                  "%s is not a regular file; refusing to use the store "
+			                  "(remove it: saslgatectl makes a new one)",
+			                  path);
+		if (sb.st_uid == owner)
+			continue;
+		user_label(sb.st_uid, who, sizeof(who));
+		user_label(owner, whose, sizeof(whose));
+		return sg_err_set(err,
+		                  "%s belongs to %s, not to %s, the owner of %s: that account "
+		                  "could have written changes into it; refusing to use the store. "
+		                  "Stop the daemons, inspect it and remove it "
+		                  "(saslgatectl makes a new one)",
+		                  path, who, whose, STORE_POLICY_DB);
+	}
+	return 0;
+}
+
+/*
+ * A process that does not own policy.db (a daemon after dropping its
+ * privileges, a monitoring account) must not create the -wal and -shm files:
+ * they would be its own, and policy.db's owner would read and checkpoint
+ * them. This VFS is the default one, except that it opens a WAL file without
+ * O_CREAT (and read-only); the "readonly_shm" URI parameter does the same
+ * for -shm. Root needs none of it: SQLite gives what root creates to the
+ * owner of the database.
+ */
+#define GUARDED_VFS "saslgate-guarded"
+static sqlite3_vfs guarded_vfs;
+static sqlite3_vfs *guarded_base;
+static pthread_once_t guarded_once = PTHREAD_ONCE_INIT;
+
+static int guarded_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
+                        int *out_flags)
+{
+	(void)vfs;
+	if (flags & SQLITE_OPEN_WAL)
+		flags =
+		    (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
+	return guarded_base->xOpen(guarded_base, name, file, flags, out_flags);
+}
+
+static void guarded_register(void)
+{
+	sqlite3_vfs *base = sqlite3_vfs_find(NULL);
+
+	if (base == NULL)
+		return;
+	guarded_vfs = *base;
+	guarded_vfs.pNext = NULL;
+	guarded_vfs.zName = GUARDED_VFS;
+	guarded_vfs.xOpen = guarded_open;
+	guarded_base = base;
+	if (sqlite3_vfs_register(&guarded_vfs, 0) != SQLITE_OK)
+		guarded_base = NULL;
+}
+
+/* "file:PATH?mode=ro&readonly_shm=1", PATH percent-encoded. */
+static int guarded_uri(const char *path, char *buf, size_t len, struct sg_err *err)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	static const char query[] = "?mode=ro&readonly_shm=1";
+	size_t n = 5;
+
+	if (len < n + sizeof(query))
+		return sg_err_set(err, "path too long: %s", path);
+	memcpy(buf, "file:", n);
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		            (*p >= '0' && *p <= '9') || strchr("/-._~", *p) != NULL;
+
+		if (n + (plain ? 1 : 3) + sizeof(query) > len)
+			return sg_err_set(err, "path too long: %s", path);
+		if (plain) {
+			buf[n++] = (char)*p;
+		} else {
+			buf[n++] = '%';
+			buf[n++] = hex[*p >> 4];
+			buf[n++] = hex[*p & 15];
+		}
+	}
+	memcpy(buf + n, query, sizeof(query));
+	return 0;
+}
+
+/* policy.db opened read-only by a process that does not own it: the WAL
+ * files must be there already, made by the owner. */
+static int open_guarded(const char *dir, const char *path, uid_t owner, sqlite3 **db,
+                        struct sg_err *err)
+{
+	char uri[8192], file[4096], me[128], whose[128];
+	struct stat sb;
+
+	*db = NULL;
+	pthread_once(&guarded_once, guarded_register);
+	if (guarded_base == NULL)
+		return sg_err_set(err, "%s: cannot set up SQLite's file layer", path);
+	for (size_t i = 0; i < 2; i++) { /* -wal, -shm */
+		if (store_path(dir, companions[i], file, sizeof(file), err) < 0)
+			return -1;
+		if (lstat(file, &sb) == 0)
+			continue;
+		user_label(geteuid(), me, sizeof(me));
+		user_label(owner, whose, sizeof(whose));
+		return sg_err_set(err,
+		                  "%s is missing: this process (%s) does not own %s and does "
+		                  "not make it; run \"saslgatectl check\" as %s to recreate it",
+		                  file, me, STORE_POLICY_DB, whose);
+	}
+	if (guarded_uri(path, uri, sizeof(uri), err) < 0)
+		return -1;
+	return open_file_as(path, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, GUARDED_VFS, db,
+	                    err);
 }
 
 /* Settings every read-write connection needs: WAL, foreign keys. */
@@ -143,8 +300,10 @@ static int configure_rw(sqlite3 *db, const char *path, struct sg_err *err)
 }
 
 /* The notice file of the admin connection of this process (saslgatectl opens
- * one); set by store_open_admin, used by the WAL hook. */
+ * one) and the owner it must have, policy.db's; set by store_open_admin, used
+ * by the WAL hook. */
 static char notice_path[4096];
+static uid_t notice_owner;
 
 int store_notice_read(int fd, uint64_t *value)
 {
@@ -165,12 +324,32 @@ static void notice_bump(const char *path)
 {
 	unsigned char b[8];
 	uint64_t v = 0;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct stat sb;
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 
+	if (fd < 0 && errno == ENOENT) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		/* Root working on another user's store: the notice is that
+		 * user's, as SQLite does with the WAL files. */
+		if (fd >= 0 && geteuid() == 0 && notice_owner != 0 &&
+		    fchown(fd, notice_owner, (gid_t)-1) < 0) {
+			/* the owner check below refuses to write it */
+		}
+	}
 	if (fd < 0) {
 		fprintf(stderr,
 		        "saslgatectl: warning: %s: %s (daemons see the change within a second)\n",
 		        path, strerror(errno));
+		return;
+	}
+	/* Planted by another account, it is not ours to write (it may be a
+	 * hard link to something else). */
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_uid != notice_owner) {
+		fprintf(stderr,
+		        "saslgatectl: warning: %s does not belong to the owner of %s; not "
+		        "written (daemons see the change within a second)\n",
+		        path, STORE_POLICY_DB);
+		close(fd);
 		return;
 	}
 	if (flock(fd, LOCK_EX) == 0) {
@@ -213,6 +392,7 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 {
 	char path[4096];
 	struct stat sb;
+	uid_t owner = geteuid();
 
 	*db = NULL;
 	if (store_path(dir, STORE_POLICY_DB, path, sizeof(path), err) < 0)
@@ -227,12 +407,17 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 	} else if (stat(path, &sb) < 0) {
 		return sg_err_set(err, "%s: %s (create the store with \"saslgatectl init\")", path,
 		                  strerror(errno));
+	} else {
+		owner = sb.st_uid;
 	}
 	if (stat(dir, &sb) == 0 && (sb.st_mode & S_IWOTH) && !(sb.st_mode & S_ISVTX))
 		return sg_err_set(err,
 		                  "store directory %s is world-writable; refusing to use it "
 		                  "(chmod o-w %s)",
 		                  dir, dir);
+	/* Before SQLite reads anything of them. */
+	if (companions_check(dir, owner, err) < 0)
+		return -1;
 	if (open_file(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), db, err) < 0)
 		return -1;
 	/* SQLite falls back to read-only when the file cannot be written. */
@@ -242,12 +427,24 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 		store_close(db);
 		return -1;
 	}
-	if (configure_rw(*db, path, err) < 0 ||
-	    migrate(*db, schema_policy_migrations, path, err) < 0 ||
+	if (configure_rw(*db, path, err) < 0) {
+		store_close(db);
+		return -1;
+	}
+	/* Again now that SQLite holds the WAL files open: one planted between
+	 * the first look and the open is refused too, and is not checkpointed
+	 * into policy.db when the connection closes. */
+	if (companions_check(dir, owner, err) < 0) {
+		sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+		store_close(db);
+		return -1;
+	}
+	if (migrate(*db, schema_policy_migrations, path, err) < 0 ||
 	    store_path(dir, STORE_POLICY_NOTICE, notice_path, sizeof(notice_path), err) < 0) {
 		store_close(db);
 		return -1;
 	}
+	notice_owner = owner;
 	keep_wal_files(*db);
 	sqlite3_wal_hook(*db, committed, NULL);
 	if (create)
@@ -258,15 +455,21 @@ int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *e
 int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err)
 {
 	char path[4096];
+	struct stat sb;
 	int v, newest = store_policy_schema_version();
+	uid_t me = geteuid();
 
 	*db = NULL;
 	if (store_path(dir, STORE_POLICY_DB, path, sizeof(path), err) < 0)
 		return -1;
-	if (access(path, R_OK) < 0)
+	if (access(path, R_OK) < 0 || stat(path, &sb) < 0)
 		return sg_err_set(err, "%s: %s", path, strerror(errno));
-	if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0)
+	if (me != 0 && me != sb.st_uid) {
+		if (open_guarded(dir, path, sb.st_uid, db, err) < 0)
+			return -1;
+	} else if (open_file(path, SQLITE_OPEN_READONLY, db, err) < 0) {
 		return -1;
+	}
 	v = store_schema_version(*db);
 	if (v != newest) {
 		if (v < 0)

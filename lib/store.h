@@ -41,11 +41,17 @@ int store_activity_schema_version(void);
  * file and refuses an existing policy.db; create = 0 requires it to exist.
  * Migrates an older schema. Every commit on the connection then bumps the
  * change notice (STORE_POLICY_NOTICE). One admin connection per process.
- * 0 or -1 with err. */
+ * Refuses (before SQLite reads them, and again once it holds them open) a
+ * policy.db-wal, policy.db-shm or policy.notice that is not a regular file
+ * of policy.db's owner (for create, of the effective user): another account
+ * could have written changes into it. 0 or -1 with err. */
 int store_open_admin(const char *dir, int create, sqlite3 **db, struct sg_err *err);
 
 /* policy.db for a daemon: read-only (SQLITE_OPEN_READONLY); refuses a schema
- * newer or older than this program's. 0 or -1 with err. */
+ * newer or older than this program's. A process other than root and
+ * policy.db's owner never creates policy.db-wal or policy.db-shm (they
+ * would be its own, and the owner would trust them): it needs them to exist
+ * and fails, naming the fix, when they do not. 0 or -1 with err. */
 int store_open_readonly(const char *dir, sqlite3 **db, struct sg_err *err);
 
 /* activity.db: created and migrated if needed. readonly = 1 for saslgatectl's

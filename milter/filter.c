@@ -1,7 +1,7 @@
 /*
  * filter - the libmilter callbacks of saslgate-milter. Decides at MAIL FROM:
  * the connection supplies the client address and the listener, the MAIL
- * command the SASL mechanism and user; the engine does the rest.
+ * command the SASL mechanism and user; the gate does the rest.
  *
  * Every callback may run on a different worker thread (Debian's libmilter
  * runs a pool): per-connection state lives in smfi_setpriv only.
@@ -16,7 +16,7 @@
 
 #include <libmilter/mfapi.h>
 
-#include "engine.h"
+#include "gate.h"
 #include "log.h"
 #include "milter.h"
 #include "request.h"
@@ -45,12 +45,12 @@ struct connection {
 };
 
 /* Read-only after filter_configure() (before smfi_main). */
-static struct filter_config filter_cfg;
+static struct gate filter_gate;
 static atomic_uint_fast64_t connection_ids;
 
-void filter_configure(const struct filter_config *cfg)
+void filter_configure(const struct gate *gate)
 {
-	filter_cfg = *cfg;
+	filter_gate = *gate;
 }
 
 static struct connection *connection_get(SMFICTX *ctx)
@@ -134,7 +134,19 @@ static sfsistat filter_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f
 	return SMFIS_CONTINUE;
 }
 
-static sfsistat filter_error(SMFICTX *ctx, const char *what);
+static sfsistat filter_reply(SMFICTX *ctx, const struct decision *d);
+
+/* No decision could be made: the on_error answer. */
+static sfsistat filter_error(SMFICTX *ctx, const char *what, const char *instance)
+{
+	struct decision d;
+	sfsistat status;
+
+	gate_fail(&filter_gate, what, NULL, instance, &d);
+	status = filter_reply(ctx, &d);
+	decision_release(&d);
+	return status;
+}
 
 static sfsistat filter_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
@@ -142,43 +154,10 @@ static sfsistat filter_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostadd
 
 	(void)hostname;
 	if (conn == NULL)
-		return filter_error(ctx, "out of memory for connection state");
+		return filter_error(ctx, "out of memory for connection state", NULL);
 	connection_address(conn, hostaddr, macro(ctx, "{client_addr}"));
 	connection_service(ctx, conn);
 	return SMFIS_CONTINUE;
-}
-
-/* No decision could be made: apply on_error. */
-static sfsistat filter_error(SMFICTX *ctx, const char *what)
-{
-	const struct milter_reply *r = NULL;
-	sfsistat status = SMFIS_ACCEPT;
-	char text[sizeof(r->text) * 2];
-
-	activity_count_error(filter_cfg.activity);
-	switch (filter_cfg.on_error) {
-	case MILTER_ON_ERROR_TEMPFAIL:
-		r = &filter_cfg.tempfail_reply;
-		status = SMFIS_TEMPFAIL;
-		break;
-	case MILTER_ON_ERROR_REJECT:
-		r = &filter_cfg.reject_reply;
-		status = SMFIS_REJECT;
-		break;
-	case MILTER_ON_ERROR_ACCEPT:
-		break;
-	}
-	log_error("decision failed (%s): on_error=%s", what,
-	          status == SMFIS_ACCEPT   ? "accept"
-	          : status == SMFIS_REJECT ? "reject"
-	                                   : "tempfail");
-	if (r != NULL) {
-		milter_reply_escape(text, sizeof(text), r->text);
-		if (smfi_setreply(ctx, (char *)(uintptr_t)r->code,
-		                  r->enh[0] ? (char *)(uintptr_t)r->enh : NULL, text) != MI_SUCCESS)
-			log_warning("smfi_setreply refused the on_error reply");
-	}
-	return status;
 }
 
 /* A decision -> the milter's answer. */
@@ -197,13 +176,13 @@ static sfsistat filter_reply(SMFICTX *ctx, const struct decision *d)
 		break;
 	}
 	if (milter_reply_escape(text, sizeof(text), d->reply_text) != 0)
-		log_warning("reply text of policy %s truncated", d->policy ? d->policy : "?");
+		log_warning("reply text of %s truncated", d->policy ? d->policy : "on_error");
 	if (smfi_setreply(ctx, (char *)(uintptr_t)d->reply_code,
 	                  d->reply_enh[0] ? (char *)(uintptr_t)d->reply_enh : NULL,
 	                  text) != MI_SUCCESS)
-		log_warning("smfi_setreply refused %s %s for policy %s: the MTA's default reply "
+		log_warning("smfi_setreply refused %s %s for %s: the MTA's default reply "
 		            "applies",
-		            d->reply_code, d->reply_enh, d->policy ? d->policy : "?");
+		            d->reply_code, d->reply_enh, d->policy ? d->policy : "on_error");
 	return d->reply_code[0] == '4' ? SMFIS_TEMPFAIL : SMFIS_REJECT;
 }
 
@@ -212,14 +191,13 @@ static sfsistat filter_envfrom(SMFICTX *ctx, char **argv)
 	struct connection *conn = connection_get(ctx);
 	struct request req;
 	struct decision d;
-	struct snapshot *snap;
 	char instance[48], sender[SENDER_MAX];
 	const char *tls_version;
 	time_t now = sg_time_now();
 	sfsistat status;
 
 	if (conn == NULL)
-		return filter_error(ctx, "out of memory for connection state");
+		return filter_error(ctx, "out of memory for connection state", macro(ctx, "i"));
 	conn->messages++;
 	if (conn->service[0] == '\0')
 		connection_service(ctx, conn);
@@ -244,15 +222,9 @@ static sfsistat filter_envfrom(SMFICTX *ctx, char **argv)
 		req.sender = sender;
 	}
 
-	snap = source_acquire(filter_cfg.source);
-	if (engine_decide(snap, &req, now, 0, &d) != 0) {
-		snapshot_unref(&snap);
-		return filter_error(ctx, "engine");
-	}
-	activity_record(filter_cfg.activity, &req, &d, snapshot_generation(snap), now);
+	gate_decide(&filter_gate, NULL, &req, now, &d);
 	status = filter_reply(ctx, &d);
 	decision_release(&d);
-	snapshot_unref(&snap);
 	return status;
 }
 

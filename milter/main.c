@@ -65,7 +65,7 @@ struct milter_settings {
 	const char *user, *group;
 	const char *pid_file;
 	int facility;
-	struct filter_config filter;
+	struct gate_fallback fallback; /* on_error, on_error_reply */
 	struct activity_options activity;
 };
 
@@ -241,30 +241,8 @@ static int resolve_settings(const struct settings *s, struct milter_settings *m,
 		return sg_err_set(err, "syslog_facility: unknown facility \"%s\"",
 		                  settings_str(s, "syslog_facility"));
 
-	if (milter_on_error_parse(settings_str(s, "on_error"), &m->filter.on_error) != 0)
-		return sg_err_set(err, "on_error: unknown action \"%s\"",
-		                  settings_str(s, "on_error"));
-	/* on_error_reply serves the action whose class it has; the other action
-	 * uses a built-in reply of its own class. */
-	if (milter_reply_parse("451 4.3.0 saslgate: temporary policy error, try again later",
-	                       &m->filter.tempfail_reply, err) != 0 ||
-	    milter_reply_parse("550 5.3.0 saslgate: policy error", &m->filter.reject_reply, err) !=
-	        0)
+	if (gate_fallback_from_settings(s, &m->fallback, err) != 0)
 		return -1;
-	{
-		struct milter_reply r;
-
-		if (milter_reply_parse(settings_str(s, "on_error_reply"), &r, err) != 0) {
-			char reason[SG_ERR_MAX];
-
-			sg_strlcpy(reason, err->text, sizeof(reason));
-			return sg_err_set(err, "on_error_reply: %s", reason);
-		}
-		if (r.code[0] == '4')
-			m->filter.tempfail_reply = r;
-		else
-			m->filter.reject_reply = r;
-	}
 
 	m->activity.dir = m->store_dir;
 	m->activity.program = "milter";
@@ -388,30 +366,16 @@ static void prepare_pid_dir(const struct milter_settings *m, const char *pid_fil
 		log_warning("%s: chown: %s", DEFAULT_PID_DIR, strerror(errno));
 }
 
+/* The heartbeat thread: gate_heartbeat() every interval_s, which also picks
+ * up a committed change (or notices a broken store) when no mail arrives. */
 struct heartbeat {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stop;
 	unsigned interval_s;
-	struct source *source;
-	struct activity *activity;
+	const struct gate *gate;
 };
-
-/* Reports the source's health; acquiring also picks up a committed change (or
- * notices a broken store) when no mail arrives. */
-static void heartbeat_beat(struct heartbeat *hb)
-{
-	struct snapshot *snap = source_acquire(hb->source);
-	struct source_stats st;
-	char reason[256];
-	int degraded;
-
-	snapshot_unref(&snap);
-	source_stats(hb->source, &st);
-	degraded = source_degraded(hb->source, reason, sizeof(reason));
-	activity_set_status(hb->activity, st.generation, degraded, degraded ? reason : NULL);
-}
 
 static void *heartbeat_main(void *arg)
 {
@@ -421,7 +385,7 @@ static void *heartbeat_main(void *arg)
 	pthread_mutex_lock(&hb->lock);
 	while (!hb->stop) {
 		pthread_mutex_unlock(&hb->lock);
-		heartbeat_beat(hb);
+		gate_heartbeat(hb->gate);
 		pthread_mutex_lock(&hb->lock);
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += hb->interval_s;
@@ -499,12 +463,30 @@ static void block_stop_signals(void)
  * libmilter's thread take a signal after all, the stop is as slow as before,
  * and the listener thread wakes the main thread (LISTENER_DONE) when
  * smfi_main() returns.
+ *
+ * smfi_stop() closes the listening socket. libmilter expects that to happen
+ * only while its accept loop runs, and reports a failure otherwise:
+ * - before the loop, smfi_main() sets up its signal thread (initialising the
+ *   mutex smfi_stop() takes) and, finding the socket closed, opens it again;
+ *   as root a UNIX socket's file is still there, the bind fails and
+ *   smfi_main() returns MI_FAILURE;
+ * - inside the loop, between reading the stop flag and taking its lock, it
+ *   finds the socket closed and returns MI_FAILURE ("listenfd corrupted").
+ * So a stop is requested only once the listener thread has run for
+ * STARTUP_GRACE_MS (its set-up takes well under a millisecond), the first
+ * wake-up waits until smfi_stop() has had time to set the flag, and a
+ * failure that smfi_main() reports after this process asked it to stop is
+ * the stop's own doing, not an error: see listener_exit_status().
  */
-#define LISTENER_WAKE (SIGRTMIN + 3)
+#define LISTENER_WAKE    (SIGRTMIN + 3)
+#define STARTUP_GRACE_MS 100
+#define WAKE_PAUSE_MS    20
 
 struct listener {
 	pthread_t thread, main_thread;
 	int rc;
+	atomic_int running;         /* set by the listener thread before smfi_main() */
+	struct timespec started_at; /* CLOCK_MONOTONIC, when running was set */
 	atomic_int done;
 };
 
@@ -517,6 +499,8 @@ static void *listener_main(void *arg)
 {
 	struct listener *l = arg;
 
+	clock_gettime(CLOCK_MONOTONIC, &l->started_at);
+	atomic_store(&l->running, 1);
 	l->rc = smfi_main();
 	atomic_store(&l->done, 1);
 	pthread_kill(l->main_thread, LISTENER_DONE); /* if it is still waiting */
@@ -530,13 +514,75 @@ static void *stopper_main(void *arg)
 	return NULL;
 }
 
+static void pause_ms(long ms)
+{
+	struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+		;
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000L;
+}
+
+/* Returns once smfi_main() has had STARTUP_GRACE_MS to set itself up (or
+ * has returned). */
+static void await_listener_setup(struct listener *l)
+{
+	long ran;
+
+	while (!atomic_load(&l->running) && !atomic_load(&l->done))
+		pause_ms(1);
+	if (atomic_load(&l->done))
+		return;
+	ran = ms_since(&l->started_at);
+	if (ran < STARTUP_GRACE_MS)
+		pause_ms(STARTUP_GRACE_MS - ran);
+}
+
+static void request_stop(struct listener *l)
+{
+	pthread_t stopper;
+
+	await_listener_setup(l);
+	if (atomic_load(&l->done))
+		return;
+	if (pthread_create(&stopper, NULL, stopper_main, NULL) == 0)
+		pthread_detach(stopper);
+	while (!atomic_load(&l->done)) {
+		pause_ms(WAKE_PAUSE_MS);
+		pthread_kill(l->thread, LISTENER_WAKE);
+	}
+}
+
+/* The exit status for smfi_main()'s result: a failure after a stop this
+ * process asked for is how libmilter reports its closed socket (above). */
+static int listener_exit_status(int rc, int stop_requested)
+{
+	if (rc == MI_SUCCESS)
+		return 0;
+	if (stop_requested) {
+		log_info("libmilter reported its listening socket closed by the stop");
+		return 0;
+	}
+	log_error("libmilter stopped listening on its own (MI_FAILURE): see its syslog "
+	          "messages (facility mail)");
+	return 1;
+}
+
+/* Runs smfi_main() until it returns or a stop signal arrives; returns the
+ * exit status. */
 static int run_listener(void)
 {
 	struct listener l = {.main_thread = pthread_self(), .rc = MI_FAILURE};
 	struct sigaction sa;
 	sigset_t set;
-	pthread_t stopper;
-	int sig = 0;
+	int sig = 0, stop_requested = 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = listener_wake_handler; /* no SA_RESTART: poll() returns EINTR */
@@ -550,17 +596,11 @@ static int run_listener(void)
 		;
 	if (sig != LISTENER_DONE && !atomic_load(&l.done)) {
 		log_info("stopping on signal %d", sig);
-		if (pthread_create(&stopper, NULL, stopper_main, NULL) == 0)
-			pthread_detach(stopper);
-		while (!atomic_load(&l.done)) {
-			struct timespec pause = {0, 20 * 1000000L};
-
-			pthread_kill(l.thread, LISTENER_WAKE);
-			nanosleep(&pause, NULL);
-		}
+		stop_requested = 1;
+		request_stop(&l);
 	}
 	pthread_join(l.thread, NULL);
-	return l.rc;
+	return listener_exit_status(l.rc, stop_requested);
 }
 
 int main(int argc, char **argv)
@@ -571,8 +611,9 @@ int main(int argc, char **argv)
 	struct sg_err err;
 	struct source *src;
 	struct heartbeat hb;
+	struct gate gate;
 	const char *pid_file;
-	int ok, rc;
+	int ok, rc, status;
 
 	parse_options(argc, argv, &opt);
 	if (load_settings(&opt, &settings, &err) != 0) {
@@ -589,8 +630,8 @@ int main(int argc, char **argv)
 		return rc;
 	}
 
+	block_stop_signals(); /* before the first log line: from here on a stop is clean */
 	log_open(PROGRAM, 1, m.facility);
-	block_stop_signals();
 	pid_file = m.pid_file[0] ? m.pid_file : (opt.foreground ? NULL : DEFAULT_PID_FILE);
 
 	if (filter_register(&err) != 0)
@@ -623,30 +664,30 @@ int main(int argc, char **argv)
 	if (pid_file != NULL && daemon_pidfile_write(pid_file, &err) != 0)
 		fatal("%s", err.text);
 
-	m.filter.source = src;
-	m.filter.activity = activity_open(&m.activity, &err);
-	if (m.filter.activity == NULL)
+	gate.source = src;
+	gate.activity = activity_open(&m.activity, &err);
+	gate.fallback = &m.fallback;
+	if (gate.activity == NULL)
 		fatal("%s", err.text);
-	filter_configure(&m.filter);
+	filter_configure(&gate);
 	memset(&hb, 0, sizeof(hb));
 	hb.interval_s = m.activity.heartbeat_s;
-	hb.source = src;
-	hb.activity = m.filter.activity;
+	hb.gate = &gate;
 	heartbeat_start(&hb);
 
 	set_thread_stack(settings_int(&settings, "milter_thread_stack"));
 	log_info("listening on %s (store %s)", m.socket, m.store_dir);
-	rc = run_listener();
+	status = run_listener();
 	log_info("stopped listening");
 
 	heartbeat_stop(&hb);
-	heartbeat_beat(&hb);
-	activity_close(&m.filter.activity);
+	gate_heartbeat(&gate); /* for the final heartbeat */
+	activity_close(&gate.activity);
 	source_close(&src);
 	if (pid_file != NULL)
 		daemon_pidfile_remove(pid_file);
 	if (m.socket_path != NULL && unlink(m.socket_path) != 0 && errno != ENOENT)
 		log_warning("%s: cannot remove: %s", m.socket_path, strerror(errno));
 	settings_free(&settings);
-	return rc == MI_SUCCESS ? 0 : 1;
+	return status;
 }

@@ -57,41 +57,8 @@ fail:
 	return -1;
 }
 
-/* "451 4.3.0 text" -> validated with the same rule as a policy's reply. */
-static int reply_check(const char *reply, struct sg_err *err)
-{
-	char code[8], enh[32];
-	const char *p = reply, *sp;
-	size_t n;
-
-	sp = strchr(p, ' ');
-	n = sp ? (size_t)(sp - p) : strlen(p);
-	if (sp == NULL || n >= sizeof(code))
-		return sg_err_set(err, "on_error_reply: expected \"CODE X.Y.Z text\", got \"%s\"",
-		                  reply);
-	memcpy(code, p, n);
-	code[n] = '\0';
-	p = sp + 1;
-	sp = strchr(p, ' ');
-	n = sp ? (size_t)(sp - p) : strlen(p);
-	if (sp == NULL || n >= sizeof(enh))
-		return sg_err_set(err, "on_error_reply: expected \"CODE X.Y.Z text\", got \"%s\"",
-		                  reply);
-	memcpy(enh, p, n);
-	enh[n] = '\0';
-	if (policy_reply_valid(code, enh, sp + 1, err) < 0) {
-		struct sg_err inner = *err;
-
-		return sg_err_set(err, "on_error_reply: %s", inner.text);
-	}
-	return 0;
-}
-
 int policyd_config_derive(const struct settings *s, struct policyd_config *cfg, struct sg_err *err)
 {
-	const char *on_error = settings_str(s, "on_error");
-	const char *reply = settings_str(s, "on_error_reply");
-
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->limits.max_line_bytes = (size_t)settings_int(s, "max_line_bytes");
 	cfg->limits.max_attributes = (size_t)settings_int(s, "max_attributes");
@@ -99,17 +66,6 @@ int policyd_config_derive(const struct settings *s, struct policyd_config *cfg, 
 	cfg->idle_timeout_s = settings_int(s, "idle_timeout");
 	cfg->max_connections = (size_t)settings_int(s, "max_connections");
 	cfg->report_warn = strcmp(settings_str(s, "report_only_action"), "warn") == 0;
-	if (strcmp(on_error, "accept") == 0)
-		cfg->on_error = ON_ERROR_ACCEPT;
-	else if (strcmp(on_error, "reject") == 0)
-		cfg->on_error = ON_ERROR_REJECT;
-	else
-		cfg->on_error = ON_ERROR_TEMPFAIL;
-	if (reply_check(reply, err) < 0)
-		return -1;
-	if (sg_strlcpy(cfg->on_error_reply, reply, sizeof(cfg->on_error_reply)) >=
-	    sizeof(cfg->on_error_reply))
-		return sg_err_set(err, "on_error_reply: longer than %zu bytes",
-		                  sizeof(cfg->on_error_reply) - 1);
-	return 0;
+	cfg->http_api_key = settings_str(s, "http_api_key");
+	return gate_fallback_from_settings(s, &cfg->fallback, err);
 }

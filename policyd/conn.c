@@ -123,10 +123,12 @@ static void format_peer(struct conn *c, int fd, const struct sockaddr *sa,
 
 /* Over max_connections: the socket is closed at once; the refusals are logged
  * at most once a minute, with their count. */
-static int over_limit(struct server *srv)
+int conns_over_limit(struct server *srv)
 {
 	time_t now;
 
+	if (srv->stopping)
+		return 1;
 	if (srv->n_conns < srv->cfg.max_connections)
 		return 0;
 	srv->refused_unlogged++;
@@ -354,7 +356,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
 {
 	struct conn *c;
 
-	if (srv->stopping || over_limit(srv)) {
+	if (conns_over_limit(srv)) {
 		close(fd);
 		return;
 	}

@@ -1,7 +1,7 @@
 /*
- * decide - the adapter between the policy delegation protocol and the engine:
- * attributes -> struct request, engine_decide() with the current snapshot, and
- * the decision -> "action=..." reply.
+ * decide - the adapter between the policy delegation protocol and the gate:
+ * attributes -> struct request, gate_decide() with this event-loop
+ * iteration's snapshot, and the decision -> "action=..." reply.
  */
 #include <string.h>
 #include <time.h>
@@ -53,19 +53,6 @@ static size_t finish(char *reply, size_t len, const char *action)
 	return finish_parts(reply, len, parts);
 }
 
-static size_t on_error_reply(const struct server *srv, char *reply, size_t len)
-{
-	switch (srv->cfg.on_error) {
-	case ON_ERROR_ACCEPT:
-		return finish(reply, len, "DUNNO");
-	case ON_ERROR_REJECT:
-		return finish(reply, len, "550 5.7.0 saslgate: policy error, submission refused");
-	case ON_ERROR_TEMPFAIL:
-	default:
-		return finish(reply, len, srv->cfg.on_error_reply);
-	}
-}
-
 static void request_from(const struct policy_parser *p, struct request *req)
 {
 	const char *service = policy_parser_get(p, POLICY_ATTR_POLICY_CONTEXT);
@@ -93,7 +80,9 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 	char text[sizeof(d->reply_text)];
 
 	if (d->outcome == OUTCOME_BLOCK) {
-		const char *const parts[] = {d->reply_code, " ", d->reply_enh, " ", text, NULL};
+		/* The enhanced code of an on_error_reply is optional. */
+		const char *const parts[] = {
+		    d->reply_code, " ", d->reply_enh, d->reply_enh[0] ? " " : "", text, NULL};
 
 		reply_safe(text, sizeof(text), d->reply_text, sizeof(text) - 1);
 		return finish_parts(reply, len, parts);
@@ -111,7 +100,8 @@ static size_t decision_reply(const struct server *srv, const struct request *req
 }
 
 /*
- * The snapshot to decide with, checked once per event-loop iteration: the
+ * The snapshot to decide with (a reference held by srv), checked once per
+ * event-loop iteration: the
  * first request decided after epoll_wait() returns asks source_acquire()
  * (one pread of policy.notice, PRAGMA data_version only when it moved) and
  * schedules policyd_iteration_end(), which libevent runs after the other
@@ -121,15 +111,15 @@ static size_t decision_reply(const struct server *srv, const struct request *req
  * (Keying the check on libevent's cached time was tried and dropped: two
  * iterations can share a timestamp.)
  */
-static struct snapshot *iteration_snapshot(struct server *srv)
+struct snapshot *policyd_snapshot(struct server *srv)
 {
 	if (!srv->snap_checked) {
 		snapshot_unref(&srv->snap);
-		srv->snap = source_acquire(srv->source);
+		srv->snap = source_acquire(srv->gate.source);
 		srv->snap_checked = 1;
 		event_active(srv->ev_iteration_end, EV_TIMEOUT, 0);
 	}
-	return srv->snap != NULL ? snapshot_ref(srv->snap) : NULL;
+	return srv->snap;
 }
 
 void policyd_iteration_end(evutil_socket_t fd, short what, void *arg)
@@ -148,31 +138,11 @@ size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *r
 {
 	struct request req;
 	struct decision d;
-	struct snapshot *snap;
-	time_t now = sg_time_now();
 	size_t n;
 
 	request_from(p, &req);
-	snap = iteration_snapshot(srv);
-	if (snap == NULL) {
-		log_error("no policy snapshot available: client=%s instance=%s: applying "
-		          "on_error",
-		          req.client_addr, req.instance);
-		activity_count_error(srv->activity);
-		return on_error_reply(srv, reply, len);
-	}
-	memset(&d, 0, sizeof(d));
-	if (engine_decide(snap, &req, now, 0, &d) < 0) {
-		log_error("decision failed (out of memory): client=%s instance=%s: applying "
-		          "on_error",
-		          req.client_addr, req.instance);
-		activity_count_error(srv->activity);
-		snapshot_unref(&snap);
-		return on_error_reply(srv, reply, len);
-	}
-	activity_record(srv->activity, &req, &d, snapshot_generation(snap), now);
+	gate_decide(&srv->gate, policyd_snapshot(srv), &req, sg_time_now(), &d);
 	n = decision_reply(srv, &req, &d, reply, len);
 	decision_release(&d);
-	snapshot_unref(&snap);
 	return n;
 }

@@ -1,6 +1,7 @@
 /*
  * listen - saslgate-policyd's endpoints: "unix:PATH" and "inet:HOST:PORT"
- * ("inet:[::1]:PORT" for IPv6). Sockets are bound before privileges are
+ * ("inet:[::1]:PORT" for IPv6) speak the Postfix policy protocol,
+ * "http:HOST:PORT" Dovecot's auth policy protocol (http.c). Sockets are bound before privileges are
  * dropped; a UNIX socket gets its mode, owner and group set explicitly after
  * bind, so the umask of whoever started the daemon does not decide who may
  * talk to it.
@@ -27,7 +28,7 @@
 #define LISTEN_BACKLOG 1024
 
 struct endpoint_addr {
-	int is_unix;
+	int is_unix, is_http;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -109,7 +110,12 @@ static int endpoint_parse(const char *spec, struct endpoint_addr *out, struct sg
 		return parse_unix(spec, spec + 5, out, err);
 	if (strncmp(spec, "inet:", 5) == 0)
 		return parse_inet(spec, spec + 5, out, err);
-	return sg_err_set(err, "endpoint %s: expected unix:PATH or inet:HOST:PORT", spec);
+	if (strncmp(spec, "http:", 5) == 0) {
+		out->is_http = 1;
+		return parse_inet(spec, spec + 5, out, err);
+	}
+	return sg_err_set(err, "endpoint %s: expected unix:PATH, inet:HOST:PORT or http:HOST:PORT",
+	                  spec);
 }
 
 int endpoint_check(const char *spec, struct sg_err *err)
@@ -278,6 +284,7 @@ int endpoints_bind(struct server *srv, struct sg_err *err)
 		ep->spec = xstrdup(spec);
 		ep->fd = -1;
 		ep->srv = srv;
+		ep->http = a.is_http;
 		if ((a.is_unix ? bind_unix(srv, ep, &a, err) : bind_inet(ep, &a, err)) < 0)
 			return -1;
 	}
@@ -319,6 +326,11 @@ int endpoints_listen(struct server *srv, struct sg_err *err)
 	for (size_t i = 0; i < srv->n_endpoints; i++) {
 		struct endpoint *ep = &srv->endpoints[i];
 
+		if (ep->http) {
+			if (http_endpoint_listen(srv, ep, err) < 0)
+				return -1;
+			continue;
+		}
 		ep->listener =
 		    evconnlistener_new(srv->base, accept_cb, ep,
 		                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, ep->fd);
@@ -352,7 +364,9 @@ void endpoints_close(struct server *srv)
 	for (size_t i = 0; i < srv->n_endpoints; i++) {
 		struct endpoint *ep = &srv->endpoints[i];
 
-		if (ep->listener != NULL)
+		if (ep->http && ep->evhttp != NULL)
+			http_endpoint_close(ep); /* its listener and socket with it */
+		else if (ep->listener != NULL)
 			evconnlistener_free(ep->listener);
 		else if (ep->fd >= 0)
 			close(ep->fd);

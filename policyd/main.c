@@ -188,6 +188,21 @@ static int check_config(const struct settings *s)
 
 static struct server server;
 
+/* SIGTERM, SIGINT and SIGHUP are held from start-up until the event loop's
+ * handlers for them are in place, so that a stop right after start is a
+ * clean stop instead of the default action; threads started in between
+ * (the activity writer) inherit the mask and never take them. */
+static void hold_signals(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(how, &set, NULL);
+}
+
 void server_maybe_finish(struct server *srv)
 {
 	if (srv->stopping && srv->n_conns == 0)
@@ -205,6 +220,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	srv->stopping = 1;
 	endpoints_pause(srv);
 	conns_shutdown(srv);
+	http_conns_close_all(srv);
 	evtimer_add(srv->ev_grace, &grace);
 	server_maybe_finish(srv);
 }
@@ -226,11 +242,17 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 /* Keys that take effect on SIGHUP; everything else needs a restart. */
 static int live_key(const char *key)
 {
-	static const char *const keys[] = {"max_line_bytes",    "max_attributes",
-	                                   "max_request_bytes", "idle_timeout",
-	                                   "max_connections",   "report_only_action",
-	                                   "on_error",          "on_error_reply",
-	                                   "syslog_facility",   NULL};
+	static const char *const keys[] = {"max_line_bytes",
+	                                   "max_attributes",
+	                                   "max_request_bytes",
+	                                   "idle_timeout",
+	                                   "max_connections",
+	                                   "report_only_action",
+	                                   "on_error",
+	                                   "on_error_reply",
+	                                   "syslog_facility",
+	                                   "http_api_key",
+	                                   NULL};
 
 	for (size_t i = 0; keys[i] != NULL; i++) {
 		if (strcmp(keys[i], key) == 0)
@@ -268,7 +290,9 @@ static void reload(struct server *srv)
 		if (!(settings_table[i].programs & SETTINGS_POLICYD) || a == NULL || b == NULL ||
 		    strcmp(a, b) == 0)
 			continue;
-		if (live_key(settings_table[i].key)) {
+		if (settings_secret(settings_table[i].key)) {
+			log_info("SIGHUP: %s changed", settings_table[i].key);
+		} else if (live_key(settings_table[i].key)) {
 			log_info("SIGHUP: %s = %s (was %s)", settings_table[i].key, b, a);
 		} else {
 			log_warning("SIGHUP: %s changed to %s: takes effect after a restart",
@@ -295,27 +319,11 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Every heartbeat_interval: pick up store changes even without traffic and
  * report the source's state to the activity writer. */
-static void report_status(struct server *srv)
-{
-	struct source_stats st;
-	char reason[SG_ERR_MAX] = "";
-	int degraded;
-
-	/* lib/source logs the transitions; we only report them. */
-	degraded = source_degraded(srv->source, reason, sizeof(reason));
-	source_stats(srv->source, &st);
-	srv->degraded = degraded;
-	activity_set_status(srv->activity, st.generation, degraded, degraded ? reason : NULL);
-	activity_set_rebuilds(srv->activity, st.rebuilds, st.last_rebuild_us);
-}
-
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct snapshot *snap = source_acquire(srv->source);
 
-	snapshot_unref(&snap);
-	report_status(srv);
+	gate_heartbeat(&srv->gate);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -345,14 +353,15 @@ static int setup_events(struct server *srv)
 	    evsignal_add(srv->ev_hup, NULL) < 0 || event_add(srv->ev_heartbeat, &tv) < 0 ||
 	    event_add(srv->ev_sweep, &one_second) < 0)
 		return -1;
+	hold_signals(SIG_UNBLOCK); /* a signal held since start-up is taken now */
 	return 0;
 }
 
 static void free_events(struct server *srv)
 {
-	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,          &srv->ev_hup,
-	                        &srv->ev_grace, &srv->ev_resume,       &srv->ev_heartbeat,
-	                        &srv->ev_sweep, &srv->ev_iteration_end};
+	struct event **evs[] = {&srv->ev_term,  &srv->ev_int,           &srv->ev_hup,
+	                        &srv->ev_grace, &srv->ev_resume,        &srv->ev_heartbeat,
+	                        &srv->ev_sweep, &srv->ev_iteration_end, &srv->ev_http_adopt};
 
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (*evs[i] != NULL)
@@ -374,8 +383,8 @@ static int open_activity(struct server *srv, const char *dir, struct sg_err *err
 	ao.nice = (int)settings_int(&srv->settings, "activity_nice");
 	ao.retention_days = 0; /* a policy.db setting; the daemon does not apply it */
 	ao.log_decisions = settings_bool(&srv->settings, "log_decisions");
-	srv->activity = activity_open(&ao, err);
-	return srv->activity != NULL ? 0 : -1;
+	srv->gate.activity = activity_open(&ao, err);
+	return srv->gate.activity != NULL ? 0 : -1;
 }
 
 /* Everything after the sockets are bound. Returns the exit status. */
@@ -404,8 +413,8 @@ static int serve(struct server *srv)
 		goto out_pid;
 	}
 	snapshot_set_free_aside(1);
-	srv->source = source_open(dir, &err);
-	if (srv->source == NULL) {
+	srv->gate.source = source_open(dir, &err);
+	if (srv->gate.source == NULL) {
 		log_error("policy store %s: %s", dir, err.text);
 		goto out_pid;
 	}
@@ -419,7 +428,7 @@ static int serve(struct server *srv)
 		goto out_events;
 	}
 	heartbeat_cb(-1, 0, srv);
-	snap = source_acquire(srv->source);
+	snap = source_acquire(srv->gate.source);
 	log_info("started: %zu endpoint(s), store %s, policy generation %lld", srv->n_endpoints,
 	         dir, (long long)snapshot_generation(snap));
 	snapshot_unref(&snap);
@@ -428,17 +437,19 @@ static int serve(struct server *srv)
 	log_info("stopped");
 out_events:
 	conns_close_all(srv);
-	if (srv->activity != NULL)
-		report_status(srv); /* for the final heartbeat */
+	if (srv->gate.activity != NULL)
+		gate_heartbeat(&srv->gate); /* for the final heartbeat */
 	policyd_release_snapshot(srv);
 	endpoints_close(srv);
 	free_events(srv);
 	if (srv->base != NULL)
 		event_base_free(srv->base);
 	srv->base = NULL;
-	activity_close(&srv->activity);
+	free(srv->http_new);
+	srv->http_new = NULL;
+	activity_close(&srv->gate.activity);
 out_source:
-	source_close(&srv->source);
+	source_close(&srv->gate.source);
 out_pid:
 	endpoints_close(srv); /* no-op if already closed; removes UNIX sockets */
 	if (*pid_file != '\0')
@@ -464,8 +475,10 @@ int main(int argc, char **argv)
 	}
 	if (check)
 		return check_config(&srv->settings);
+	hold_signals(SIG_BLOCK);
 	if (policyd_config_derive(&srv->settings, &srv->cfg, &err) < 0)
 		fatal("%s", err.text);
+	srv->gate.fallback = &srv->cfg.fallback; /* a SIGHUP updates it in place */
 	signal(SIGPIPE, SIG_IGN);
 	if (!srv->foreground) {
 		/* Catch a missing or broken store while stderr still reaches someone. */

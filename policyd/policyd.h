@@ -18,14 +18,13 @@
 #include <event2/listener.h>
 
 #include "activity.h"
+#include "gate.h"
 #include "request_parse.h"
 #include "settings.h"
 #include "source.h"
 #include "util.h"
 
 #define POLICYD_PROGRAM "saslgate-policyd"
-
-enum on_error { ON_ERROR_TEMPFAIL, ON_ERROR_ACCEPT, ON_ERROR_REJECT };
 
 /* Room for "action=" + code + enhanced code + the engine's 512-byte text. */
 #define POLICYD_REPLY_MAX 640
@@ -36,9 +35,9 @@ struct policyd_config {
 	struct policy_limits limits;
 	int64_t idle_timeout_s;
 	size_t max_connections;
-	int report_warn; /* report_only_action = warn */
-	enum on_error on_error;
-	char on_error_reply[POLICYD_REPLY_MAX]; /* without "action=" */
+	int report_warn;               /* report_only_action = warn */
+	struct gate_fallback fallback; /* on_error, on_error_reply */
+	const char *http_api_key;      /* "": none; points into the settings */
 };
 
 /* Derives the configuration from validated settings. 0, or -1 with err (an
@@ -62,29 +61,36 @@ int policyd_settings_build(const struct policyd_cmdline *cl, struct settings *s,
 
 /* One listening endpoint. */
 struct endpoint {
-	char *spec;      /* as configured: "unix:/run/x.sock", "inet:[::1]:10031" */
-	char *unix_path; /* for unix: endpoints, else NULL */
-	int fd;          /* bound, listening socket, or -1 */
-	struct evconnlistener *listener;
+	char *spec;                      /* as configured: "unix:/run/x.sock", "inet:[::1]:10031" */
+	char *unix_path;                 /* for unix: endpoints, else NULL */
+	int fd;                          /* bound, listening socket, or -1 */
+	int http;                        /* an http: endpoint (Dovecot's auth policy, http.c) */
+	struct evconnlistener *listener; /* http: evhttp's, owned by evhttp */
+	struct evhttp *evhttp;           /* http: endpoints only */
 	struct server *srv;
 };
 
 struct conn;
+struct http_conn;
 
 struct server {
 	struct event_base *base;
 	struct settings settings;
 	struct policyd_cmdline cmdline;
 	struct policyd_config cfg;
-	struct source *source;
-	struct activity *activity;
+	struct gate gate; /* its fallback points to cfg.fallback */
 	int foreground;
 
 	struct endpoint *endpoints;
 	size_t n_endpoints;
 
-	struct conn *conns; /* doubly linked list of open connections */
-	size_t n_conns;
+	struct conn *conns;            /* doubly linked list of open connections */
+	size_t n_conns;                /* policy and http: connections: one max_connections */
+	struct http_conn *http_conns;  /* http: connections (http.c) */
+	struct bufferevent **http_new; /* accepted, not yet adopted (http.c) */
+	size_t n_http_new, http_new_cap;
+	struct event *ev_http_adopt;
+	time_t mech_missing_logged_at;
 
 	/* The snapshot of this event-loop iteration (see decide.c). */
 	struct snapshot *snap;
@@ -92,7 +98,6 @@ struct server {
 	struct event *ev_iteration_end;
 
 	int stopping;
-	int degraded; /* last reported state of the source */
 	time_t refused_logged_at;
 	uint64_t refused_unlogged;
 	time_t accept_error_logged_at;
@@ -138,6 +143,10 @@ void conns_shutdown(struct server *srv);
 /* Closes every connection at once (end of the grace period). */
 void conns_close_all(struct server *srv);
 
+/* 1 when a new connection must be refused (stopping, or max_connections
+ * open); the refusals are logged at most once a minute. */
+int conns_over_limit(struct server *srv);
+
 /* Closes connections idle (or not reading their replies) for idle_timeout.
  * Called once a second; a SIGHUP's new timeout so applies to open
  * connections too. */
@@ -146,12 +155,29 @@ void conns_sweep(struct server *srv, int64_t now_ms);
 /* A monotonic clock in milliseconds (coarse: a few ms), for idle times. */
 int64_t conns_clock_ms(void);
 
+/* http.c */
+
+/* Serves Dovecot's auth policy requests on ep (an http: endpoint, bound):
+ * an evhttp on srv->base. 0 or -1 with err. */
+int http_endpoint_listen(struct server *srv, struct endpoint *ep, struct sg_err *err);
+
+/* Frees ep's evhttp, its listener and socket. */
+void http_endpoint_close(struct endpoint *ep);
+
+/* Closes every http: connection (shutdown: Dovecot keeps idle ones open). */
+void http_conns_close_all(struct server *srv);
+
 /* decide.c */
 
 /* Decides a completed request and formats the whole reply, "action=...\n\n",
  * into reply (POLICYD_REPLY_MAX bytes). Records the decision in activity.
  * Returns the reply length. Never fails: errors give the on_error reply. */
 size_t policyd_decide(struct server *srv, const struct policy_parser *p, char *reply, size_t len);
+
+/* The snapshot of this event-loop iteration, checked for a committed change
+ * by its first request: a reference held by srv, valid until the iteration
+ * ends. */
+struct snapshot *policyd_snapshot(struct server *srv);
 
 /* Ends an event-loop iteration: the next request checks the store again. */
 void policyd_iteration_end(evutil_socket_t fd, short what, void *arg);

@@ -1,8 +1,9 @@
 /*
  * fuzz_milter_macros - the text saslgate-milter takes from configuration and
- * from the MTA and hands back to it: reply parsing (on_error_reply), reply
- * escaping for smfi_setreply, envelope senders and socket specs. The helpers
- * are compiled in from milter/reply.c (the fuzz build links only lib/).
+ * from the MTA and hands back to it: reply parsing (on_error_reply, in
+ * lib/gate.c), reply escaping for smfi_setreply, envelope senders and socket
+ * specs. The milter's helpers are compiled in from milter/reply.c (the fuzz
+ * build links only lib/).
  *
  * Invariants checked: the escaped text is printable ASCII, fits its buffer,
  * and every '%' in it is part of a "%%" pair; a parsed reply has a 4xx/5xx
@@ -19,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char text[2048], out[64], sender[32];
-	struct milter_reply reply;
+	struct gate_reply reply;
 	struct sg_err err;
 	size_t i;
 
@@ -28,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = '\0';
 
-	if (milter_reply_parse(text, &reply, &err) == 0) {
+	if (gate_reply_parse(text, &reply, &err) == 0) {
 		if (reply.code[0] != '4' && reply.code[0] != '5')
 			abort();
 		if (reply.enh[0] != '\0' && reply.enh[0] != reply.code[0])

@@ -1,7 +1,10 @@
 /*
- * libFuzzer target for lib/pattern.c. Input: "pattern\nuser". Checks the
- * normalisation invariants, the glob matcher against fnmatch(3) in the C
- * locale, and that the user index finds exactly what pattern_match finds.
+ * libFuzzer target for lib/pattern.c and the user-name side of lib/utf8.c.
+ * Input: "pattern\nuser". Checks the normalisation invariants (valid UTF-8,
+ * folded, idempotent), the glob matcher against fnmatch(3) in the C locale
+ * where both are ASCII (fnmatch matches bytes, the matcher characters),
+ * that the user index finds exactly what pattern_match finds, and that the
+ * escape of the user is safe to print and undoes to the user.
  */
 #include <fnmatch.h>
 #include <stdint.h>
@@ -9,6 +12,7 @@
 #include <string.h>
 
 #include "pattern.h"
+#include "utf8.h"
 
 #define INPUT_MAX 4096
 
@@ -22,6 +26,51 @@ static int count_match(void *value, const struct pattern *p, void *arg)
 	return 0;
 }
 
+static int is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 0;
+	return 1;
+}
+
+/* The escape of user: printable, valid UTF-8, and it undoes to user. */
+static void check_escape(const char *user)
+{
+	size_t len = strlen(user), o = 0;
+	char *esc = malloc(UTF8_ESCAPE_MAX(len) + 1), *back = malloc(len + 1), *end;
+
+	if (esc == NULL || back == NULL)
+		abort();
+	end = utf8_escape(esc, user, len, UTF8_ESC_KV);
+	*end = '\0';
+	if (!utf8_valid(esc, (size_t)(end - esc)))
+		abort();
+	for (const char *p = esc; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c <= 0x20 || c == 0x7f || c == '"' || c == '=')
+			abort();
+		if (c != '\\') {
+			back[o++] = *p;
+		} else if (p[1] == '\\') {
+			back[o++] = '\\';
+			p++;
+		} else if (p[1] == 'x' && end - p >= 4) {
+			char hex[3] = {p[2], p[3], '\0'};
+
+			back[o++] = (char)strtoul(hex, NULL, 16);
+			p += 3;
+		} else {
+			abort(); /* a lone backslash */
+		}
+	}
+	if (o != len || memcmp(back, user, len) != 0)
+		abort();
+	free(esc);
+	free(back);
+}
+
 static void check(const char *ptext, const char *user_raw)
 {
 	struct pattern p, again;
@@ -30,9 +79,12 @@ static void check(const char *ptext, const char *user_raw)
 	size_t i, len;
 	int m, found = 0;
 
+	check_escape(user_raw);
 	if (pattern_parse(ptext, &p, NULL) != 0)
 		return;
 	len = strlen(p.text);
+	if (!utf8_valid(p.text, len))
+		abort();
 	if (len == 0 || len > PATTERN_MAX)
 		abort();
 	for (i = 0; i < len; i++)
@@ -54,9 +106,17 @@ static void check(const char *ptext, const char *user_raw)
 	if (p.kind == PATTERN_EXACT && !pattern_match(&p, p.text))
 		abort();
 
-	sg_lower(user, user_raw, sizeof(user));
+	utf8_fold(user, user_raw, sizeof(user));
+	{
+		char twice[INPUT_MAX + 1];
+
+		utf8_fold(twice, user, sizeof(twice));
+		if (strcmp(twice, user) != 0)
+			abort(); /* folding is idempotent */
+	}
 	m = pattern_match(&p, user);
-	if (p.kind == PATTERN_GLOB && m != (fnmatch(p.text, user, FNM_NOESCAPE) == 0))
+	if (p.kind == PATTERN_GLOB && is_ascii(p.text) && is_ascii(user) &&
+	    m != (fnmatch(p.text, user, FNM_NOESCAPE) == 0))
 		abort();
 	if (p.kind == PATTERN_EXACT && m != (strcmp(p.text, user) == 0))
 		abort();

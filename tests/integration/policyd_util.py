@@ -168,18 +168,70 @@ class PolicyClient:
         return data == b"" and self.pending == b""
 
 
+def dovecot_request(**overrides):
+    """The JSON object Dovecot sends with auth_policy_request_attributes =
+    login=%{requested_username} remote=%{rip} protocol=%s mech=%m
+    session_id=%{session} (it adds "tls" itself); None drops a key."""
+    attrs = {"login": "alice@example.com", "mech": "PLAIN", "protocol": "imap",
+             "remote": "127.0.0.1", "session_id": "G/M0h6xh9O1/AAAB", "tls": False}
+    attrs.update(overrides)
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+class AuthPolicyClient:
+    """Dovecot's side of the auth policy protocol, over one keep-alive
+    connection (http.client)."""
+
+    def __init__(self, port, timeout=10.0):
+        import http.client
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.conn.close()
+
+    def post(self, command, body, headers=None, path="/"):
+        """Returns (HTTP status, parsed JSON or the text body)."""
+        import json
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        self.conn.request("POST", "%s?command=%s" % (path, command), body=data, headers=h)
+        resp = self.conn.getresponse()
+        text = resp.read().decode()
+        if resp.getheader("Content-Type") == "application/json":
+            return resp.status, json.loads(text)
+        return resp.status, text
+
+    def allow(self, headers=None, **overrides):
+        return self.post("allow", dovecot_request(**overrides), headers)
+
+    def report(self, success=True, policy_reject=False, **overrides):
+        body = dovecot_request(**overrides)
+        body.update(success=success, policy_reject=policy_reject)
+        return self.post("report", body)
+
+
 class Policyd:
     """saslgate-policyd in the foreground (-f), logging to a file."""
 
     def __init__(self, tmp_path, store_dir, settings=None, inet=False, inet6=False,
-                 extra_args=(), config_file=None):
+                 extra_args=(), config_file=None, http=False):
         self.tmp_path = tmp_path
         self.store_dir = str(store_dir)
         self.socket_path = str(tmp_path / "policyd.sock")
         self.log_path = str(tmp_path / "policyd.log")
         self.port = free_port() if inet else None
         self.port6 = free_port(socket.AF_INET6, "::1") if inet6 else None
+        self.http_port = free_port() if http else None
         args = [POLICYD, "-f", "-d", self.store_dir, "-l", "unix:" + self.socket_path]
+        if self.http_port:
+            args += ["-l", "http:127.0.0.1:%d" % self.http_port]
         if self.port:
             args += ["-l", "inet:127.0.0.1:%d" % self.port]
         if self.port6:
@@ -225,6 +277,10 @@ class Policyd:
 
     def inet6_client(self, timeout=10.0):
         return PolicyClient(("::1", self.port6), timeout)
+
+    def http(self, timeout=10.0):
+        """A keep-alive HTTP connection to the http: endpoint."""
+        return AuthPolicyClient(self.http_port, timeout)
 
     def log_text(self):
         if not self.log.closed:

@@ -29,6 +29,10 @@ def store(tmp_path):
     return path
 
 
+# The schema version this build writes: the number of activity migrations.
+NEWEST = len([f for f in os.listdir(SCHEMA) if f.startswith("activity-") and f.endswith(".sql")])
+
+
 def make_activity(store, version):
     """activity.db at a schema version, from the migrations in schema/ (as
     an older saslgate would have left it)."""
@@ -98,7 +102,7 @@ def test_backslash_in_a_user_name_survives(tmp_path, store):
 def test_any_text_written_through_the_view_reads_back(store):
     """Rows inserted through the decisions view are JSON made by SQLite,
     with every kind of escape; saslgatectl's decoder must give them back."""
-    db = make_activity(store, 3)
+    db = make_activity(store, NEWEST)
     texts = ['quote " here', "back\\slash", "tab\tnew\nline", "ctrl \x01\x1f",
              "caf\u00e9 \u2603 \U0001F600", "slash / and ,]["]
     with db:
@@ -134,7 +138,7 @@ def test_schema_2_is_migrated_with_its_ids(store):
     proc = run(store, "log")
     assert proc.returncode != 0 and "schema version 2" in proc.stderr
     assert js(store, "prune", "--older-than", "1000d")["decisions"] == 0
-    assert activity(store, "PRAGMA user_version") == [(3,)]
+    assert activity(store, "PRAGMA user_version") == [(NEWEST,)]
     logged = js(store, "log")
     assert [(e["id"], e["user"], e["daemon"]) for e in logged] == [
         (42, "new@example.com", "milter"), (41, "old@example.com", "policyd")]
@@ -149,7 +153,7 @@ def test_schema_2_is_migrated_with_its_ids(store):
 def test_log_limit_is_exact_across_overlapping_batches(store):
     """Two daemons write batches whose times interleave; --limit must give
     exactly the newest decisions, by time and then id."""
-    db = make_activity(store, 3)
+    db = make_activity(store, NEWEST)
     t = NOW - 1000
     with db:
         add_batch(db, 1, "policyd", [(t + 1, "a1", "block"), (t + 5, "a2", "block"),
@@ -174,7 +178,7 @@ def test_log_limit_is_exact_across_overlapping_batches(store):
 
 
 def test_damaged_batch_is_skipped_with_a_warning(store):
-    db = make_activity(store, 3)
+    db = make_activity(store, NEWEST)
     with db:
         add_batch(db, 1, "policyd", [(NOW - 30, "before", "block")])
         db.execute("INSERT INTO decision_batches (id, daemon, first_at, last_at, n, data) "
@@ -190,7 +194,7 @@ def test_damaged_batch_is_skipped_with_a_warning(store):
 
 
 def test_prune_takes_whole_batches(store):
-    db = make_activity(store, 3)
+    db = make_activity(store, NEWEST)
     old = NOW - 100 * 86400
     with db:
         add_batch(db, 1, "policyd", [(old + i, "old%d" % i, "block") for i in range(5)])

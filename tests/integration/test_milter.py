@@ -229,3 +229,22 @@ def test_privileges_dropped_after_binding():
     finally:
         assert m.stop() == 0
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_rebuild_counted_in_heartbeat(store):
+    """The milter's heartbeats carry the rebuild figures too (they come from
+    the gate both daemons share); before, only policyd reported them."""
+    m = Milter(store)
+    try:
+        lua("legacy_blocked.lua", m)
+        add_exception(store, user="someone-else@example.test")  # the next MAIL rebuilds
+        lua("legacy_blocked.lua", m)
+
+        def rebuilds():
+            rows = activity_rows(store, "SELECT rebuilds, last_rebuild_us FROM heartbeats "
+                                 "WHERE program = 'milter' AND pid = ?", (m.proc.pid,))
+            return rows and rows[0][0] >= 1 and rows[0]
+        row = wait_for(rebuilds, timeout=8, what="a heartbeat with a rebuild")
+        assert row[1] > 0, row
+    finally:
+        assert m.stop() == 0

@@ -208,7 +208,7 @@ def test_service_and_tls_recorded(daemon, store):
 
 def test_decision_lines_exact(daemon, store):
     """One key=value line per decision, every field named, "-" for an empty
-    value, blanks and '=' in client-supplied values replaced."""
+    value, blanks and '=' in client-supplied values escaped as \\xHH."""
     a, b = new_instance(), new_instance()
     with daemon.client() as c:
         assert c.ask(instance=a, queue_id="4XyZ1", sasl_username="ali ce=x@example.com",
@@ -219,7 +219,7 @@ def test_decision_lines_exact(daemon, store):
     lines = [ln for ln in daemon.log_text().splitlines() if " decision " in ln]
     assert lines == [
         "saslgate-policyd: info: decision instance=%s queue_id=4XyZ1 client=127.0.0.1 "
-        "user=ali?ce?x@example.com mech=PLAIN class=legacy tls=yes service=submission "
+        "user=ali\\x20ce\\x3dx@example.com mech=PLAIN class=legacy tls=yes service=submission "
         "outcome=block policy=block-legacy report_only=-" % a,
         "saslgate-policyd: info: decision instance=%s queue_id=- client=192.0.2.7 "
         "user=- mech=- class=- tls=no service=587 outcome=not-authenticated policy=- "

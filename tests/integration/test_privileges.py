@@ -12,16 +12,17 @@ import os
 import pathlib
 import pwd
 import shutil
+import sqlite3
 import stat
 import subprocess
 import tempfile
 
 import pytest
 
-from milter_util import MILTER, Milter
+from milter_util import MILTER, Milter, poke
 from milter_wire import SMFIR_REPLYCODE, reply_text, session
-from policyd_util import (BLOCK_REPLY, CTL, POLICYD, Policyd, activity_rows, init_store,
-                          wait_for)
+from policyd_util import (BLOCK_REPLY, CTL, POLICYD, PolicyClient, Policyd, activity_rows,
+                          init_store, wait_for)
 
 pytestmark = pytest.mark.skipif(not (os.access(POLICYD, os.X_OK) and os.access(MILTER, os.X_OK)
                                      and os.access(CTL, os.X_OK)),
@@ -202,6 +203,153 @@ def test_policy_wal_files_stay_saslgatectls(base, store):
     assert wal_owners(store) == [0, 0]
     for ext in ("-wal", "-shm"):
         assert open_as_nobody(os.path.join(store, "policy.db" + ext), os.O_RDWR) == 13
+
+
+COMPANIONS = ("policy.db-wal", "policy.db-shm", "policy.notice")
+
+
+def lose_companions(store_dir):
+    """What a store looks like after its WAL files went (removed by hand, or
+    by another SQLite program that closed last) and before any saslgatectl
+    commit: policy.db alone."""
+    for name in COMPANIONS:
+        os.unlink(os.path.join(store_dir, name))
+
+
+def daemon_args(program, store_dir, base):
+    if program == "policyd":
+        return [POLICYD, "-f", "-d", store_dir, "-u", "nobody", "-g", "nogroup",
+                "-l", "unix:%s" % (base / "p.sock")]
+    return [MILTER, "-f", "-d", store_dir, "-u", "nobody", "-g", "nogroup",
+            "-p", "unix:%s" % (base / "m.sock")]
+
+
+@as_root
+@pytest.mark.parametrize("program", ["policyd", "milter"])
+def test_daemon_started_first_makes_no_policy_wal_files(base, store, program):
+    """A daemon that starts (as nobody, in a directory it may write) while
+    policy.db-wal and -shm are missing does not make them: they would be
+    nobody's, and saslgatectl (root) would read them. It exits 1 naming the
+    fix; once root has made them, it starts and reads them read-only."""
+    lose_companions(store)
+    r = subprocess.run(daemon_args(program, store, base), capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 1, r.stderr
+    assert "%s/policy.db-wal is missing" % store in r.stderr, r.stderr
+    assert 'run "saslgatectl check" as root (uid 0)' in r.stderr, r.stderr
+    for name in COMPANIONS:
+        assert not os.path.exists(os.path.join(store, name)), name
+    assert run_ctl(store, "check").returncode == 0
+    assert wal_owners(store) == [0, 0]
+    proc = subprocess.Popen(daemon_args(program, store, base), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        sock = base / ("p.sock" if program == "policyd" else "m.sock")
+        assert wait_for(lambda: proc.poll() is None and poke(str(sock)), timeout=10), \
+            proc.stderr.read() if proc.poll() is not None else "no socket"
+        if program == "policyd":
+            with PolicyClient(str(sock)) as c:
+                assert c.ask(instance="first-1") == BLOCK_REPLY
+        else:
+            cmd, data = session("unix:%s" % sock, MILTER_PLAIN)
+            assert cmd == SMFIR_REPLYCODE and reply_text(data).startswith("550 5.7.9 ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert wal_owners(store) == [0, 0]
+    for ext in ("-wal", "-shm"):
+        assert open_as_nobody(os.path.join(store, "policy.db" + ext), os.O_RDWR) == 13
+
+
+def forged_wal(store_dir, scratch):
+    """A policy.db-wal that switches block-legacy off, as a compromised daemon
+    could write it: committed frames against a copy of policy.db, never
+    checkpointed (the writer exits without closing)."""
+    os.makedirs(scratch)
+    shutil.copy(os.path.join(store_dir, "policy.db"), scratch)
+    pid = os.fork()
+    if pid == 0:
+        db = sqlite3.connect(os.path.join(scratch, "policy.db"))
+        db.execute("UPDATE policies SET state = 'off' WHERE name = 'block-legacy'")
+        db.commit()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    wal = os.path.join(scratch, "policy.db-wal")
+    assert os.path.getsize(wal) > 0
+    return wal
+
+
+def block_legacy_state(store_dir):
+    db = sqlite3.connect("file:%s/policy.db?mode=ro&immutable=1" % store_dir, uri=True)
+    try:
+        return db.execute("SELECT state FROM policies WHERE name = 'block-legacy'").fetchone()[0]
+    finally:
+        db.close()
+
+
+@as_root
+@pytest.mark.parametrize("planted", COMPANIONS)
+def test_ctl_refuses_planted_policy_wal_files(base, store, planted):
+    """While policy.db's WAL files are missing, the daemon's account can
+    create files of those names in the store directory. saslgatectl refuses
+    a store whose -wal, -shm or notice belongs to another user than
+    policy.db: it says which file and whose, exits 1, and neither reads nor
+    checkpoints what is in it (policy.db is unchanged)."""
+    wal = forged_wal(store, str(base / "scratch"))
+    lose_companions(store)
+    before = open(os.path.join(store, "policy.db"), "rb").read()
+    target = os.path.join(store, planted)
+    if planted == "policy.db-wal":
+        shutil.copy(wal, target)
+    else:
+        open(target, "wb").close()
+    os.chown(target, IDS[0], IDS[1])
+    for args in (["policy", "list"],
+                 ["exception", "add", "--user", "x@example.com", "--permanent",
+                  "--reason", "must not be stored"]):
+        r = run_ctl(store, *args)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert ("%s belongs to nobody (uid %d), not to root (uid 0), the owner of policy.db"
+                % (target, IDS[0])) in r.stderr, r.stderr
+        assert "refusing to use the store" in r.stderr
+    assert open(os.path.join(store, "policy.db"), "rb").read() == before
+    assert block_legacy_state(store) == "enforce"
+    assert os.stat(target).st_uid == IDS[0]  # left for the administrator to inspect
+    # Removed, saslgatectl makes its own, root's, and works again.
+    os.unlink(target)
+    assert run_ctl(store, "policy", "list").returncode == 0
+    assert wal_owners(store) == [0, 0]
+    assert block_legacy_state(store) == "enforce"
+
+
+@as_root
+def test_init_refuses_wal_file_planted_before_it(base):
+    """The daemon's account got to the empty store directory first."""
+    s = str(base / "store")
+    os.mkdir(s)
+    os.chown(s, 0, IDS[1])
+    os.chmod(s, 0o1770)
+    wal = os.path.join(s, "policy.db-wal")
+    assert open_as_nobody(wal, os.O_WRONLY | os.O_CREAT | os.O_EXCL) == 0
+    r = run_ctl(s, "init")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "%s belongs to nobody (uid %d), not to root (uid 0)" % (wal, IDS[0]) in r.stderr
+    assert not os.path.exists(os.path.join(s, "policy.db"))
+    os.unlink(wal)
+    assert run_ctl(s, "init").returncode == 0
+    assert wal_owners(s) == [0, 0]
+
+
+def test_ctl_refuses_notice_that_is_a_symlink(tmp_path):
+    s = init_store(tmp_path / "store")
+    notice = os.path.join(s, "policy.notice")
+    os.unlink(notice)
+    os.symlink(str(tmp_path / "elsewhere"), notice)
+    r = run_ctl(s, "exception", "add", "--user", "x@example.com", "--permanent",
+                "--reason", "must not be stored")
+    assert r.returncode == 1
+    assert "%s is not a regular file; refusing to use the store" % notice in r.stderr
+    assert not (tmp_path / "elsewhere").exists()
 
 
 @as_root

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "pattern.h"
+#include "utf8.h"
 #include "util.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -43,7 +44,50 @@ static const struct {
     {"alice smith", -1, 0, "printable"},
     {"alice\t", -1, 0, "printable"},
     {"al\x7f", -1, 0, "printable"},
-    {"\xc3\xa9lise", -1, 0, "printable"},
+    /* UTF-8: kept, folded (simple case folding, utf8.h) */
+    {"\xc3\xa9lise", 0, PATTERN_EXACT, "\xc3\xa9lise"},
+    {"J\xc3\x96RG@Example.DE", 0, PATTERN_EXACT, "j\xc3\xb6rg@example.de"},
+    {"@M\xc3\x9cNCHEN.de", 0, PATTERN_DOMAIN, "m\xc3\xbcnchen.de"},
+    {"\xce\x9d\xce\x99\xce\x9a\xce\x9f\xce\xa3", 0, PATTERN_EXACT,
+     "\xce\xbd\xce\xb9\xce\xba\xce\xbf\xcf\x83"}, /* ΝΙΚΟΣ -> νικοσ */
+    {"\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd*", 0, PATTERN_GLOB,
+     "\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd*"}, /* Иван* */
+    {"j[\xc3\xb6\xc3\xbc]rg", 0, PATTERN_GLOB, "j[\xc3\xb6\xc3\xbc]rg"},
+    {"stra\xc3\x9f"
+     "e",
+     0, PATTERN_EXACT,
+     "stra\xc3\x9f"
+     "e"}, /* ß stays */
+    {"\xe7\x94\xb0\xe4\xb8\xad@example.jp", 0, PATTERN_EXACT,
+     "\xe7\x94\xb0\xe4\xb8\xad@example.jp"},
+    {"\xc5\xbf"
+     "am",
+     0, PATTERN_EXACT,
+     "\xc5\xbf"
+     "am"}, /* long s: not to 's' */
+    {"\xe2\x84\xaa"
+     "arl",
+     0, PATTERN_EXACT,
+     "\xe2\x84\xaa"
+     "arl"},                                        /* Kelvin sign stays */
+    {"j\xf6rg", -1, 0, "not valid UTF-8"},          /* Latin-1 */
+    {"j\xc3rg", -1, 0, "j\\xc3rg"},                 /* shown escaped */
+    {"\xc0\xaf", -1, 0, "not valid UTF-8"},         /* overlong '/' */
+    {"\xed\xa0\x80", -1, 0, "not valid UTF-8"},     /* a surrogate */
+    {"\xf4\x90\x80\x80", -1, 0, "not valid UTF-8"}, /* beyond U+10FFFF */
+    {"a\xc2\xa0"
+     "b",
+     -1, 0, "printable"},              /* no-break space */
+    {"a\xc2\x85", -1, 0, "printable"}, /* NEL, a C1 control */
+    {"a\xe2\x80\x8b"
+     "b",
+     -1, 0, "printable"}, /* zero-width space */
+    {"a\xe2\x80\xae"      /* NOLINT(misc-misleading-bidirectional): the case tested */
+     "b",
+     -1, 0, "printable"}, /* right-to-left override */
+    {"a\xe3\x80\x80"
+     "b",
+     -1, 0, "printable"}, /* ideographic space */
     {"user[abc", -1, 0, "unclosed"},
     {"[[:alpha:]]*", -1, 0, "character classes"},
     {"[[.a.]]*", -1, 0, "character classes"},
@@ -148,6 +192,69 @@ static const struct {
     {"[!a-c]x", "dx", 1},
     {"[!a-c]x", "bx", 0},
 };
+
+/* UTF-8 users: '?' and brackets take a character, case folds, distinct
+ * names stay distinct. (glibc's fnmatch(3) matches bytes even in C.UTF-8,
+ * so it is no reference here.) */
+static const struct {
+	const char *pattern, *user;
+	int match;
+} utf8_cases[] = {
+    {"j\xc3\xb6rg@example.de", "j\xc3\xb6rg@example.de", 1},
+    {"j\xc3\xb6rg@example.de", "j\xc3\xbcrg@example.de", 0}, /* jörg is not jürg */
+    {"j\xc3\xb6rg@example.de", "J\xc3\x96RG@EXAMPLE.DE", 1}, /* JÖRG */
+    {"J\xc3\x96rg@example.de", "j\xc3\xb6rg@example.de", 1},
+    {"j\xc3\xb6rg@example.de", "jo\xcc\x88rg@example.de", 0}, /* NFD: another name */
+    {"j\xc3\xb6rg@example.de", "j?rg@example.de", 0},
+    {"j?rg@example.de", "j\xc3\xb6rg@example.de", 1},
+    {"j?rg@example.de", "j\xc3\xbcrg@example.de", 1},
+    {"j??rg@example.de", "j\xc3\xb6rg@example.de", 0}, /* ö is one character */
+    {"j?rg@example.de", "j\xf6rg@example.de", 1},      /* an invalid byte: one */
+    {"j?rg@example.de", "j\xc3rg@example.de", 1},
+    {"j[\xc3\xb6\xc3\xbc]rg", "j\xc3\xbcrg", 1},
+    {"j[\xc3\xb6\xc3\xbc]rg", "jorg", 0},
+    {"j[!\xc3\xb6]rg", "j\xc3\xbcrg", 1},
+    {"j[!\xc3\xb6]rg", "j\xc3\xb6rg", 0},
+    {"j[!\xc3\xb6]rg", "j\xf6rg", 1},
+    {"j[\xc3\xb6]rg", "j\xf6rg", 0},             /* Latin-1 ö is not ö */
+    {"[\xc3\xa0-\xc3\xbf]*", "\xc3\xa9lise", 1}, /* à-ÿ */
+    {"[\xc3\xa0-\xc3\xbf]*", "elise", 0},
+    {"*\xc3\xb6", "x\xc3\xb6", 1},
+    {"*?", "\xc3\xb6", 1},
+    {"*??", "\xc3\xb6", 0},
+    {"*??", "a\xc3\xb6", 1},
+    {"*@example.de", "j\xc3\xb6rg@example.de", 1},
+    {"@example.de", "j\xc3\xb6rg@example.de", 1},
+    {"@m\xc3\xbcnchen.de", "a@M\xc3\x9cNCHEN.DE", 1},
+    {"@m\xc3\xbcnchen.de", "a@munchen.de", 0},
+    {"\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd", "\xd0\x98\xd0\x92\xd0\x90\xd0\x9d", 1}, /* иван ИВАН */
+    {"\xcf\x83", "\xce\xa3", 1},                                                 /* σ Σ */
+    {"\xcf\x83", "\xcf\x82", 1}, /* σ ς (simple folding) */
+    {"sam",
+     "\xc5\xbf"
+     "am",
+     0}, /* ſam is not sam */
+    {"karl",
+     "\xe2\x84\xaa"
+     "arl",
+     0}, /* Kelvin sign K */
+    {"*", "\xff\xfe", 1},
+};
+
+static void test_match_utf8(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N(utf8_cases); i++) {
+		struct pattern p;
+		char user[128];
+
+		assert_int_equal(pattern_parse(utf8_cases[i].pattern, &p, NULL), 0);
+		utf8_fold(user, utf8_cases[i].user, sizeof(user));
+		if (pattern_match(&p, user) != utf8_cases[i].match)
+			fail_msg("%s ~ %s: want %d", utf8_cases[i].pattern, utf8_cases[i].user,
+			         utf8_cases[i].match);
+	}
+}
 
 static void test_match(void **state)
 {
@@ -312,9 +419,13 @@ static void test_userindex_many(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse),          cmocka_unit_test(test_parse_length),
-	    cmocka_unit_test(test_kind_name),      cmocka_unit_test(test_match),
-	    cmocka_unit_test(test_userindex),      cmocka_unit_test(test_userindex_early_stop),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_parse_length),
+	    cmocka_unit_test(test_kind_name),
+	    cmocka_unit_test(test_match),
+	    cmocka_unit_test(test_match_utf8),
+	    cmocka_unit_test(test_userindex),
+	    cmocka_unit_test(test_userindex_early_stop),
 	    cmocka_unit_test(test_userindex_many),
 	};
 

@@ -48,6 +48,8 @@ static const struct {
     {"max_request_bytes", SETTING_INT, "32768", 256, 1048576, P},
     {"idle_timeout", SETTING_DURATION, "600s", 1, 86400, P},
     {"max_connections", SETTING_INT, "1000", 1, 100000, P},
+    {"http_api_key", SETTING_STRING, "", 0, 0, P},
+    {"http_timeout", SETTING_DURATION, "10s", 1, 3600, P},
     {"socket", SETTING_STRING, "", 0, 0, M},
     {"milter_timeout", SETTING_DURATION, "600s", 1, 86400, M},
     {"milter_backlog", SETTING_INT, "4096", 1, 65535, M},
