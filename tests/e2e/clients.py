@@ -257,17 +257,24 @@ def imap_login(port, user, password=PASSWORD, source="127.0.0.1"):
 
 
 def imap_authenticate(port, mech, user, password=PASSWORD, source="127.0.0.1", token=None):
-    """IMAP AUTHENTICATE PLAIN, XOAUTH2 or OAUTHBEARER. imaplib sends the
-    mechanism, then the initial response after the server's empty "+"; to a
-    second challenge (an XOAUTH2 error) it answers empty, as RFC 7628 says."""
-    if mech.upper() == "PLAIN":
-        initial = "\0%s\0%s" % (user, password)
+    """IMAP AUTHENTICATE PLAIN, LOGIN, CRAM-MD5, XOAUTH2 or OAUTHBEARER.
+    imaplib sends the mechanism, then each answer after a "+" challenge; to
+    a challenge after the last answer (an XOAUTH2 error) it answers empty, as
+    RFC 7628 says."""
+    mech = mech.upper()
+    if mech == "PLAIN":
+        answers = ["\0%s\0%s" % (user, password)]
+    elif mech == "LOGIN":
+        answers = [user, password]
+    elif mech == "CRAM-MD5":
+        answers = [lambda challenge: "%s %s" % (user, hmac.new(
+            password.encode(), challenge, hashlib.md5).hexdigest())]
     else:
-        initial = oauth_initial(mech, user, port, token)
-    answers = [initial]
+        answers = [oauth_initial(mech, user, port, token)]
 
     def respond(challenge):
-        return answers.pop(0) if answers else ""
+        answer = answers.pop(0) if answers else ""
+        return answer(challenge) if callable(answer) else answer
     return _imap_session(port, source, lambda imap: imap.authenticate(mech, respond))
 
 

@@ -175,10 +175,11 @@ def test_imap_login_refused_with_the_policy_text(sg, dovecot):
     assert res.reply == IMAP_REFUSED % "PLAIN", res
 
 
-def test_imap_authenticate_plain_refused_with_the_policy_text(sg, dovecot):
-    res = clients.imap_authenticate(dovecot.imap_port, "PLAIN", "alice@e2e.test")
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_imap_authenticate_legacy_refused_with_the_policy_text(sg, dovecot, mech):
+    res = clients.imap_authenticate(dovecot.imap_port, mech, "alice@e2e.test")
     assert not res.ok, res
-    assert res.reply == IMAP_REFUSED % "PLAIN", res
+    assert res.reply == IMAP_REFUSED % mech, res
 
 
 def test_wrong_password_gets_the_same_refusal(sg, dovecot, cleanup):
@@ -245,6 +246,9 @@ def test_user_exception_picked_up_on_the_next_login(sg, dovecot, cleanup):
     passed = clients.imap_login(dovecot.imap_port, user)
     assert passed.ok, passed
     assert clients.pop3_userpass(dovecot.pop3_port, user).ok
+    for mech in ("LOGIN", "CRAM-MD5"):
+        res = clients.imap_authenticate(dovecot.imap_port, mech, user)
+        assert res.ok, res
     other = clients.imap_login(dovecot.imap_port, "alice@e2e.test")
     assert other.reply == IMAP_REFUSED % "PLAIN", other
     for exc in sg.saslgate.ctl_json("exception", "list", "--all"):
@@ -357,7 +361,7 @@ def test_policyd_down_fails_closed(sg, dovecot):
 RCPT = "someone@remote.test"
 
 
-@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "CRAM-MD5"])
 def test_smtp_auth_legacy_refused_at_auth(sg, postfix, mech):
     user = "smtp@e2e.test"
     tag = "smtp-%s-%d" % (mech, time.monotonic_ns())
