@@ -23,7 +23,7 @@ API_KEY = "e2e-api-key-7d1c5f"
 DOMAIN = "e2e.test"
 USERS = ["%s@%s" % (u, DOMAIN) for u in (
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
-    "judy", "mallory", "scanner", "smtp")]
+    "judy", "mallory", "oscar", "scanner", "smtp")]
 
 
 class PolicyRig:
@@ -335,6 +335,39 @@ def test_one_login_one_decision(sg, dovecot):
     time.sleep(0.5)  # give a (wrong) second record the chance to show up
     rows = sg.log(user)
     assert sorted(r["outcome"] for r in rows) == ["allow", "block"], rows
+
+
+def _auth_results(sg):
+    counts = {}
+    for r in sg.saslgate.ctl_json("stats").get("auth_results", []):
+        key = (r["service"], r["class"], r["result"])
+        counts[key] = counts.get(key, 0) + r["count"]
+    return counts
+
+
+def test_dovecot_reports_counted_in_stats(sg, dovecot):
+    """command=report: what Dovecot says happened after the check, counted per
+    service, mechanism class and result (saslgatectl stats)."""
+    user = "oscar@e2e.test"
+    before = _auth_results(sg)
+    assert clients.imap_authenticate(dovecot.imap_port, "XOAUTH2", user).ok
+    bad = clients.imap_authenticate(dovecot.imap_port, "XOAUTH2", user, token="not-a-jwt")
+    assert bad.reply == IMAP_FAILED, bad
+    assert clients.pop3_userpass(dovecot.pop3_port, user).reply == POP3_REFUSED % "PLAIN"
+    wanted = {("imap", "modern", "success"): 1, ("imap", "modern", "failure"): 1,
+              ("pop3", "legacy", "policy_reject"): 1}
+
+    # The counters travel with the heartbeats (1 s here): "before" may lack
+    # the previous test's reports, so a count may grow by more than wanted.
+    def counted():
+        now = _auth_results(sg)
+        return all(now.get(k, 0) - before.get(k, 0) >= n for k, n in wanted.items()) and now
+    try:
+        rig.wait_for(counted, 10)
+    except TimeoutError:
+        raise AssertionError("Dovecot's reports %s not counted in saslgatectl stats "
+                             "(before: %s, after: %s)" % (wanted, before,
+                                                          _auth_results(sg))) from None
 
 
 def test_policyd_down_fails_closed(sg, dovecot):
