@@ -37,6 +37,7 @@ class PolicyRig:
         self.url = "http://127.0.0.1:%d/" % self.http_port
         self.settings = settings or {}
         self.dovecots = []
+        self.log_error = ""
 
     def start(self):
         self.saslgate.init()
@@ -116,8 +117,8 @@ def dovecot(sg):
 @pytest.fixture(scope="module")
 def postfix(sg, dovecot):
     p = rig.Postfix(sg.root, dovecot)
-    p.start()
     try:
+        p.start()
         yield p
     finally:
         p.stop()
