@@ -1,13 +1,17 @@
-"""Real SMTP clients for the end-to-end tests: swaks for the password
+"""Real clients for the end-to-end tests: swaks for the SMTP password
 mechanisms, Python smtplib for XOAUTH2 and OAUTHBEARER, a raw socket client
-for mechanisms spelled in lower case, and a SCRAM-SHA-256 client.
+for mechanisms spelled in lower case, a SCRAM-SHA-256 client, and Python's
+imaplib and poplib for IMAP and POP3 logins.
 
 Every submission returns a Result: where the session ended, the server's
-reply there, and the per-recipient outcome."""
+reply there, and the per-recipient outcome. Every IMAP or POP3 login returns
+a Login: whether it succeeded and the server's final reply line."""
 import base64
 import hashlib
 import hmac
+import imaplib
 import os
+import poplib
 import re
 import smtplib
 import socket
@@ -187,3 +191,148 @@ def unauthenticated(port, sender, rcpts, source="127.0.0.1", tag="t"):
         return sess.send(sender, rcpts, tag)
     finally:
         sess.close()
+
+
+@dataclass
+class Login:
+    ok: bool                       # logged in, and a command after it worked
+    reply: str                     # the server's answer to the login (no tag)
+    transcript: list = field(default_factory=list)  # the server's lines
+
+
+def oauth_initial(mech, user, port, token=None):
+    """The initial client response of XOAUTH2 or OAUTHBEARER with a JWT."""
+    token = token or mint_jwt(user)
+    if mech.upper() == "XOAUTH2":
+        return "user=%s\x01auth=Bearer %s\x01\x01" % (user, token)
+    return "n,a=%s,\x01host=127.0.0.1\x01port=%d\x01auth=Bearer %s\x01\x01" % (
+        user, port, token)
+
+
+class _Imap(imaplib.IMAP4):
+    """imaplib, recording what the server said."""
+
+    def __init__(self, port, source):
+        self.lines = []
+        self._source = source
+        super().__init__("127.0.0.1", port, timeout=20)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self._source, 0))
+
+    def _get_line(self):
+        line = super()._get_line()
+        self.lines.append(line.decode(errors="replace"))
+        return line
+
+
+def _imap_session(port, source, login):
+    """Connects, runs login(imap) and, if it succeeded, SELECT INBOX."""
+    imap = _Imap(port, source)
+    try:
+        try:
+            login(imap)
+            ok = True
+        except imaplib.IMAP4.error:
+            ok = False
+        # The tagged line that ended the login: "A0002 NO [ALERT] ...".
+        tagged = [l for l in imap.lines if l.split(" ", 1)[0].startswith(
+            imap.tagpre.decode())]
+        reply = tagged[-1].split(" ", 1)[1] if tagged else ""
+        if ok:
+            typ, _ = imap.select("INBOX")
+            ok = typ == "OK"
+        return Login(ok, reply, imap.lines)
+    finally:
+        try:
+            imap.logout()
+        except (imaplib.IMAP4.error, OSError):
+            imap.shutdown()
+
+
+def imap_login(port, user, password=PASSWORD, source="127.0.0.1"):
+    """IMAP LOGIN (Dovecot passes it to the auth process as PLAIN)."""
+    return _imap_session(port, source, lambda imap: imap.login(user, password))
+
+
+def imap_authenticate(port, mech, user, password=PASSWORD, source="127.0.0.1", token=None):
+    """IMAP AUTHENTICATE PLAIN, LOGIN, CRAM-MD5, XOAUTH2 or OAUTHBEARER.
+    imaplib sends the mechanism, then each answer after a "+" challenge; to
+    a challenge after the last answer (an XOAUTH2 error) it answers empty, as
+    RFC 7628 says."""
+    mech = mech.upper()
+    if mech == "PLAIN":
+        answers = ["\0%s\0%s" % (user, password)]
+    elif mech == "LOGIN":
+        answers = [user, password]
+    elif mech == "CRAM-MD5":
+        answers = [lambda challenge: "%s %s" % (user, hmac.new(
+            password.encode(), challenge, hashlib.md5).hexdigest())]
+    else:
+        answers = [oauth_initial(mech, user, port, token)]
+
+    def respond(challenge):
+        answer = answers.pop(0) if answers else ""
+        return answer(challenge) if callable(answer) else answer
+    return _imap_session(port, source, lambda imap: imap.authenticate(mech, respond))
+
+
+class _Pop3(poplib.POP3):
+    """poplib, bound to a source address."""
+
+    def __init__(self, port, source):
+        self._source = source
+        super().__init__("127.0.0.1", port, timeout=20)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self._source, 0))
+
+
+def pop3_userpass(port, user, password=PASSWORD, source="127.0.0.1"):
+    """POP3 USER + PASS (Dovecot: PLAIN); success is confirmed with STAT."""
+    pop = _Pop3(port, source)
+    lines = [pop.getwelcome().decode(errors="replace")]
+    try:
+        try:
+            lines.append(pop.user(user).decode(errors="replace"))
+            lines.append(pop.pass_(password).decode(errors="replace"))
+        except poplib.error_proto as e:
+            lines.append(e.args[0].decode(errors="replace"))
+            return Login(False, lines[-1], lines)
+        pop.stat()
+        return Login(True, lines[-1], lines)
+    finally:
+        try:
+            pop.quit()
+        except (poplib.error_proto, OSError):
+            pop.close()
+
+
+def pop3_authenticate(port, mech, user, password=PASSWORD, source="127.0.0.1", token=None):
+    """POP3 AUTH MECH with the initial response on the command line (RFC 5034)."""
+    if mech.upper() == "PLAIN":
+        initial = "\0%s\0%s" % (user, password)
+    else:
+        initial = oauth_initial(mech, user, port, token)
+    pop = _Pop3(port, source)
+    lines = [pop.getwelcome().decode(errors="replace")]
+    try:
+        try:
+            resp = pop._shortcmd("AUTH %s %s" % (
+                mech, base64.b64encode(initial.encode()).decode()))
+            while resp == b"+" or resp.startswith(b"+ "):  # an XOAUTH2 error challenge
+                lines.append(resp.decode(errors="replace"))
+                resp = pop._shortcmd("")
+        except poplib.error_proto as e:
+            lines.append(e.args[0].decode(errors="replace"))
+            return Login(False, lines[-1], lines)
+        lines.append(resp.decode(errors="replace"))
+        pop.stat()
+        return Login(True, lines[-1], lines)
+    finally:
+        try:
+            pop.quit()
+        except (poplib.error_proto, OSError):
+            pop.close()

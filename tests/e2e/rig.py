@@ -68,13 +68,20 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 
 
 def pid_alive(pid):
+    """True while the process runs. An exited daemon (Dovecot, Postfix's
+    master) waits as a zombie until PID 1 reaps it, which can take seconds
+    here: it counts as gone."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def stop_pid(pid, timeout=10.0):
@@ -113,13 +120,13 @@ class Dovecot:
     """Dovecot as a SASL server only: passwd-file for the password mechanisms,
     oauth2 with local JWT validation for XOAUTH2 and OAUTHBEARER."""
 
-    def __init__(self, root, users):
-        self.root = root / "dovecot"
+    def __init__(self, root, users, name="dovecot"):
+        self.root = root / name
         self.base = self.root / "run"
         self.users = users
         self.socket = self.base / "auth-postfix"
 
-    def start(self):
+    def _write_files(self):
         r = self.root
         for d in (r, self.base, r / "state", r / "keys" / "default" / "HS256"):
             d.mkdir(parents=True, exist_ok=True)
@@ -132,11 +139,14 @@ class Dovecot:
             "local_validation_key_dict = fs:posix:prefix=%s/keys/\n"
             "username_attribute = email\n"
             "issuers = %s\n" % (r, ISSUER))
-        (r / "dovecot.conf").write_text("""
+
+    def _config(self):
+        r = self.root
+        return """
 base_dir = {base}
 state_dir = {state}
 log_path = {root}/dovecot.log
-instance_name = saslgate-e2e-{pid}
+instance_name = saslgate-e2e-{pid}-{name}
 protocols =
 ssl = no
 disable_plaintext_auth = no
@@ -168,7 +178,13 @@ service anvil {{
     mode = 0
   }}
 }}
-""".format(base=self.base, state=r / "state", root=r, pid=os.getpid()))
+""".format(base=self.base, state=r / "state", root=r, pid=os.getpid(),
+           name="%s-%s" % (r.parent.name, r.name))
+
+    def start(self):
+        r = self.root
+        self._write_files()
+        (r / "dovecot.conf").write_text(self._config())
         # dovecot forks and keeps its stdio: never capture it through a pipe.
         with open(r / "start.log", "wb") as out:
             proc = subprocess.run(["dovecot", "-c", str(r / "dovecot.conf")],
@@ -179,13 +195,120 @@ service anvil {{
                                (r / "start.log").read_text(errors="replace"))
         wait_for(self.socket.exists, 10, "the Dovecot auth socket")
 
+    def master_pid(self):
+        try:
+            return int((self.base / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
     def stop(self):
-        pidfile = self.base / "master.pid"
-        if pidfile.exists():
-            stop_pid(int(pidfile.read_text().strip() or 0))
+        stop_pid(self.master_pid())
 
     def postfix_settings(self):
         return {"smtpd_sasl_type": "dovecot", "smtpd_sasl_path": str(self.socket)}
+
+
+SNIPPET = REPO / "contrib" / "dovecot" / "95-saslgate-policy.conf"
+
+
+def policy_snippet(url, api_header=None):
+    """contrib/dovecot/95-saslgate-policy.conf as shipped, with this rig's URL,
+    a random nonce and (api_header) the optional API key line uncommented.
+    Every other line is kept, so the rig runs the documented settings; a
+    setting the rig relies on that is missing from the snippet fails here."""
+    values = {"auth_policy_server_url": url,
+              "auth_policy_hash_nonce": os.urandom(16).hex()}
+    out, seen = [], set()
+    for line in SNIPPET.read_text().splitlines():
+        commented = line.startswith("#")
+        key = line.lstrip("#").partition("=")[0].strip()
+        if key.startswith("auth_policy_") and " " not in key:
+            seen.add(key)
+            if key in values and not commented:
+                line = "%s = %s" % (key, values[key])
+            elif key == "auth_policy_server_api_header" and commented and api_header:
+                line = "%s = %s" % (key, api_header)
+        out.append(line)
+    needed = {"auth_policy_server_url", "auth_policy_hash_nonce",
+              "auth_policy_request_attributes", "auth_policy_check_before_auth",
+              "auth_policy_reject_on_fail", "auth_policy_report_after_auth",
+              "auth_policy_server_api_header"}
+    if needed - seen:
+        raise RuntimeError("%s lacks %s" % (SNIPPET, " ".join(sorted(needed - seen))))
+    return "\n".join(out) + "\n"
+
+
+class DovecotMail(Dovecot):
+    """Dovecot serving IMAP and POP3 on free loopback ports, and SASL for
+    Postfix, with the same passdbs as Dovecot above, asking saslgate's HTTP
+    listener through the contrib/dovecot snippet before any passdb runs."""
+
+    def __init__(self, root, users, policy_url, api_header=None, name="dovecot"):
+        super().__init__(root, users, name)
+        self.policy_url = policy_url
+        self.api_header = api_header
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+
+    def _write_files(self):
+        super()._write_files()
+        mail = self.root / "mail"
+        mail.mkdir(exist_ok=True)
+        pw = pwd.getpwnam("nobody")
+        os.chown(mail, pw.pw_uid, pw.pw_gid)
+        (self.root / "95-saslgate-policy.conf").write_text(
+            policy_snippet(self.policy_url, self.api_header))
+
+    def _config(self):
+        conf = super()._config()
+        conf = conf.replace("protocols =\n", "protocols = imap pop3\n")
+        conf = conf.replace("home=/nonexistent", "home=%s/mail/%%u" % self.root)
+        assert "protocols = imap pop3" in conf and "/mail/%u" in conf
+        # auth_verbose: passdbs log "Password mismatch", which shows the
+        # tests whether a password was ever checked.
+        return conf + """
+auth_verbose = yes
+listen = 127.0.0.1
+mail_location = maildir:~/Maildir
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+!include {root}/95-saslgate-policy.conf
+""".format(imap=self.imap_port, pop3=self.pop3_port, root=self.root)
+
+    def start(self):
+        super().start()
+        for port in (self.imap_port, self.pop3_port):
+            wait_for(lambda: port_open(port), 10, "Dovecot to listen on port %d" % port)
+
+    def log(self):
+        try:
+            return (self.root / "dovecot.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 class CyrusSasl:
@@ -444,12 +567,25 @@ class Saslgate:
                 name, (self.run_dir / ("%s.log" % name)).read_text(errors="replace")))
         return proc
 
-    def start_policyd(self):
-        return self._start("policyd", [
-            str(BUILD / "saslgate-policyd"), "-f", "-d", str(self.store),
-            "-o", "socket_mode=0666", "-o", "heartbeat_interval=1s",
-            "-o", "activity_flush_ms=50",
-            "-l", "unix:%s" % self.policy_socket], self.policy_socket)
+    def start_policyd(self, http_ports=(), settings=None):
+        """http_ports: also listen for Dovecot's auth policy requests on
+        http:127.0.0.1:PORT; settings: more -o KEY=VALUE."""
+        argv = [str(BUILD / "saslgate-policyd"), "-f", "-d", str(self.store),
+                "-o", "socket_mode=0666", "-o", "heartbeat_interval=1s",
+                "-o", "activity_flush_ms=50",
+                "-l", "unix:%s" % self.policy_socket]
+        for port in http_ports:
+            argv += ["-l", "http:127.0.0.1:%d" % port]
+        for key, value in (settings or {}).items():
+            argv += ["-o", "%s=%s" % (key, value)]
+        proc = self._start("policyd", argv, self.policy_socket)
+        for port in http_ports:
+            wait_for(lambda: port_open(port) or proc.poll() is not None, 10,
+                     "saslgate-policyd to listen on http port %d" % port)
+            if proc.poll() is not None:
+                raise RuntimeError("policyd exited: %s" % (
+                    (self.run_dir / "policyd.log").read_text(errors="replace")))
+        return proc
 
     def start_milter(self):
         return self._start("milter", [

@@ -47,7 +47,7 @@ MAN_PAGES = ("man8/saslgatectl.8.gz", "man8/saslgate-policyd.8.gz",
              "man8/saslgate-milter.8.gz", "man5/saslgate.5.gz")
 EXAMPLES = ("postfix/main.cf.policyd", "postfix/main.cf.milter", "postfix/master.cf.policyd",
             "sendmail/saslgate.mc", "nagios/check_saslgate", "prometheus/saslgate.rules.yml",
-            "cron/saslgate.cron")
+            "cron/saslgate.cron", "dovecot/95-saslgate-policy.conf")
 MTA_CONFIG = ("/etc/postfix", "/etc/dovecot", "/etc/mail")
 # The exposure score systemd-analyze security gives the shipped units
 # (SECURITY.md); a unit that loses its hardening fails here.
