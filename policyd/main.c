@@ -45,7 +45,8 @@ static void usage(FILE *out)
 	        "  -u USER      drop privileges to USER after binding\n"
 	        "  -g GROUP     drop privileges to GROUP after binding\n"
 	        "  -o KEY=VALUE set a setting (see saslgate-policyd(8))\n"
-	        "  -l ENDPOINT  listen on unix:PATH, inet:HOST:PORT or inet:[IPV6]:PORT\n"
+	        "  -l ENDPOINT  listen on unix:PATH, inet:HOST:PORT or inet:[IPV6]:PORT (Postfix\n"
+	        "               policy protocol), http:HOST:PORT (Dovecot's auth policy)\n"
 	        "  -h, --help   this text; -V, --version: the version\n");
 }
 

@@ -49,7 +49,7 @@ def test_help_and_version():
     r = run_policyd(["-h"])
     assert r.returncode == 0 and "usage: saslgate-policyd" in r.stdout
     r = run_policyd(["--help"])
-    assert r.returncode == 0 and "-l ENDPOINT" in r.stdout
+    assert r.returncode == 0 and "-l ENDPOINT" in r.stdout and "http:HOST:PORT" in r.stdout
     r = run_policyd(["-V"])
     assert r.returncode == 0 and r.stdout.startswith("saslgate-policyd ")
 
