@@ -288,3 +288,14 @@ def test_listen_syntax(tmp_path, store):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "http:nowhere" in p.stdout + p.stderr
+
+
+def test_utf8_logins_stay_distinct(daemon, store):
+    """Dovecot passes UTF-8 login names through as they are."""
+    with daemon.http() as h:
+        for login in ("jörg@example.de", "jürg@example.de", "jürg@example.de"):
+            assert h.allow(login=login)[1]["status"] == -1
+    def users():
+        u = {e["user"]: e["count"] for e in js(store, "report", "legacy")["users"]}
+        return sum(u.values()) >= 3 and u
+    assert wait_for(users, timeout=8) == {"jörg@example.de": 1, "jürg@example.de": 2}
