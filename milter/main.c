@@ -7,8 +7,10 @@
  * by change detection, never by a signal). See run_listener() for how.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -423,46 +425,48 @@ static void heartbeat_stop(struct heartbeat *hb)
 	pthread_mutex_destroy(&hb->lock);
 }
 
-/* The listener thread tells the main thread that smfi_main() returned. */
-#define LISTENER_DONE (SIGRTMIN + 4)
-
-/* The signals the main thread waits for: the three that stop the milter,
- * and LISTENER_DONE. */
-static void awaited_signals(sigset_t *set)
+/* The signals that stop the milter. */
+static void stop_signals(sigset_t *set)
 {
 	sigemptyset(set);
 	sigaddset(set, SIGHUP);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
-	sigaddset(set, LISTENER_DONE);
 }
 
-/* Threads started from here on inherit this mask: these signals are only
- * ever taken by sigwait(), never delivered to a worker. */
+/* Threads started from here on inherit this mask: the stop signals are only
+ * ever taken by the main thread (run_listener()), never by a worker. */
 static void block_stop_signals(void)
 {
 	sigset_t set;
 
-	awaited_signals(&set);
+	stop_signals(&set);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
 /*
- * smfi_main() runs on a thread of its own, and the main thread waits for the
- * stop signals. libmilter waits for them too, on a thread it starts, and on
- * a stop request it sets its stop flag, but its accept loop polls the
- * listening socket holding a lock, for up to 5 seconds at a time, and looks
- * at the flag only between polls: stopping took up to 5 s.
+ * smfi_main() runs on a thread of its own, and the main thread takes the
+ * stop signals. libmilter waits for them too, with sigwait() on a thread it
+ * starts, and on a stop request it sets its stop flag, but its accept loop
+ * polls the listening socket holding a lock, for up to 5 seconds at a time,
+ * and looks at the flag only between polls: stopping took up to 5 s.
  *
- * Linux gives a signal sent to the process to its main thread first when
- * that thread can take it, so the main thread gets the stop signals. It then
- * asks libmilter to stop (smfi_stop(), on a detached thread, as the call
- * waits for that lock) and interrupts the accept loop's poll with
- * LISTENER_WAKE, whose handler does nothing, until smfi_main() returns. Should
- * libmilter's thread take a signal after all, the stop is as slow as before,
- * and the listener thread wakes the main thread (LISTENER_DONE) when
- * smfi_main() returns.
+ * So the main thread alone has the stop signals unblocked, with a handler
+ * that writes the signal's number into a pipe (every other thread inherits
+ * them blocked). Linux gives a signal sent to the process to its main thread
+ * whenever that thread can take it, so libmilter's sigwait() does not see
+ * it. A signal that came while the milter was starting was held (blocked):
+ * the listener thread calls smfi_main(), which starts libmilter's thread,
+ * only after run_listener() has unblocked it and so taken it, and not at all
+ * if it was there. (With sigwait() in the main thread, a signal held until
+ * then went to whichever thread called sigwait() first, and libmilter's,
+ * taking it while smfi_main() set itself up, made it fail: exit status 1,
+ * under load a few times in 50 early stops.) The main thread then asks libmilter to stop
+ * (smfi_stop(), on a detached thread, as the call waits for that lock) and
+ * interrupts the accept loop's poll with LISTENER_WAKE, whose handler does
+ * nothing, until smfi_main() returns; the listener thread writes 0 into the
+ * pipe when it does.
  *
  * smfi_stop() closes the listening socket. libmilter expects that to happen
  * only while its accept loop runs, and reports a failure otherwise:
@@ -482,9 +486,12 @@ static void block_stop_signals(void)
 #define STARTUP_GRACE_MS 100
 #define WAKE_PAUSE_MS    20
 
+static int stop_pipe[2] = {-1, -1}; /* the handler writes, run_listener() reads */
+
 struct listener {
-	pthread_t thread, main_thread;
+	pthread_t thread;
 	int rc;
+	atomic_int go;              /* 1: call smfi_main(); 2: a stop came first, do not */
 	atomic_int running;         /* set by the listener thread before smfi_main() */
 	struct timespec started_at; /* CLOCK_MONOTONIC, when running was set */
 	atomic_int done;
@@ -495,15 +502,33 @@ static void listener_wake_handler(int sig)
 	(void)sig;
 }
 
+/* Async-signal-safe: one byte, the signal's number, into the pipe. */
+static void stop_handler(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
+	if (write(stop_pipe[1], &b, 1) < 0) {
+		/* full: a stop is already waiting to be read */
+	}
+	errno = saved;
+}
+
+static void pause_ms(long ms);
+
 static void *listener_main(void *arg)
 {
 	struct listener *l = arg;
+	unsigned char zero = 0;
 
+	while (atomic_load(&l->go) == 0)
+		pause_ms(1);
 	clock_gettime(CLOCK_MONOTONIC, &l->started_at);
 	atomic_store(&l->running, 1);
-	l->rc = smfi_main();
+	l->rc = atomic_load(&l->go) == 1 ? smfi_main() : MI_SUCCESS;
 	atomic_store(&l->done, 1);
-	pthread_kill(l->main_thread, LISTENER_DONE); /* if it is still waiting */
+	if (write(stop_pipe[1], &zero, 1) < 0) { /* the main thread may wait for it */
+	}
 	return NULL;
 }
 
@@ -575,30 +600,70 @@ static int listener_exit_status(int rc, int stop_requested)
 	return 1;
 }
 
-/* Runs smfi_main() until it returns or a stop signal arrives; returns the
- * exit status. */
-static int run_listener(void)
+/* The stop handler and the wake-up handler. */
+static void install_handlers(void)
 {
-	struct listener l = {.main_thread = pthread_self(), .rc = MI_FAILURE};
 	struct sigaction sa;
 	sigset_t set;
-	int sig = 0, stop_requested = 0;
 
+	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		fatal("pipe: %s", strerror(errno));
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = listener_wake_handler; /* no SA_RESTART: poll() returns EINTR */
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(LISTENER_WAKE, &sa, NULL) != 0)
 		fatal("sigaction: %s", strerror(errno));
+	sa.sa_handler = stop_handler;
+	stop_signals(&set);
+	sa.sa_mask = set;
+	if (sigaction(SIGHUP, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0 ||
+	    sigaction(SIGINT, &sa, NULL) != 0)
+		fatal("sigaction: %s", strerror(errno));
+}
+
+/* The next byte of the pipe: a signal's number, or 0 when smfi_main()
+ * returned; -1 at once if there is none and wait is 0. */
+static int next_event(int wait)
+{
+	struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
+	unsigned char b;
+
+	for (;;) {
+		if (read(stop_pipe[0], &b, 1) == 1)
+			return b;
+		if (!wait)
+			return -1;
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+	}
+}
+
+/* Runs smfi_main() until it returns or a stop signal arrives; returns the
+ * exit status. */
+static int run_listener(void)
+{
+	struct listener l = {.rc = MI_FAILURE};
+	sigset_t set;
+	int sig, stop_requested = 0;
+
+	install_handlers();
 	if (pthread_create(&l.thread, NULL, listener_main, &l) != 0)
 		fatal("cannot start the listener thread");
-	awaited_signals(&set);
-	while (sigwait(&set, &sig) != 0)
-		;
-	if (sig != LISTENER_DONE && !atomic_load(&l.done)) {
+	/* Unblocked here, a signal held since start-up is handled before the
+	 * listener thread may call smfi_main() (and start libmilter's signal
+	 * thread, which takes what it finds pending): then it never does. */
+	stop_signals(&set);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* the main thread's alone */
+	sig = next_event(0);
+	atomic_store(&l.go, sig > 0 ? 2 : 1);
+	if (sig <= 0)
+		sig = next_event(1);
+	if (sig != 0 && !atomic_load(&l.done)) {
 		log_info("stopping on signal %d", sig);
 		stop_requested = 1;
 		request_stop(&l);
 	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_join(l.thread, NULL);
 	return listener_exit_status(l.rc, stop_requested);
 }
