@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "json.h"
 #include "mech.h"
+#include "policy_settings.h"
 
 #define INSTALLED_MAX 64
 
@@ -141,7 +142,7 @@ static int mech_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 	struct installed_set set;
 	struct mech_ctx mc = {&set, NULL};
 	struct sg_err err = {{0}};
-	char unknown[32] = "legacy", cls[64];
+	char unknown[32], cls[64];
 	struct json j;
 	sqlite3 *db;
 	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
@@ -150,7 +151,7 @@ static int mech_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 		return rc;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
-	if (store_setting_get(db, "unknown_mechanism_class", unknown, sizeof(unknown), &err) < 0) {
+	if (policy_setting_get(db, "unknown_mechanism_class", unknown, sizeof(unknown), &err) < 0) {
 		store_close(&db);
 		return ctl_fail("%s", err.text);
 	}
