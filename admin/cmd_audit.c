@@ -5,6 +5,7 @@
 
 #include "ctl.h"
 #include "json.h"
+#include "validate.h"
 
 struct audit_ctx {
 	struct json *j;

@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_exception.h"
 #include "ctl.h"
 #include "json.h"
 #include "pattern.h"
 #include "utf8.h"
+#include "validate.h"
 
 enum {
 	OPT_USER = 0x100,

@@ -9,12 +9,15 @@
 #include <string.h>
 
 #include "cidr.h"
+#include "cmd_exception.h"
 #include "ctl.h"
 #include "engine.h"
 #include "json.h"
 #include "mech.h"
 #include "request.h"
+#include "shown.h"
 #include "snapshot.h"
+#include "validate.h"
 
 enum { OPT_USER = 0x100, OPT_IP, OPT_MECH, OPT_TLS, OPT_SERVICE, OPT_AT };
 

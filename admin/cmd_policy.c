@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_policy.h"
 #include "ctl.h"
 #include "json.h"
 #include "snapshot.h"
+#include "validate.h"
 
 enum {
 	OPT_STATE = 0x100,

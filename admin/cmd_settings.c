@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd_settings.h"
 #include "ctl.h"
 #include "json.h"
 #include "policy_settings.h"
