@@ -188,7 +188,6 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 	char upper[MECH_NAME_MAX + 1], before[128], after[128], old[32] = "";
 	enum mech_class cls = MECH_CLASS_LEGACY;
 	sqlite3 *db;
-	sqlite3_stmt *st;
 	int rc;
 
 	if (!mech_name_valid(name))
@@ -204,14 +203,8 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 		return rc;
 	if ((rc = ctl_begin(db)) != CTL_OK)
 		goto out;
-	if (sqlite3_prepare_v2(db, "SELECT class FROM mechanisms WHERE name = ?1", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_bind_text(st, 1, upper, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			sg_strlcpy(old, (const char *)sqlite3_column_text(st, 0), sizeof(old));
-		sqlite3_finalize(st);
-	}
-	if (store_admin_mech_set(db, upper, mech_class_name(cls), &err) < 0) {
+	if (store_admin_mech_get(db, upper, old, sizeof(old), &err) < 0 ||
+	    store_admin_mech_set(db, upper, mech_class_name(cls), &err) < 0) {
 		rc = ctl_abort(db, ctl_fail("%s", err.text));
 		goto out;
 	}
