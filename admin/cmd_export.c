@@ -130,11 +130,9 @@ int cmd_export(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 {
 	struct sg_err err = {{0}};
 	sqlite3 *db = NULL;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
-		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
 	/* One read transaction: a consistent picture even if an admin writes. */
 	if (store_exec(db, "BEGIN", &err) < 0) {

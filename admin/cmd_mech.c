@@ -145,39 +145,30 @@ static int mech_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 	char unknown[32], cls[64];
 	struct json j;
 	sqlite3 *db;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
-		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
 	if (policy_setting_get(db, "unknown_mechanism_class", unknown, sizeof(unknown), &err) < 0) {
 		store_close(&db);
 		return ctl_fail("%s", err.text);
 	}
 	installed_mechs(&set);
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		mc.j = &j;
-	} else {
+	mc.j = json_list_begin(&j, stdout, ctl->json);
+	if (mc.j == NULL)
 		printf("%-20s %-22s %-9s %s\n", "MECHANISM", "CLASS", "INSTALLED",
 		       "CYRUS SASL FLAGS (information only)");
-	}
 	rc = store_admin_mech_foreach(db, print_catalogue_entry, &mc, &err);
 	store_close(&db);
 	snprintf(cls, sizeof(cls), "%s (unknown)", unknown);
 	for (size_t i = 0; rc >= 0 && i < set.n; i++)
 		if (!set.m[i].in_catalogue)
 			print_entry(&mc, set.m[i].name, ctl->json ? unknown : cls, 0, &set.m[i]);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	} else if (rc >= 0) {
+	if (mc.j == NULL && rc >= 0)
 		printf("\nA mechanism not in the catalogue is treated as class \"%s\" "
 		       "(setting unknown_mechanism_class).\n",
 		       unknown);
-	}
+	json_list_end(mc.j);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 

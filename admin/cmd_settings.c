@@ -52,22 +52,13 @@ static int cmd_settings_list(struct ctl *ctl, const struct ctl_command *cmd, int
 	struct sg_err err = {{0}};
 	struct json j;
 	sqlite3 *db;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
-		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		lc.j = &j;
-	}
+	lc.j = json_list_begin(&j, stdout, ctl->json);
 	rc = store_admin_setting_foreach(db, print_setting, &lc, &err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	json_list_end(lc.j);
 	store_close(&db);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }

@@ -91,9 +91,25 @@ void ctl_opt_start(void);
 #define CTL_OPT_CONTINUE (-1)
 int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char **argv);
 
-/* For commands with positional arguments only: parses the common options and
- * checks that min..max (max -1: unbounded) arguments remain; they start at
- * argv[optind]. Returns CTL_OPT_CONTINUE to go on, else the status to return. */
+/* A command's own options. take(c, optarg, arg) gets each getopt_long result
+ * c that is not -h, --help or --json, and returns CTL_OPT_CONTINUE (taken),
+ * CTL_OPT_NOT_MINE (ctl_opt_common() then reports the bad option) or a status
+ * to return (a bad value; message printed). */
+#define CTL_OPT_NOT_MINE (-2)
+struct ctl_opts {
+	const char *shortopts;         /* getopt_long's, starting with ":h" */
+	const struct option *longopts; /* ends with CTL_OPT_COMMON and a NULL entry */
+	int (*take)(int c, const char *value, void *arg);
+	void *arg;
+};
+
+/* Parses the options of argv (opts NULL: only the common ones) and checks that
+ * min..max (max -1: unbounded; min -1: no check) positional arguments remain;
+ * they start at argv[optind]. Returns CTL_OPT_CONTINUE to go on, else the
+ * status to return (CTL_OK after --help). */
+int ctl_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+              const struct ctl_opts *opts, int min, int max);
+/* ctl_parse() for commands with positional arguments only. */
 int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv, int min,
                     int max);
 
@@ -115,6 +131,11 @@ int ctl_fail(const char *fmt, ...) SG_PRINTF(1, 2);
 
 /* Opens policy.db for administration (must exist). CTL_OK or CTL_FAIL. */
 int ctl_open(struct ctl *ctl, sqlite3 **db);
+/* The start of a command without positional arguments: ctl_parse(), then
+ * ctl_open(). CTL_OPT_CONTINUE with *db open (the caller closes it), else the
+ * status to return. */
+int ctl_start(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+              const struct ctl_opts *opts, sqlite3 **db);
 /* Starts the write transaction. CTL_OK or CTL_FAIL. */
 int ctl_begin(sqlite3 *db);
 /* Records the audit entry, checks that the store still compiles into a

@@ -194,19 +194,12 @@ int namedset_list(struct ctl *ctl, enum sa_kind kind)
 
 	if ((rc = ctl_open(ctl, &nc.db)) != CTL_OK)
 		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		nc.j = &j;
-	} else {
+	nc.j = json_list_begin(&j, stdout, ctl->json);
+	if (nc.j == NULL)
 		printf("%-20s %-20s %s\n", "NAME", "CREATED",
 		       kind == SA_GROUP ? "MEMBERS" : "NETS");
-	}
 	rc = store_admin_name_foreach(nc.db, kind, print_named_set, &nc, &nc.err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	json_list_end(nc.j);
 	store_close(&nc.db);
 	return rc < 0 ? ctl_fail("%s", nc.err.text) : CTL_OK;
 }

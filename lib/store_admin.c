@@ -93,6 +93,19 @@ static int each_row(sqlite3 *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, 
 	return ret;
 }
 
+/* A reader's callback and its argument, handed to the row decoders below. */
+struct visit {
+	union {
+		int (*policy)(const struct sa_policy *p, void *arg);
+		int (*exception)(const struct sa_exception *e, void *arg);
+		int (*audit)(const struct sa_audit *a, void *arg);
+		int (*name)(const char *name, int64_t created_at, void *arg);
+		int (*text)(const char *text, void *arg);
+		int (*pair)(const char *a, const char *b, void *arg);
+	} fn;
+	void *arg;
+};
+
 /* Runs sql with up to two text parameters; returns the number of changed rows
  * or -1. */
 static int exec2(sqlite3 *db, const char *sql, const char *a, const char *b, struct sg_err *err)
@@ -287,19 +300,14 @@ int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out,
 	return step_one(db, st, policy_fill, out, err);
 }
 
-struct policy_visit {
-	int (*fn)(const struct sa_policy *p, void *arg);
-	void *arg;
-};
-
 static int policy_row(sqlite3_stmt *st, void *arg)
 {
-	struct policy_visit *v = arg;
+	const struct visit *v = arg;
 	struct sa_policy p;
 	int ret;
 
 	policy_from_row(st, &p);
-	ret = v->fn(&p, v->arg);
+	ret = v->fn.policy(&p, v->arg);
 	sa_policy_clear(&p);
 	return ret;
 }
@@ -307,7 +315,7 @@ static int policy_row(sqlite3_stmt *st, void *arg)
 int store_admin_policy_foreach(sqlite3 *db, int (*fn)(const struct sa_policy *p, void *arg),
                                void *arg, struct sg_err *err)
 {
-	struct policy_visit v = {fn, arg};
+	struct visit v = {.fn.policy = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db, "SELECT " POLICY_COLUMNS " FROM policies ORDER BY name", &st, err) < 0)
@@ -424,16 +432,11 @@ int store_admin_set_member(sqlite3 *db, enum sa_kind kind, int add, const char *
 	return n < 0 ? -1 : n > 0;
 }
 
-struct name_visit {
-	int (*fn)(const char *name, int64_t created_at, void *arg);
-	void *arg;
-};
-
 static int name_row(sqlite3_stmt *st, void *arg)
 {
-	struct name_visit *v = arg;
+	const struct visit *v = arg;
 
-	return v->fn(col_text(st, 0), sqlite3_column_int64(st, 1), v->arg);
+	return v->fn.name(col_text(st, 0), sqlite3_column_int64(st, 1), v->arg);
 }
 
 int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
@@ -445,7 +448,7 @@ int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
 	    [SA_GROUP] = "SELECT name, created_at FROM groups ORDER BY name",
 	    [SA_LOCATION] = "SELECT name, created_at FROM locations ORDER BY name",
 	};
-	struct name_visit v = {fn, arg};
+	struct visit v = {.fn.name = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db, sql[kind], &st, err) < 0)
@@ -453,16 +456,11 @@ int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
 	return each_row(db, st, name_row, &v, err);
 }
 
-struct text_visit {
-	int (*fn)(const char *text, void *arg);
-	void *arg;
-};
-
 static int text_row(sqlite3_stmt *st, void *arg)
 {
-	struct text_visit *v = arg;
+	const struct visit *v = arg;
 
-	return v->fn(col_text(st, 0), v->arg);
+	return v->fn.text(col_text(st, 0), v->arg);
 }
 
 int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
@@ -473,7 +471,7 @@ int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
 	                                     "= ?1 ORDER BY pattern"
 	                                   : "SELECT cidr FROM location_nets WHERE location_name "
 	                                     "= ?1 ORDER BY cidr";
-	struct text_visit v = {fn, arg};
+	struct visit v = {.fn.text = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db, sql, &st, err) < 0)
@@ -568,19 +566,14 @@ int store_admin_exception_set_expiry(sqlite3 *db, int64_t id, int64_t expires_at
 	return step_done(db, st, err);
 }
 
-struct exception_visit {
-	int (*fn)(const struct sa_exception *e, void *arg);
-	void *arg;
-};
-
 static int exception_row(sqlite3_stmt *st, void *arg)
 {
-	struct exception_visit *v = arg;
+	const struct visit *v = arg;
 	struct sa_exception e;
 	int ret;
 
 	exception_from_row(st, &e);
-	ret = v->fn(&e, v->arg);
+	ret = v->fn.exception(&e, v->arg);
 	sa_exception_clear(&e);
 	return ret;
 }
@@ -589,7 +582,7 @@ int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
                                   int (*fn)(const struct sa_exception *e, void *arg), void *arg,
                                   struct sg_err *err)
 {
-	struct exception_visit v = {fn, arg};
+	struct visit v = {.fn.exception = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db,
@@ -602,16 +595,11 @@ int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
 	return each_row(db, st, exception_row, &v, err);
 }
 
-struct pair_visit {
-	int (*fn)(const char *a, const char *b, void *arg);
-	void *arg;
-};
-
 static int pair_row(sqlite3_stmt *st, void *arg)
 {
-	struct pair_visit *v = arg;
+	const struct visit *v = arg;
 
-	return v->fn(col_text(st, 0), col_text(st, 1), v->arg);
+	return v->fn.pair(col_text(st, 0), col_text(st, 1), v->arg);
 }
 
 /* Calls fn(col0, col1, arg) for every row of a two-column text query. */
@@ -619,7 +607,7 @@ static int foreach_pair(sqlite3 *db, const char *sql,
                         int (*fn)(const char *a, const char *b, void *arg), void *arg,
                         struct sg_err *err)
 {
-	struct pair_visit v = {fn, arg};
+	struct visit v = {.fn.pair = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db, sql, &st, err) < 0)
@@ -680,14 +668,9 @@ int store_admin_setting_foreach(sqlite3 *db,
 	return foreach_pair(db, "SELECT key, value FROM settings ORDER BY key", fn, arg, err);
 }
 
-struct audit_visit {
-	int (*fn)(const struct sa_audit *a, void *arg);
-	void *arg;
-};
-
 static int audit_row(sqlite3_stmt *st, void *arg)
 {
-	struct audit_visit *v = arg;
+	const struct visit *v = arg;
 	struct sa_audit a = {
 	    .id = sqlite3_column_int64(st, 0),
 	    .at = sqlite3_column_int64(st, 1),
@@ -698,14 +681,14 @@ static int audit_row(sqlite3_stmt *st, void *arg)
 	    .after = col_text(st, 6),
 	};
 
-	return v->fn(&a, v->arg);
+	return v->fn.audit(&a, v->arg);
 }
 
 int store_admin_audit_foreach(sqlite3 *db, int64_t since,
                               int (*fn)(const struct sa_audit *a, void *arg), void *arg,
                               struct sg_err *err)
 {
-	struct audit_visit v = {fn, arg};
+	struct visit v = {.fn.audit = fn, .arg = arg};
 	sqlite3_stmt *st;
 
 	if (prepare(db,

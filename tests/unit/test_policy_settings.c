@@ -49,9 +49,9 @@ static void test_normalise(void **state)
 		struct sg_err err = {{0}};
 		char norm[64] = "";
 
-		assert_int_equal(
-		    policy_setting_normalise(cases[i].key, cases[i].value, norm, sizeof(norm), &err),
-		    cases[i].result);
+		assert_int_equal(policy_setting_normalise(cases[i].key, cases[i].value, norm,
+		                                          sizeof(norm), &err),
+		                 cases[i].result);
 		assert_string_equal(cases[i].result == POLICY_SETTING_OK ? norm : err.text,
 		                    cases[i].text);
 	}
@@ -106,9 +106,8 @@ static void test_effective_values(void **state)
 	assert_int_equal(store_setting_set(db, "activity_retention_days", "-5", &err), 0);
 	assert_int_equal(policy_setting_get_days(db, "activity_retention_days", &days, &err), 0);
 	assert_int_equal(days, 90);
-	assert_int_equal(store_exec(db, "DELETE FROM settings WHERE key = 'activity_retention_days'",
-	                            &err),
-	                 0);
+	assert_int_equal(
+	    store_exec(db, "DELETE FROM settings WHERE key = 'activity_retention_days'", &err), 0);
 	assert_int_equal(policy_setting_get_days(db, "activity_retention_days", &days, &err), 0);
 	assert_int_equal(days, 90);
 	assert_int_equal(policy_setting_get_days(db, "unknown_mechanism_class", &days, &err), -1);
