@@ -5,6 +5,7 @@
 
 #include "ctl.h"
 #include "json.h"
+#include "validate.h"
 
 struct audit_ctx {
 	struct json *j;
@@ -35,6 +36,22 @@ static int print_audit(const struct sa_audit *a, void *arg)
 	return 0;
 }
 
+struct audit_opts {
+	const struct ctl *ctl;
+	time_t since;
+};
+
+static int take_audit_opt(int c, const char *value, void *arg)
+{
+	struct audit_opts *o = arg;
+
+	if (c != 's')
+		return CTL_OPT_NOT_MINE;
+	return ctl_parse_time(o->ctl, "--since", value, TIME_PAST, &o->since) == CTL_OK
+	           ? CTL_OPT_CONTINUE
+	           : CTL_USAGE;
+}
+
 int cmd_audit(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -42,40 +59,21 @@ int cmd_audit(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
+	struct audit_opts o = {ctl, 0};
+	const struct ctl_opts opts = {":hs:", longopts, take_audit_opt, &o};
 	struct audit_ctx ac = {NULL};
 	struct sg_err err = {{0}};
 	struct json j;
-	time_t since = 0;
 	sqlite3 *db;
-	int c, rc;
+	int rc;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":hs:", longopts, NULL)) != -1) {
-		if (c == 's') {
-			if ((rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &since)) !=
-			    CTL_OK)
-				return rc;
-			continue;
-		}
-		if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+	if ((rc = ctl_start(ctl, cmd, argc, argv, &opts, &db)) != CTL_OPT_CONTINUE)
 		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		ac.j = &j;
-	} else {
+	ac.j = json_list_begin(&j, stdout, ctl->json);
+	if (ac.j == NULL)
 		printf("%-6s %-20s %-12s %-20s %s\n", "ID", "AT", "ACTOR", "ACTION", "OBJECT");
-	}
-	rc = store_admin_audit_foreach(db, (int64_t)since, print_audit, &ac, &err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	rc = store_admin_audit_foreach(db, (int64_t)o.since, print_audit, &ac, &err);
+	json_list_end(ac.j);
 	store_close(&db);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }

@@ -43,11 +43,9 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	struct sg_err activity_err = {{0}};
 	enum activity_state activity;
 	sqlite3 *db;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
-		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
 		return rc;
 	version = store_schema_version(db);
 	ok_version = version == want;

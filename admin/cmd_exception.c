@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_exception.h"
 #include "ctl.h"
 #include "json.h"
 #include "pattern.h"
 #include "utf8.h"
+#include "validate.h"
 
 enum {
 	OPT_USER = 0x100,
@@ -143,6 +145,51 @@ static int check_refs(sqlite3 *db, const struct sa_exception *e)
 	return CTL_OK;
 }
 
+/* The options of the exception commands, as typed (NULL: not given). */
+struct exception_opts {
+	const char *user, *group, *location, *mech, *policy, *expires, *reason;
+	int permanent, all;
+};
+
+static int take_exception_opt(int c, const char *value, void *arg)
+{
+	struct exception_opts *o = arg;
+
+	switch (c) {
+	case OPT_USER:
+		o->user = value;
+		break;
+	case OPT_GROUP:
+		o->group = value;
+		break;
+	case OPT_LOCATION:
+		o->location = value;
+		break;
+	case OPT_MECH:
+		o->mech = value;
+		break;
+	case OPT_POLICY:
+		o->policy = value;
+		break;
+	case OPT_EXPIRES:
+		o->expires = value;
+		break;
+	case OPT_PERMANENT:
+		o->permanent = 1;
+		break;
+	case OPT_REASON:
+		o->reason = value;
+		break;
+	case OPT_ALL:
+	case 'a':
+		o->all = 1;
+		break;
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+	return CTL_OPT_CONTINUE;
+}
+
 static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -157,51 +204,19 @@ static int exception_add(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	const char *user = NULL, *group = NULL, *location = NULL, *mech = NULL, *policy = NULL;
-	const char *expires = NULL, *reason = NULL;
+	struct exception_opts o = {0};
+	const struct ctl_opts opts = {":h", longopts, take_exception_opt, &o};
 	struct sa_exception e = {0};
 	struct sg_err err = {{0}};
 	char *after = NULL, object[32], t[32];
-	int permanent = 0, c, rc;
+	int rc;
 	int64_t id;
 	sqlite3 *db = NULL;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_USER:
-			user = optarg;
-			break;
-		case OPT_GROUP:
-			group = optarg;
-			break;
-		case OPT_LOCATION:
-			location = optarg;
-			break;
-		case OPT_MECH:
-			mech = optarg;
-			break;
-		case OPT_POLICY:
-			policy = optarg;
-			break;
-		case OPT_EXPIRES:
-			expires = optarg;
-			break;
-		case OPT_PERMANENT:
-			permanent = 1;
-			break;
-		case OPT_REASON:
-			reason = optarg;
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-		}
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	rc = exception_from_opts(ctl, &e, user, group, location, mech, policy, expires, permanent,
-	                         reason);
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
+	rc = exception_from_opts(ctl, &e, o.user, o.group, o.location, o.mech, o.policy, o.expires,
+	                         o.permanent, o.reason);
 	if (rc != CTL_OK)
 		goto out;
 	if ((rc = ctl_open(ctl, &db)) != CTL_OK || (rc = ctl_begin(db)) != CTL_OK)
@@ -273,40 +288,24 @@ static int exception_list(struct ctl *ctl, const struct ctl_command *cmd, int ar
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
+	struct exception_opts o = {0};
+	const struct ctl_opts opts = {":ah", longopts, take_exception_opt, &o};
 	struct list_ctx lc = {ctl, NULL};
 	struct sg_err err = {{0}};
 	struct json j;
-	int all = 0, c, rc;
+	int rc;
 	sqlite3 *db;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":ah", longopts, NULL)) != -1) {
-		if (c == OPT_ALL || c == 'a') {
-			all = 1;
-			continue;
-		}
-		if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+	if ((rc = ctl_start(ctl, cmd, argc, argv, &opts, &db)) != CTL_OPT_CONTINUE)
 		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		lc.j = &j;
-	} else {
+	lc.j = json_list_begin(&j, stdout, ctl->json);
+	if (lc.j == NULL)
 		printf("%-5s %-14s %-28s %-12s %-10s %-21s  %-10s %s\n", "ID", "POLICY", "USER",
 		       "LOCATION", "MECHS", "EXPIRES", "BY", "REASON");
-	}
-	rc = store_admin_exception_foreach(db, all, ctl->now, print_exception, &lc, &err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	} else if (all) {
+	rc = store_admin_exception_foreach(db, o.all, ctl->now, print_exception, &lc, &err);
+	if (lc.j == NULL && o.all)
 		printf("(! = expired: no longer matches)\n");
-	}
+	json_list_end(lc.j);
 	store_close(&db);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
@@ -370,21 +369,15 @@ static int exception_extend(struct ctl *ctl, const struct ctl_command *cmd, int 
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	const char *expires = NULL;
-	int permanent = 0, c, rc;
+	struct exception_opts o = {0};
+	const struct ctl_opts opts = {":h", longopts, take_exception_opt, &o};
+	int rc;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == OPT_EXPIRES)
-			expires = optarg;
-		else if (c == OPT_PERMANENT)
-			permanent = 1;
-		else if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-			return rc;
-	}
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, -1, -1)) != CTL_OPT_CONTINUE)
+		return rc;
 	if (argc - optind != 1)
 		return ctl_usage_error(cmd, "exactly one exception id is expected");
-	return exception_change(ctl, argv[optind], 0, expires, permanent);
+	return exception_change(ctl, argv[optind], 0, o.expires, o.permanent);
 }
 
 const struct ctl_command ctl_exception_verbs[] = {

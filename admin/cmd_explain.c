@@ -9,12 +9,15 @@
 #include <string.h>
 
 #include "cidr.h"
+#include "cmd_exception.h"
 #include "ctl.h"
 #include "engine.h"
 #include "json.h"
 #include "mech.h"
 #include "request.h"
+#include "shown.h"
 #include "snapshot.h"
+#include "validate.h"
 
 enum { OPT_USER = 0x100, OPT_IP, OPT_MECH, OPT_TLS, OPT_SERVICE, OPT_AT };
 
@@ -22,6 +25,7 @@ struct explain {
 	struct ctl *ctl;
 	sqlite3 *db;
 	struct request req;
+	const char *at_text; /* --at as typed */
 	time_t at;
 	struct decision d;
 };
@@ -180,6 +184,35 @@ static void print_text(struct explain *x)
 	}
 }
 
+static int take_explain_opt(int c, const char *value, void *arg)
+{
+	struct explain *x = arg;
+
+	switch (c) {
+	case OPT_USER:
+		x->req.user = value;
+		break;
+	case OPT_IP:
+		x->req.client_addr = value;
+		break;
+	case OPT_MECH:
+		x->req.mech = value;
+		break;
+	case OPT_TLS:
+		x->req.tls = 1;
+		break;
+	case OPT_SERVICE:
+		x->req.service = value;
+		break;
+	case OPT_AT:
+		x->at_text = value;
+		break;
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+	return CTL_OPT_CONTINUE;
+}
+
 /* CTL_OPT_CONTINUE to go on, else the status to return (after --help too). */
 static int parse(struct explain *x, const struct ctl_command *cmd, int argc, char **argv)
 {
@@ -193,38 +226,12 @@ static int parse(struct explain *x, const struct ctl_command *cmd, int argc, cha
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
+	const struct ctl_opts opts = {":h", longopts, take_explain_opt, x};
 	struct sg_err err = {{0}};
-	const char *at = NULL;
-	int c, rc;
+	int rc;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_USER:
-			x->req.user = optarg;
-			break;
-		case OPT_IP:
-			x->req.client_addr = optarg;
-			break;
-		case OPT_MECH:
-			x->req.mech = optarg;
-			break;
-		case OPT_TLS:
-			x->req.tls = 1;
-			break;
-		case OPT_SERVICE:
-			x->req.service = optarg;
-			break;
-		case OPT_AT:
-			at = optarg;
-			break;
-		default:
-			if ((rc = ctl_opt_common(x->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-		}
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if ((rc = ctl_parse(x->ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
 	if (x->req.user == NULL || *x->req.user == '\0')
 		return ctl_invalid("--user", "the SASL user name is required");
 	if (x->req.client_addr == NULL)
@@ -237,7 +244,8 @@ static int parse(struct explain *x, const struct ctl_command *cmd, int argc, cha
 		return ctl_invalid("--ip", "'%s': %s", x->req.client_addr, err.text);
 	x->req.addr_valid = 1;
 	x->at = x->ctl->now;
-	if (at && (rc = ctl_parse_time(x->ctl, "--at", at, TIME_FUTURE, &x->at)) != CTL_OK)
+	if (x->at_text &&
+	    (rc = ctl_parse_time(x->ctl, "--at", x->at_text, TIME_FUTURE, &x->at)) != CTL_OK)
 		return rc;
 	return CTL_OPT_CONTINUE;
 }

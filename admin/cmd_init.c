@@ -103,6 +103,15 @@ static void report(const struct ctl *ctl, const char *state)
 	       WEBMAIL_COMMAND);
 }
 
+static int take_init_opt(int c, const char *value, void *arg)
+{
+	(void)value;
+	if (c != 'r')
+		return CTL_OPT_NOT_MINE;
+	*(const char **)arg = "report-only";
+	return CTL_OPT_CONTINUE;
+}
+
 int cmd_init(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -112,21 +121,13 @@ int cmd_init(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **ar
 	};
 	struct sg_err err = {{0}};
 	const char *state = "enforce";
+	const struct ctl_opts opts = {":h", longopts, take_init_opt, &state};
 	char after[128];
 	sqlite3 *db = NULL;
-	int c, rc;
+	int rc;
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == 'r') {
-			state = "report-only";
-			continue;
-		}
-		if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
 	if (store_open_admin(ctl->dir, 1, &db, &err) < 0)
 		return ctl_fail("init: %s", err.text);
 	if ((rc = ctl_begin(db)) != CTL_OK)

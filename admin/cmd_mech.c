@@ -14,6 +14,7 @@
 #include "ctl.h"
 #include "json.h"
 #include "mech.h"
+#include "policy_settings.h"
 
 #define INSTALLED_MAX 64
 
@@ -141,42 +142,33 @@ static int mech_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 	struct installed_set set;
 	struct mech_ctx mc = {&set, NULL};
 	struct sg_err err = {{0}};
-	char unknown[32] = "legacy", cls[64];
+	char unknown[32], cls[64];
 	struct json j;
 	sqlite3 *db;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
-		return rc;
-	if (store_setting_get(db, "unknown_mechanism_class", unknown, sizeof(unknown), &err) < 0) {
+	if (policy_setting_get(db, "unknown_mechanism_class", unknown, sizeof(unknown), &err) < 0) {
 		store_close(&db);
 		return ctl_fail("%s", err.text);
 	}
 	installed_mechs(&set);
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		mc.j = &j;
-	} else {
+	mc.j = json_list_begin(&j, stdout, ctl->json);
+	if (mc.j == NULL)
 		printf("%-20s %-22s %-9s %s\n", "MECHANISM", "CLASS", "INSTALLED",
 		       "CYRUS SASL FLAGS (information only)");
-	}
 	rc = store_admin_mech_foreach(db, print_catalogue_entry, &mc, &err);
 	store_close(&db);
 	snprintf(cls, sizeof(cls), "%s (unknown)", unknown);
 	for (size_t i = 0; rc >= 0 && i < set.n; i++)
 		if (!set.m[i].in_catalogue)
 			print_entry(&mc, set.m[i].name, ctl->json ? unknown : cls, 0, &set.m[i]);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	} else if (rc >= 0) {
+	if (mc.j == NULL && rc >= 0)
 		printf("\nA mechanism not in the catalogue is treated as class \"%s\" "
 		       "(setting unknown_mechanism_class).\n",
 		       unknown);
-	}
+	json_list_end(mc.j);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 
@@ -187,7 +179,6 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 	char upper[MECH_NAME_MAX + 1], before[128], after[128], old[32] = "";
 	enum mech_class cls = MECH_CLASS_LEGACY;
 	sqlite3 *db;
-	sqlite3_stmt *st;
 	int rc;
 
 	if (!mech_name_valid(name))
@@ -203,14 +194,8 @@ static int mech_write(struct ctl *ctl, const char *name, const char *cls_text)
 		return rc;
 	if ((rc = ctl_begin(db)) != CTL_OK)
 		goto out;
-	if (sqlite3_prepare_v2(db, "SELECT class FROM mechanisms WHERE name = ?1", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_bind_text(st, 1, upper, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			sg_strlcpy(old, (const char *)sqlite3_column_text(st, 0), sizeof(old));
-		sqlite3_finalize(st);
-	}
-	if (store_admin_mech_set(db, upper, mech_class_name(cls), &err) < 0) {
+	if (store_admin_mech_get(db, upper, old, sizeof(old), &err) < 0 ||
+	    store_admin_mech_set(db, upper, mech_class_name(cls), &err) < 0) {
 		rc = ctl_abort(db, ctl_fail("%s", err.text));
 		goto out;
 	}

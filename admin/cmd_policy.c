@@ -1,13 +1,16 @@
 /*
  * policy - list, show, add, set and remove policies.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_policy.h"
 #include "ctl.h"
 #include "json.h"
 #include "snapshot.h"
+#include "validate.h"
 
 enum {
 	OPT_STATE = 0x100,
@@ -250,34 +253,20 @@ static int print_policy_row(const struct sa_policy *p, void *arg)
 
 static int policy_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {CTL_OPT_COMMON, {NULL, 0, NULL, 0}};
 	struct sg_err err = {{0}};
 	struct json j;
 	struct list_ctx lc = {ctl, NULL};
 	sqlite3 *db;
-	int c, rc;
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
-		if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-			return rc;
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
+	if (rc != CTL_OPT_CONTINUE)
 		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		lc.j = &j;
-	} else {
+	lc.j = json_list_begin(&j, stdout, ctl->json);
+	if (lc.j == NULL)
 		printf("%-20s %-12s %-16s %-24s %-16s %s\n", "NAME", "STATE", "MECHS", "USERS",
 		       "LOCATIONS", "TLS");
-	}
 	rc = store_admin_policy_foreach(db, print_policy_row, &lc, &err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	json_list_end(lc.j);
 	store_close(&db);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
@@ -306,64 +295,53 @@ static void print_policy(const struct ctl *ctl, const struct sa_policy *p)
 	printf("updated:           %s\n", ctl_time((time_t)p->updated_at, "-", t3, sizeof(t3)));
 }
 
+/* Where each policy option goes in struct policy_opts, by OPT_* - OPT_STATE. */
+static const size_t policy_opt_slot[] = {
+    offsetof(struct policy_opts, state),
+    offsetof(struct policy_opts, enforce_from),
+    offsetof(struct policy_opts, mech),
+    offsetof(struct policy_opts, include_users),
+    offsetof(struct policy_opts, include_groups),
+    offsetof(struct policy_opts, exclude_users),
+    offsetof(struct policy_opts, exclude_groups),
+    offsetof(struct policy_opts, include_locations),
+    offsetof(struct policy_opts, exclude_locations),
+    offsetof(struct policy_opts, tls),
+    offsetof(struct policy_opts, services),
+    offsetof(struct policy_opts, reply),
+};
+
+struct policy_args {
+	struct policy_opts *o;
+	int allow_opts;
+	const struct ctl_command *cmd;
+	char **argv;
+};
+
+static int take_policy_opt(int c, const char *value, void *arg)
+{
+	struct policy_args *pa = arg;
+
+	if (c < OPT_STATE || c > OPT_REPLY)
+		return CTL_OPT_NOT_MINE;
+	if (!pa->allow_opts)
+		return ctl_usage_error(pa->cmd, "unknown option %s", pa->argv[optind - 1]);
+	*(const char **)((char *)pa->o + policy_opt_slot[c - OPT_STATE]) = value;
+	return CTL_OPT_CONTINUE;
+}
+
 /* Parses "VERB NAME [policy options]": options into o, the name into *name.
  * CTL_OPT_CONTINUE to go on, else the status to return (after --help too). */
 static int parse_policy_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
                              struct policy_opts *o, int allow_opts, const char **name)
 {
-	int c, rc;
+	struct policy_args pa = {o, allow_opts, cmd, argv};
+	const struct ctl_opts opts = {":h", policy_longopts, take_policy_opt, &pa};
+	int rc;
 
 	memset(o, 0, sizeof(*o));
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", policy_longopts, NULL)) != -1) {
-		const char **slot = NULL;
-
-		switch (c) {
-		case OPT_STATE:
-			slot = &o->state;
-			break;
-		case OPT_ENFORCE_FROM:
-			slot = &o->enforce_from;
-			break;
-		case OPT_MECH:
-			slot = &o->mech;
-			break;
-		case OPT_INCLUDE_USERS:
-			slot = &o->include_users;
-			break;
-		case OPT_INCLUDE_GROUPS:
-			slot = &o->include_groups;
-			break;
-		case OPT_EXCLUDE_USERS:
-			slot = &o->exclude_users;
-			break;
-		case OPT_EXCLUDE_GROUPS:
-			slot = &o->exclude_groups;
-			break;
-		case OPT_INCLUDE_LOCATIONS:
-			slot = &o->include_locations;
-			break;
-		case OPT_EXCLUDE_LOCATIONS:
-			slot = &o->exclude_locations;
-			break;
-		case OPT_TLS:
-			slot = &o->tls;
-			break;
-		case OPT_SERVICES:
-			slot = &o->services;
-			break;
-		case OPT_REPLY:
-			slot = &o->reply;
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			continue;
-		}
-		if (!allow_opts)
-			return ctl_usage_error(cmd, "unknown option %s", argv[optind - 1]);
-		*slot = optarg;
-	}
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, -1, -1)) != CTL_OPT_CONTINUE)
+		return rc;
 	if (argc - optind != 1)
 		return ctl_usage_error(cmd, argc - optind < 1
 		                                ? "a policy name is required"

@@ -1,59 +1,30 @@
 /*
- * settings - the settings stored in policy.db (not the daemons' settings,
- * which live in their configuration files): the class of mechanisms missing
- * from the catalogue and the retention of activity.db.
+ * settings - lists and sets the settings stored in policy.db (not the daemons'
+ * settings, which live in their configuration files): the class of mechanisms
+ * missing from the catalogue and the retention of activity.db. Their keys,
+ * defaults and bounds are the table of lib/policy_settings.h.
  */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cmd_settings.h"
 #include "ctl.h"
 #include "json.h"
-#include "mech.h"
-
-static int check_class(const char *field, const char *value, char *norm, size_t len)
-{
-	enum mech_class c;
-
-	if (mech_class_parse(value, &c) < 0)
-		return ctl_invalid(field, "'%s' is not a class (legacy, password, modern)", value);
-	sg_strlcpy(norm, mech_class_name(c), len);
-	return CTL_OK;
-}
-
-static int check_days(const char *field, const char *value, char *norm, size_t len)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(value, &end, 10);
-	if (errno || end == value || *end || v < 1 || v > 3650)
-		return ctl_invalid(field, "'%s' is not a number of days between 1 and 3650", value);
-	snprintf(norm, len, "%ld", v);
-	return CTL_OK;
-}
-
-static const struct {
-	const char *key;
-	int (*check)(const char *field, const char *value, char *norm, size_t len);
-	const char *help;
-} keys[] = {
-    {"unknown_mechanism_class", check_class, "class of a mechanism missing from the catalogue"},
-    {"activity_retention_days", check_days, "days of decisions kept in activity.db"},
-};
+#include "policy_settings.h"
 
 int ctl_setting_normalise(const char *field, const char *key, const char *value, char *norm,
                           size_t len)
 {
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(keys[i].key, key) == 0)
-			return keys[i].check(field ? field : key, value, norm, len);
-	return ctl_invalid(field ? field : "setting",
-	                   "unknown setting '%s' (unknown_mechanism_class, "
-	                   "activity_retention_days)",
-	                   key);
+	struct sg_err err = {{0}};
+
+	switch (policy_setting_normalise(key, value, norm, len, &err)) {
+	case POLICY_SETTING_OK:
+		return CTL_OK;
+	case POLICY_SETTING_UNKNOWN:
+		return ctl_invalid(field ? field : "setting", "%s", err.text);
+	default:
+		return ctl_invalid(field ? field : key, "%s", err.text);
+	}
 }
 
 struct list_ctx {
@@ -75,33 +46,24 @@ static int print_setting(const char *key, const char *value, void *arg)
 	return 0;
 }
 
-static int settings_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+static int cmd_settings_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	struct list_ctx lc = {NULL};
 	struct sg_err err = {{0}};
 	struct json j;
 	sqlite3 *db;
-	int rc = ctl_parse_plain(ctl, cmd, argc, argv, 0, 0);
+	int rc = ctl_start(ctl, cmd, argc, argv, NULL, &db);
 
 	if (rc != CTL_OPT_CONTINUE)
 		return rc;
-	if ((rc = ctl_open(ctl, &db)) != CTL_OK)
-		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		lc.j = &j;
-	}
+	lc.j = json_list_begin(&j, stdout, ctl->json);
 	rc = store_admin_setting_foreach(db, print_setting, &lc, &err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	json_list_end(lc.j);
 	store_close(&db);
 	return rc < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 
-static int settings_set(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+static int cmd_settings_set(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	struct sg_err err = {{0}};
 	char norm[64], old[64] = "", before[256], after[256];
@@ -134,9 +96,9 @@ out:
 }
 
 const struct ctl_command ctl_settings_verbs[] = {
-    {"list", "", "list the settings of policy.db", settings_list, NULL, NULL},
+    {"list", "", "list the settings of policy.db", cmd_settings_list, NULL, NULL},
     {"set", "KEY VALUE",
      "set unknown_mechanism_class (legacy|password|modern) or activity_retention_days",
-     settings_set, NULL, NULL},
+     cmd_settings_set, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };

@@ -99,22 +99,38 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
 	}
 }
 
-int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv, int min,
-                    int max)
+int ctl_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+              const struct ctl_opts *opts, int min, int max)
 {
-	static const struct option longopts[] = {CTL_OPT_COMMON, {NULL, 0, NULL, 0}};
+	static const struct option common[] = {CTL_OPT_COMMON, {NULL, 0, NULL, 0}};
+	const char *shortopts = opts ? opts->shortopts : ":h";
+	const struct option *longopts = opts ? opts->longopts : common;
 	int c, rc, n;
 
 	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1)
-		if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		rc = CTL_OPT_NOT_MINE;
+		if (opts && opts->take && c != 'h' && c != CTL_OPT_JSON && c != ':' && c != '?')
+			rc = opts->take(c, optarg, opts->arg);
+		if (rc == CTL_OPT_NOT_MINE)
+			rc = ctl_opt_common(ctl, cmd, c, argv);
+		if (rc != CTL_OPT_CONTINUE)
 			return rc;
+	}
+	if (min < 0)
+		return CTL_OPT_CONTINUE;
 	n = argc - optind;
 	if (n < min)
 		return ctl_usage_error(cmd, "missing argument");
 	if (max >= 0 && n > max)
 		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind + max]);
 	return CTL_OPT_CONTINUE;
+}
+
+int ctl_parse_plain(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv, int min,
+                    int max)
+{
+	return ctl_parse(ctl, cmd, argc, argv, NULL, min, max);
 }
 
 int ctl_open(struct ctl *ctl, sqlite3 **db)
@@ -132,6 +148,18 @@ int ctl_open(struct ctl *ctl, sqlite3 **db)
 		                err.text, ctl->dir,
 		                errno == EROFS ? "on a read-only file system" : "not writable");
 	return ctl_fail("%s", err.text);
+}
+
+int ctl_start(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+              const struct ctl_opts *opts, sqlite3 **db)
+{
+	int rc = ctl_parse(ctl, cmd, argc, argv, opts, 0, 0);
+
+	if (rc != CTL_OPT_CONTINUE)
+		return rc;
+	if ((rc = ctl_open(ctl, db)) != CTL_OK)
+		return rc;
+	return CTL_OPT_CONTINUE;
 }
 
 int ctl_begin(sqlite3 *db)

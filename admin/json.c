@@ -227,3 +227,20 @@ void json_kv_time(struct json *j, const char *key, time_t t)
 	json_key(j, key);
 	json_time(j, t);
 }
+
+struct json *json_list_begin(struct json *j, FILE *out, int on)
+{
+	if (!on)
+		return NULL;
+	json_init(j, out, 1);
+	json_array_begin(j);
+	return j;
+}
+
+void json_list_end(struct json *j)
+{
+	if (j == NULL)
+		return;
+	json_array_end(j);
+	json_finish(j);
+}

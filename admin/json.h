@@ -1,7 +1,7 @@
 /*
  * json - a small streaming JSON writer for saslgatectl's --json output and
  * export. It only writes: commas, nesting and string escaping are its job;
- * reading JSON is left to SQLite's JSON functions (see cmd_export.c).
+ * reading JSON is left to SQLite's JSON functions (see cmd_import.c).
  *
  * Strings are written as UTF-8 with the escapes RFC 8259 requires. A byte
  * that is not valid UTF-8 (a user name as a client sent it) is written as
@@ -59,6 +59,13 @@ void json_kv_string(struct json *j, const char *key, const char *s);
 void json_kv_int(struct json *j, const char *key, int64_t v);
 void json_kv_bool(struct json *j, const char *key, int v);
 void json_kv_time(struct json *j, const char *key, time_t t);
+
+/* The --json output of a list command: with on, starts a pretty document on
+ * out that is one array and returns j; else returns NULL (the caller writes
+ * text). json_list_end() closes the array and the document (nothing for
+ * NULL). */
+struct json *json_list_begin(struct json *j, FILE *out, int on);
+void json_list_end(struct json *j);
 
 /* Writes s as a quoted, escaped JSON string to out (no separators), invalid
  * UTF-8 as "\udcHH". */

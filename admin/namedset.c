@@ -10,8 +10,10 @@
 #include "cidr.h"
 #include "ctl.h"
 #include "json.h"
+#include "namedset.h"
 #include "pattern.h"
 #include "utf8.h"
+#include "validate.h"
 
 static const char *kind_name(enum sa_kind kind)
 {
@@ -63,14 +65,14 @@ static int change_members(sqlite3 *db, enum sa_kind kind, const char *name, char
 	return CTL_OK;
 }
 
-static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, enum set_op op,
+static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, enum namedset_op op,
                             time_t now)
 {
 	struct sg_err err = {{0}};
 	char refs[1024];
 	int r;
 
-	if (op == SET_ADD) {
+	if (op == NAMEDSET_ADD) {
 		r = store_admin_set_insert(db, kind, name, now, &err);
 		return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 	}
@@ -84,8 +86,8 @@ static int create_or_remove(sqlite3 *db, enum sa_kind kind, const char *name, en
 	return r < 0 ? ctl_fail("%s", err.text) : CTL_OK;
 }
 
-int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char *action,
-                  const char *name, char **members, int n)
+int namedset_write(struct ctl *ctl, enum sa_kind kind, enum namedset_op op, const char *action,
+                   const char *name, char **members, int n)
 {
 	struct sg_err err = {{0}};
 	char *before = NULL, *after = NULL;
@@ -94,7 +96,7 @@ int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char
 	int rc;
 
 	/* Everything that needs no store is checked before opening it. */
-	if (op == SET_ADD &&
+	if (op == NAMEDSET_ADD &&
 	    ctl_check_name(kind == SA_GROUP ? "group name" : "location name", name) != CTL_OK)
 		return CTL_USAGE;
 	for (int i = 0; i < n; i++)
@@ -108,15 +110,15 @@ int ctl_set_write(struct ctl *ctl, enum sa_kind kind, enum set_op op, const char
 		rc = ctl_abort(db, ctl_fail("%s", err.text));
 		goto out;
 	}
-	if (op == SET_ADD && before != NULL)
+	if (op == NAMEDSET_ADD && before != NULL)
 		rc = ctl_invalid(kind_name(kind), "%s '%s' already exists", kind_name(kind), name);
-	else if (op != SET_ADD && before == NULL)
+	else if (op != NAMEDSET_ADD && before == NULL)
 		rc = ctl_invalid(kind_name(kind), "unknown %s '%s'", kind_name(kind), name);
-	else if (op == SET_ADD || op == SET_REMOVE)
+	else if (op == NAMEDSET_ADD || op == NAMEDSET_REMOVE)
 		rc = create_or_remove(db, kind, name, op, ctl->now);
-	if (rc == CTL_OK && op != SET_REMOVE)
-		rc = change_members(db, kind, name, members, n, op != SET_REMOVE_MEMBER);
-	if (rc == CTL_OK && op != SET_REMOVE &&
+	if (rc == CTL_OK && op != NAMEDSET_REMOVE)
+		rc = change_members(db, kind, name, members, n, op != NAMEDSET_REMOVE_MEMBER);
+	if (rc == CTL_OK && op != NAMEDSET_REMOVE &&
 	    store_admin_object_json(db, kind, name, &after, &err) < 0)
 		rc = ctl_fail("%s", err.text);
 	if (rc != CTL_OK) {
@@ -184,7 +186,7 @@ static int print_named_set(const char *name, int64_t created_at, void *arg)
 	return 0;
 }
 
-int ctl_set_list(struct ctl *ctl, enum sa_kind kind)
+int namedset_list(struct ctl *ctl, enum sa_kind kind)
 {
 	struct names_ctx nc = {NULL, kind, NULL, {{0}}};
 	struct json j;
@@ -192,19 +194,12 @@ int ctl_set_list(struct ctl *ctl, enum sa_kind kind)
 
 	if ((rc = ctl_open(ctl, &nc.db)) != CTL_OK)
 		return rc;
-	if (ctl->json) {
-		json_init(&j, stdout, 1);
-		json_array_begin(&j);
-		nc.j = &j;
-	} else {
+	nc.j = json_list_begin(&j, stdout, ctl->json);
+	if (nc.j == NULL)
 		printf("%-20s %-20s %s\n", "NAME", "CREATED",
 		       kind == SA_GROUP ? "MEMBERS" : "NETS");
-	}
 	rc = store_admin_name_foreach(nc.db, kind, print_named_set, &nc, &nc.err);
-	if (ctl->json) {
-		json_array_end(&j);
-		json_finish(&j);
-	}
+	json_list_end(nc.j);
 	store_close(&nc.db);
 	return rc < 0 ? ctl_fail("%s", nc.err.text) : CTL_OK;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "shown.h"
 #include "utf8.h"
 
 const char *ctl_shown(const char *text, char *buf, size_t len)

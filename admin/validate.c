@@ -12,8 +12,9 @@
 #include "ctl.h"
 #include "mech.h"
 #include "pattern.h"
-#include "utf8.h"
 #include "snapshot.h"
+#include "utf8.h"
+#include "validate.h"
 
 #define ITEM_MAX 400
 

@@ -1,9 +1,11 @@
 /*
  * snapshot_load - reading policy.db into a snapshot builder, inside one read
- * transaction so that the snapshot is one consistent generation.
+ * transaction so that the snapshot is one consistent generation. A setting
+ * absent from the store has the default of policy_settings.h.
  */
 #include <string.h>
 
+#include "policy_settings.h"
 #include "snapshot.h"
 #include "store.h"
 
@@ -105,6 +107,16 @@ static int row_exception(struct snapshot_builder *b, sqlite3_stmt *st, struct sg
 	return snapshot_builder_exception(b, &d, err);
 }
 
+/* The defaults of the settings table, for a store without some of the rows;
+ * the rows read next replace them. */
+static int setting_defaults(struct snapshot_builder *b, struct sg_err *err)
+{
+	for (const struct policy_setting_def *d = policy_setting_table; d->key != NULL; d++)
+		if (snapshot_builder_setting(b, d->key, d->def, err) < 0)
+			return -1;
+	return 0;
+}
+
 struct snapshot *snapshot_load(sqlite3 *db, struct sg_err *err)
 {
 	static const struct {
@@ -131,15 +143,17 @@ struct snapshot *snapshot_load(sqlite3 *db, struct sg_err *err)
 	if (own_txn && store_exec(db, "BEGIN", err) < 0)
 		return NULL;
 	b = snapshot_builder_new();
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		if (each_row(db, steps[i].sql, b, steps[i].fn, err) < 0) {
-			snapshot_builder_free(&b);
-			if (own_txn)
-				store_rollback(db);
-			return NULL;
-		}
-	}
+	if (setting_defaults(b, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (each_row(db, steps[i].sql, b, steps[i].fn, err) < 0)
+			goto fail;
 	if (own_txn)
 		store_exec(db, "COMMIT", NULL);
 	return snapshot_builder_finish(&b, err);
+fail:
+	snapshot_builder_free(&b);
+	if (own_txn)
+		store_rollback(db);
+	return NULL;
 }

@@ -59,8 +59,6 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, struct sg_err *err)
 	return 0;
 }
 
-/* Runs sql with up to two text parameters; returns the number of changed rows
- * or -1. */
 /* Steps a query of at most one row and finalizes it: 1 with the row handed to
  * fill (may be NULL), 0 for no row, -1 with err. */
 static int step_one(sqlite3 *db, sqlite3_stmt *st, void (*fill)(sqlite3_stmt *st, void *out),
@@ -78,6 +76,38 @@ static int step_one(sqlite3 *db, sqlite3_stmt *st, void (*fill)(sqlite3_stmt *st
 	return sql_error(db, err);
 }
 
+/* Steps a query and calls row(st, arg) for each row until row returns
+ * non-zero; finalizes it. Returns that non-zero value, 0 after the last row,
+ * or -1 with err. */
+static int each_row(sqlite3 *db, sqlite3_stmt *st, int (*row)(sqlite3_stmt *st, void *arg),
+                    void *arg, struct sg_err *err)
+{
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if ((ret = row(st, arg)) != 0)
+			break;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sql_error(db, err);
+	return ret;
+}
+
+/* A reader's callback and its argument, handed to the row decoders below. */
+struct visit {
+	union {
+		int (*policy)(const struct sa_policy *p, void *arg);
+		int (*exception)(const struct sa_exception *e, void *arg);
+		int (*audit)(const struct sa_audit *a, void *arg);
+		int (*name)(const char *name, int64_t created_at, void *arg);
+		int (*text)(const char *text, void *arg);
+		int (*pair)(const char *a, const char *b, void *arg);
+	} fn;
+	void *arg;
+};
+
+/* Runs sql with up to two text parameters; returns the number of changed rows
+ * or -1. */
 static int exec2(sqlite3 *db, const char *sql, const char *a, const char *b, struct sg_err *err)
 {
 	sqlite3_stmt *st;
@@ -270,27 +300,27 @@ int store_admin_policy_get(sqlite3 *db, const char *name, struct sa_policy *out,
 	return step_one(db, st, policy_fill, out, err);
 }
 
+static int policy_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+	struct sa_policy p;
+	int ret;
+
+	policy_from_row(st, &p);
+	ret = v->fn.policy(&p, v->arg);
+	sa_policy_clear(&p);
+	return ret;
+}
+
 int store_admin_policy_foreach(sqlite3 *db, int (*fn)(const struct sa_policy *p, void *arg),
                                void *arg, struct sg_err *err)
 {
+	struct visit v = {.fn.policy = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db, "SELECT " POLICY_COLUMNS " FROM policies ORDER BY name", &st, err) < 0)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct sa_policy p;
-
-		policy_from_row(st, &p);
-		ret = fn(&p, arg);
-		sa_policy_clear(&p);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+	return each_row(db, st, policy_row, &v, err);
 }
 
 static void bind_policy(sqlite3_stmt *st, const struct sa_policy *p)
@@ -402,6 +432,13 @@ int store_admin_set_member(sqlite3 *db, enum sa_kind kind, int add, const char *
 	return n < 0 ? -1 : n > 0;
 }
 
+static int name_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+
+	return v->fn.name(col_text(st, 0), sqlite3_column_int64(st, 1), v->arg);
+}
+
 int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
                              int (*fn)(const char *name, int64_t created_at, void *arg), void *arg,
                              struct sg_err *err)
@@ -411,20 +448,19 @@ int store_admin_name_foreach(sqlite3 *db, enum sa_kind kind,
 	    [SA_GROUP] = "SELECT name, created_at FROM groups ORDER BY name",
 	    [SA_LOCATION] = "SELECT name, created_at FROM locations ORDER BY name",
 	};
+	struct visit v = {.fn.name = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db, sql[kind], &st, err) < 0)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = fn(col_text(st, 0), sqlite3_column_int64(st, 1), arg);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+	return each_row(db, st, name_row, &v, err);
+}
+
+static int text_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+
+	return v->fn.text(col_text(st, 0), v->arg);
 }
 
 int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
@@ -435,21 +471,13 @@ int store_admin_member_foreach(sqlite3 *db, enum sa_kind kind, const char *name,
 	                                     "= ?1 ORDER BY pattern"
 	                                   : "SELECT cidr FROM location_nets WHERE location_name "
 	                                     "= ?1 ORDER BY cidr";
+	struct visit v = {.fn.text = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db, sql, &st, err) < 0)
 		return -1;
 	bind_text(st, 1, name);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = fn(col_text(st, 0), arg);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+	return each_row(db, st, text_row, &v, err);
 }
 
 #define EXCEPTION_COLUMNS                                                                          \
@@ -538,12 +566,24 @@ int store_admin_exception_set_expiry(sqlite3 *db, int64_t id, int64_t expires_at
 	return step_done(db, st, err);
 }
 
+static int exception_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+	struct sa_exception e;
+	int ret;
+
+	exception_from_row(st, &e);
+	ret = v->fn.exception(&e, v->arg);
+	sa_exception_clear(&e);
+	return ret;
+}
+
 int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
                                   int (*fn)(const struct sa_exception *e, void *arg), void *arg,
                                   struct sg_err *err)
 {
+	struct visit v = {.fn.exception = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db,
 	            "SELECT " EXCEPTION_COLUMNS " FROM exceptions WHERE ?1 OR expires_at IS NULL "
@@ -552,19 +592,14 @@ int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
 		return -1;
 	sqlite3_bind_int(st, 1, include_expired != 0);
 	sqlite3_bind_int64(st, 2, now);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct sa_exception e;
+	return each_row(db, st, exception_row, &v, err);
+}
 
-		exception_from_row(st, &e);
-		ret = fn(&e, arg);
-		sa_exception_clear(&e);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+static int pair_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+
+	return v->fn.pair(col_text(st, 0), col_text(st, 1), v->arg);
 }
 
 /* Calls fn(col0, col1, arg) for every row of a two-column text query. */
@@ -572,20 +607,12 @@ static int foreach_pair(sqlite3 *db, const char *sql,
                         int (*fn)(const char *a, const char *b, void *arg), void *arg,
                         struct sg_err *err)
 {
+	struct visit v = {.fn.pair = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db, sql, &st, err) < 0)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = fn(col_text(st, 0), col_text(st, 1), arg);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+	return each_row(db, st, pair_row, &v, err);
 }
 
 int store_admin_mech_foreach(sqlite3 *db, int (*fn)(const char *name, const char *cls, void *arg),
@@ -593,6 +620,36 @@ int store_admin_mech_foreach(sqlite3 *db, int (*fn)(const char *name, const char
 {
 	return foreach_pair(db, "SELECT name, class FROM mechanisms ORDER BY name COLLATE NOCASE",
 	                    fn, arg, err);
+}
+
+struct text_buf {
+	char *buf;
+	size_t len;
+	int too_long;
+};
+
+static void text_fill(sqlite3_stmt *st, void *out)
+{
+	struct text_buf *t = out;
+	const char *v = col_text(st, 0);
+
+	t->too_long = sg_strlcpy(t->buf, v ? v : "", t->len) >= t->len;
+}
+
+int store_admin_mech_get(sqlite3 *db, const char *name, char *cls, size_t len, struct sg_err *err)
+{
+	struct text_buf t = {cls, len, 0};
+	sqlite3_stmt *st;
+	int found;
+
+	cls[0] = '\0';
+	if (prepare(db, "SELECT class FROM mechanisms WHERE name = ?1", &st, err) < 0)
+		return -1;
+	bind_text(st, 1, name);
+	found = step_one(db, st, text_fill, &t, err);
+	if (found == 1 && t.too_long)
+		return sg_err_set(err, "mechanism %s: class too long", name);
+	return found;
 }
 
 int store_admin_mech_set(sqlite3 *db, const char *name, const char *cls, struct sg_err *err)
@@ -611,12 +668,28 @@ int store_admin_setting_foreach(sqlite3 *db,
 	return foreach_pair(db, "SELECT key, value FROM settings ORDER BY key", fn, arg, err);
 }
 
+static int audit_row(sqlite3_stmt *st, void *arg)
+{
+	const struct visit *v = arg;
+	struct sa_audit a = {
+	    .id = sqlite3_column_int64(st, 0),
+	    .at = sqlite3_column_int64(st, 1),
+	    .actor = col_text(st, 2),
+	    .action = col_text(st, 3),
+	    .object = col_text(st, 4),
+	    .before = col_text(st, 5),
+	    .after = col_text(st, 6),
+	};
+
+	return v->fn.audit(&a, v->arg);
+}
+
 int store_admin_audit_foreach(sqlite3 *db, int64_t since,
                               int (*fn)(const struct sa_audit *a, void *arg), void *arg,
                               struct sg_err *err)
 {
+	struct visit v = {.fn.audit = fn, .arg = arg};
 	sqlite3_stmt *st;
-	int rc, ret = 0;
 
 	if (prepare(db,
 	            "SELECT id, at, actor, action, object, before, after FROM audit WHERE at >= ?1 "
@@ -624,24 +697,7 @@ int store_admin_audit_foreach(sqlite3 *db, int64_t since,
 	            &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct sa_audit a = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .at = sqlite3_column_int64(st, 1),
-		    .actor = col_text(st, 2),
-		    .action = col_text(st, 3),
-		    .object = col_text(st, 4),
-		    .before = col_text(st, 5),
-		    .after = col_text(st, 6),
-		};
-		ret = fn(&a, arg);
-		if (ret != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_error(db, err);
-	return ret;
+	return each_row(db, st, audit_row, &v, err);
 }
 
 int store_admin_clear_policy(sqlite3 *db, struct sg_err *err)

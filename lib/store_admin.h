@@ -15,6 +15,7 @@
 #ifndef SASLGATE_STORE_ADMIN_H
 #define SASLGATE_STORE_ADMIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -131,9 +132,12 @@ int store_admin_exception_foreach(sqlite3 *db, int include_expired, int64_t now,
                                   int (*fn)(const struct sa_exception *e, void *arg), void *arg,
                                   struct sg_err *err);
 
-/* The mechanism catalogue: fn(name, class) by name; set inserts or replaces. */
+/* The mechanism catalogue: fn(name, class) by name; get: 1 found (the class
+ * in cls, len bytes; "" when absent), 0 absent (names compare
+ * case-insensitively); set inserts or replaces. */
 int store_admin_mech_foreach(sqlite3 *db, int (*fn)(const char *name, const char *cls, void *arg),
                              void *arg, struct sg_err *err);
+int store_admin_mech_get(sqlite3 *db, const char *name, char *cls, size_t len, struct sg_err *err);
 int store_admin_mech_set(sqlite3 *db, const char *name, const char *cls, struct sg_err *err);
 
 /* Settings rows by key (including generation). */

@@ -1,7 +1,7 @@
 /*
  * fuzz_import - libFuzzer target for "saslgatectl import": the export document
  * is validated with SQLite's JSON functions and the same validators as the
- * single-entry commands (admin/cmd_export.c ctl_import_doc), on a real
+ * single-entry commands (admin/cmd_import.c ctl_import_doc), on a real
  * policy.db in a temporary directory. Every run happens inside one write
  * transaction that is rolled back, so runs do not influence each other.
  *
@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd_export.h"
+#include "cmd_import.h"
 #include "ctl.h"
 #include "snapshot.h"
 #include "store.h"
