@@ -76,7 +76,7 @@ static void report(const struct ctl *ctl, const char *state)
 
 		json_init(&j, stdout, 1);
 		json_object_begin(&j);
-		json_kv_string(&j, "store", ctl->dir);
+		json_kv_string(&j, "store", ctl->store_label ? ctl->store_label : ctl->dir);
 		json_kv_string(&j, "policy", "block-legacy");
 		json_kv_string(&j, "state", state);
 		json_kv_string(&j, "location", "loopback");
@@ -85,7 +85,8 @@ static void report(const struct ctl *ctl, const char *state)
 		json_finish(&j);
 		return;
 	}
-	printf("Created the saslgate store in %s.\n\n", ctl->dir);
+	printf("Created the saslgate store in %s.\n\n",
+	       ctl->store_label ? ctl->store_label : ctl->dir);
 	if (enforce)
 		printf("Now ENFORCED: policy \"block-legacy\" refuses every authenticated "
 		       "submission that\nused a legacy SASL mechanism (%s),\nfor all users, "

@@ -36,6 +36,8 @@ struct ctl {
 	const char *dir; /* store directory, resolved with store_dir() */
 	int json;        /* --json: machine-readable output */
 	time_t now;      /* the time of this invocation */
+	/* --store: how messages name the PostgreSQL store, else NULL */
+	const char *store_label;
 };
 
 struct ctl_command;

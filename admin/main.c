@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "pgstore.h"
 #include "store.h"
+#include "store_pg.h"
 
 static const struct ctl_command nouns[] = {
     {"init", "[--report-only]", "create the store with the default policy", cmd_init, NULL, NULL},
@@ -52,10 +54,11 @@ static const struct ctl_command nouns[] = {
 static void main_usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: saslgatectl [-d DIR] [--json] COMMAND [ARGS...]\n"
+	        "usage: saslgatectl [-d DIR] [--store URI] [--json] COMMAND [ARGS...]\n"
 	        "       saslgatectl COMMAND -h\n\n"
 	        "options:\n"
 	        "  -d, --dir DIR   store directory (default $SASLGATE_DIR or %s)\n"
+	        "      --store URI the policy in PostgreSQL (default $SASLGATE_STORE)\n"
 	        "      --json      machine-readable output\n"
 	        "  -h, --help      this help\n"
 	        "      --version   print the version\n\ncommands:\n",
@@ -91,17 +94,35 @@ static int run_noun(struct ctl *ctl, const struct ctl_command *noun, int argc, c
 	return CTL_USAGE;
 }
 
+/* Runs the command argv[0] with its arguments. */
+static int dispatch(struct ctl *ctl, int argc, char **argv)
+{
+	for (const struct ctl_command *n = nouns; n->name; n++) {
+		if (strcmp(n->name, argv[0]) != 0)
+			continue;
+		if (n->verbs)
+			return run_noun(ctl, n, argc, argv);
+		return n->handler(ctl, n, argc, argv);
+	}
+	fprintf(stderr, "saslgatectl: unknown command '%s'\n", argv[0]);
+	main_usage(stderr);
+	return CTL_USAGE;
+}
+
+#define CTL_OPT_STORE 0x1001
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"dir", required_argument, NULL, 'd'},
+	    {"store", required_argument, NULL, CTL_OPT_STORE},
 	    {"json", no_argument, NULL, CTL_OPT_JSON},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct ctl ctl = {0};
-	const char *dir = NULL;
+	const char *dir = NULL, *store = NULL;
 	int c;
 
 	opterr = 0;
@@ -112,6 +133,9 @@ int main(int argc, char **argv)
 			break;
 		case CTL_OPT_JSON:
 			ctl.json = 1;
+			break;
+		case CTL_OPT_STORE:
+			store = optarg;
 			break;
 		case 'h':
 			main_usage(stdout);
@@ -141,14 +165,7 @@ int main(int argc, char **argv)
 	ctl.now = time(NULL);
 	argc -= optind;
 	argv += optind;
-	for (const struct ctl_command *n = nouns; n->name; n++) {
-		if (strcmp(n->name, argv[0]) != 0)
-			continue;
-		if (n->verbs)
-			return run_noun(&ctl, n, argc, argv);
-		return n->handler(&ctl, n, argc, argv);
-	}
-	fprintf(stderr, "saslgatectl: unknown command '%s'\n", argv[0]);
-	main_usage(stderr);
-	return CTL_USAGE;
+	if ((store = store_pg_location(store)) != NULL)
+		return pgstore_run(&ctl, store, argc, argv, dispatch);
+	return dispatch(&ctl, argc, argv);
 }

@@ -33,7 +33,7 @@ fi
 headers=$(find lib admin policyd milter -maxdepth 1 -name '*.h' 2>/dev/null | LC_ALL=C sort)
 
 jobs=${LINT_JOBS:-$(nproc 2>/dev/null || echo 2)}
-extra_cflags=$(pkg-config --cflags sqlite3 libevent libsasl2 2>/dev/null || true)
+extra_cflags=$(pkg-config --cflags sqlite3 libevent libsasl2 libpq 2>/dev/null || true)
 status=0
 
 echo "== cppcheck"

@@ -10,5 +10,7 @@
 
 extern const char *const schema_policy_migrations[];
 extern const char *const schema_activity_migrations[];
+/* The PostgreSQL policy schema (schema/pg/policy-NNN.sql). */
+extern const char *const schema_pg_policy_migrations[];
 
 #endif

@@ -17,6 +17,9 @@
 const struct setting_def settings_table[] = {
     {"store_dir", SETTING_STRING, "", 0, 0, NULL, BOTH,
      "store directory (empty: $SASLGATE_DIR, else /var/lib/saslgate)"},
+    {"store", SETTING_STRING, "", 0, 0, NULL, BOTH,
+     "shared PostgreSQL store, a libpq connection string (empty: $SASLGATE_STORE, else "
+     "policy.db in store_dir)"},
     {"user", SETTING_STRING, "", 0, 0, NULL, BOTH,
      "user to run as after binding (empty: no privilege drop)"},
     {"group", SETTING_STRING, "", 0, 0, NULL, BOTH,

@@ -13,6 +13,14 @@
  *    mtime): a file that was removed, replaced or overwritten behind SQLite's
  *    back forces a reopen, and a store that cannot be read leaves the last
  *    good snapshot in service with the source marked degraded.
+ *
+ * With a PostgreSQL store (source_open_store), the snapshot is built from
+ * the local cache DIR/policy-cache.db with the same loader, and the check on
+ * every acquire is one poll() of the LISTEN connection's socket: a
+ * notification (or a lost connection, or a reconnect that is due) takes the
+ * slow path, which reads it without blocking, refreshes the cache when the
+ * generation moved and rebuilds. While PostgreSQL is away the last good
+ * snapshot stays in service; the outage is logged once, and its end once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +35,7 @@
 #include "log.h"
 #include "source.h"
 #include "store.h"
+#include "store_pg.h"
 
 struct source {
 	pthread_rwlock_t lock; /* read: the fast path of source_acquire; write: the rest */
@@ -46,6 +55,10 @@ struct source {
 	int degraded;
 	char reason[256];
 	struct source_stats stats;
+	/* The PostgreSQL store; NULL for policy.db. */
+	struct store_pg_link *pg;
+	char label[256];        /* how the logs name it (no password) */
+	time_t pg_outage_since; /* 0: no outage */
 };
 
 static uint64_t now_us(void)
@@ -168,7 +181,7 @@ static int notice_moved(struct source *src)
 	return 1;
 }
 
-struct source *source_open(const char *dir, struct sg_err *err)
+static struct source *source_new(const char *dir)
 {
 	struct source *src = xcalloc(1, sizeof(*src));
 	pthread_rwlockattr_t attr;
@@ -181,6 +194,13 @@ struct source *source_open(const char *dir, struct sg_err *err)
 	pthread_rwlockattr_destroy(&attr);
 	src->dir = xstrdup(dir);
 	src->notice_fd = -1;
+	return src;
+}
+
+struct source *source_open(const char *dir, struct sg_err *err)
+{
+	struct source *src = source_new(dir);
+
 	if (store_path(dir, STORE_POLICY_DB, src->path, sizeof(src->path), err) < 0 ||
 	    store_path(dir, STORE_POLICY_NOTICE, src->notice_path, sizeof(src->notice_path), err) <
 	        0) {
@@ -245,6 +265,141 @@ static struct snapshot *acquire_unchanged(struct source *src, time_t now)
 	return snap;
 }
 
+/* The PostgreSQL store. */
+
+/* Builds the snapshot from the cache file. Lock held (or not yet shared).
+ * exists: whether there is a cache file at all (may be NULL). */
+static int load_cache(struct source *src, int *exists, struct sg_err *err)
+{
+	int there = 0;
+
+	if (store_pg_cache_open(src->dir, &src->db, &there, err) < 0) {
+		if (exists != NULL)
+			*exists = there;
+		return -1;
+	}
+	if (exists != NULL)
+		*exists = 1;
+	if (rebuild(src, err) < 0) {
+		store_close(&src->db);
+		return -1;
+	}
+	store_close(&src->db);
+	return 0;
+}
+
+/* Refreshes the cache from PostgreSQL if the generation moved, and builds
+ * the snapshot from it. A failure takes the connection down: the reconnect
+ * (with backoff) tries again. 0, or -1 with err. Lock held. */
+static int pg_refresh(struct source *src, struct sg_err *err)
+{
+	PGconn *pg = store_pg_link_conn(src->pg);
+	int64_t gen, unless = src->current ? snapshot_generation(src->current) : -1;
+	int rc = -1, v;
+
+	if (pg == NULL)
+		return sg_err_set(err, "not connected");
+	v = store_pg_schema_version(pg, err);
+	if (v >= 0 && v != store_pg_newest_version())
+		sg_err_set(err, "PostgreSQL has policy schema version %d, this program needs %d%s",
+		           v, store_pg_newest_version(),
+		           v == 0 ? " (run \"saslgatectl --store URI init\")" : "");
+	else if (v >= 0)
+		rc = store_pg_cache_refresh(pg, src->dir, unless, &gen, err);
+	if (store_pg_link_used(src->pg, rc < 0, time(NULL)) && rc >= 0)
+		rc = sg_err_set(err, "lost the connection to PostgreSQL");
+	if (rc <= 0)
+		return rc;
+	return load_cache(src, NULL, err);
+}
+
+/* The outage, logged once however long it lasts. Lock held. */
+static void pg_outage_begin(struct source *src, const char *why)
+{
+	long long gen = src->current ? (long long)snapshot_generation(src->current) : -1LL;
+
+	if (src->pg_outage_since != 0)
+		return;
+	src->pg_outage_since = time(NULL);
+	log_error("policy store %s unavailable, enforcing the cached policy generation %lld "
+	          "(%s/%s) until it is back: %s",
+	          src->label, gen, src->dir, STORE_PG_CACHE_DB, why);
+	sg_snprintf(src->reason, sizeof(src->reason),
+	            "%s unavailable, serving the cached policy generation %lld: %s", src->label,
+	            gen, why);
+	src->degraded = 1;
+	src->stats.failures++;
+}
+
+static void pg_outage_end(struct source *src)
+{
+	if (src->pg_outage_since == 0)
+		return;
+	log_info("policy store %s available again after %lld s (policy generation %lld)",
+	         src->label, (long long)(time(NULL) - src->pg_outage_since),
+	         (long long)snapshot_generation(src->current));
+	src->pg_outage_since = 0;
+	src->degraded = 0;
+	src->reason[0] = '\0';
+}
+
+static struct snapshot *acquire_pg(struct source *src, time_t now)
+{
+	struct snapshot *snap = NULL;
+	struct sg_err err = {{0}};
+	enum store_pg_event ev;
+
+	pthread_rwlock_rdlock(&src->lock);
+	if (store_pg_link_quiet(src->pg, now))
+		snap = snapshot_ref(src->current);
+	pthread_rwlock_unlock(&src->lock);
+	if (snap != NULL)
+		return snap;
+	pthread_rwlock_wrlock(&src->lock);
+	ev = store_pg_link_poll(src->pg, now, &err);
+	if (ev == STORE_PG_LOST) {
+		pg_outage_begin(src, err.text);
+	} else if (ev == STORE_PG_CHANGED || ev == STORE_PG_RESTORED) {
+		if (pg_refresh(src, &err) < 0)
+			pg_outage_begin(src, err.text);
+		else
+			pg_outage_end(src);
+	}
+	snap = snapshot_ref(src->current);
+	pthread_rwlock_unlock(&src->lock);
+	return snap;
+}
+
+struct source *source_open_store(const char *dir, const char *store, const char *program,
+                                 struct sg_err *err)
+{
+	struct source *src;
+	struct sg_err pg_err = {{0}}, cache_err = {{0}};
+	int exists = 0;
+
+	if (store == NULL || *store == '\0')
+		return source_open(dir, err);
+	if (store_pg_parse(store, err) < 0)
+		return NULL;
+	src = source_new(dir);
+	src->pg = store_pg_link_new(store, program);
+	store_pg_label(store, src->label, sizeof(src->label));
+	if (store_pg_link_connect(src->pg, &pg_err) == 0 && pg_refresh(src, &pg_err) == 0 &&
+	    (src->current != NULL || load_cache(src, NULL, &pg_err) == 0))
+		return src;
+	/* PostgreSQL is away (or unusable): start from the cache. */
+	if (load_cache(src, &exists, &cache_err) < 0) {
+		sg_err_set(err,
+		           "%s: %s; and no usable cached policy (%s): a daemon does not start "
+		           "without a policy",
+		           src->label, pg_err.text, exists ? cache_err.text : "none yet");
+		source_close(&src);
+		return NULL;
+	}
+	pg_outage_begin(src, pg_err.text);
+	return src;
+}
+
 struct snapshot *source_acquire(struct source *src)
 {
 	struct snapshot *snap;
@@ -252,6 +407,8 @@ struct snapshot *source_acquire(struct source *src)
 	int64_t version;
 	time_t now = time(NULL);
 
+	if (src->pg != NULL)
+		return acquire_pg(src, now);
 	if ((snap = acquire_unchanged(src, now)) != NULL)
 		return snap;
 	pthread_rwlock_wrlock(&src->lock);
@@ -309,6 +466,7 @@ void source_close(struct source **srcp)
 		close(src->notice_fd);
 	sqlite3_finalize(src->data_version_stmt);
 	store_close(&src->db);
+	store_pg_link_free(&src->pg);
 	pthread_rwlock_destroy(&src->lock);
 	free(src->dir);
 	free(src);

@@ -21,6 +21,15 @@ struct source;
  * a policy. */
 struct source *source_open(const char *dir, struct sg_err *err);
 
+/* The store setting's source: store NULL or "" is source_open(dir); else a
+ * PostgreSQL connection string (see store_pg.h), and dir holds the local
+ * cache of the policy (policy-cache.db). program names the daemon to
+ * PostgreSQL (application_name). When PostgreSQL cannot be reached (or
+ * read) the source starts from the cache, degraded, and reconnects; it
+ * fails (NULL, reason in err) only if there is no usable cache either. */
+struct source *source_open_store(const char *dir, const char *store, const char *program,
+                                 struct sg_err *err);
+
 /* Returns a reference to the current snapshot, first checking for a committed
  * change and rebuilding if there is one. Never NULL once opened: on a store
  * error the last good snapshot is returned and the source marked degraded.

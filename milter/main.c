@@ -32,6 +32,7 @@
 #include "settings.h"
 #include "source.h"
 #include "store.h"
+#include "store_pg.h"
 
 #ifndef SASLGATE_VERSION
 #define SASLGATE_VERSION "0.1.0"
@@ -64,6 +65,7 @@ struct milter_settings {
 	uid_t socket_uid; /* (uid_t)-1: unchanged */
 	gid_t socket_gid;
 	const char *store_dir;
+	const char *store; /* PostgreSQL connection string, NULL: policy.db */
 	const char *user, *group;
 	const char *pid_file;
 	int facility;
@@ -78,6 +80,8 @@ static void usage(FILE *out)
 	             "  -p SOCKET  libmilter socket: unix:/path, local:/path, inet:port@host,\n"
 	             "             inet6:port@host (setting \"socket\")\n"
 	             "  -d DIR     store directory holding policy.db and activity.db\n"
+	             "  --store URI  shared PostgreSQL store (setting \"store\", default\n"
+	             "             $SASLGATE_STORE); DIR then holds this host's policy cache\n"
 	             "  -c FILE    configuration file (\"key = value\" lines)\n"
 	             "  -o K=V     set a setting (after the configuration file)\n"
 	             "  -u USER    run as USER after binding; -g GROUP: and as GROUP\n"
@@ -100,6 +104,7 @@ static void parse_options(int argc, char **argv, struct options *opt)
 	static const struct option longopts[] = {
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"store", required_argument, NULL, 'S'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -115,6 +120,9 @@ static void parse_options(int argc, char **argv, struct options *opt)
 			break;
 		case 'd':
 			add_override(opt, "store_dir", optarg);
+			break;
+		case 'S':
+			add_override(opt, "store", optarg);
 			break;
 		case 'c':
 			opt->config_file = optarg;
@@ -227,6 +235,9 @@ static int resolve_settings(const struct settings *s, struct milter_settings *m,
 
 	v = settings_str(s, "store_dir");
 	m->store_dir = store_dir(v[0] ? v : NULL);
+	m->store = store_pg_location(settings_str(s, "store"));
+	if (m->store != NULL && store_pg_parse(m->store, err) < 0)
+		return -1;
 	m->user = settings_str(s, "user");
 	m->group = settings_str(s, "group");
 	if (m->user[0] != '\0') {
@@ -272,7 +283,7 @@ static int check_config(const struct settings *s, const struct milter_settings *
 	}
 	printf("# macros requested at CONNECT: %s\n", filter_connect_macros);
 	printf("# macros requested at MAIL: %s\n", filter_envfrom_macros);
-	src = source_open(m->store_dir, &err);
+	src = source_open_store(m->store_dir, m->store, PROGRAM, &err);
 	if (src == NULL) {
 		fprintf(stderr, PROGRAM ": %s\n", err.text);
 		return 1;
@@ -714,7 +725,7 @@ int main(int argc, char **argv)
 	/* Open the store as the daemon user, so that a problem shows on the
 	 * terminal; a detached child reopens it (no SQLite handle crosses fork). */
 	snapshot_set_free_aside(1);
-	src = source_open(m.store_dir, &err);
+	src = source_open_store(m.store_dir, m.store, PROGRAM, &err);
 	if (src == NULL)
 		fatal("%s", err.text);
 	if (!opt.foreground) {
@@ -722,7 +733,7 @@ int main(int argc, char **argv)
 		if (daemon_detach(&err) != 0)
 			fatal("%s", err.text);
 		log_open(PROGRAM, 0, m.facility);
-		src = source_open(m.store_dir, &err);
+		src = source_open_store(m.store_dir, m.store, PROGRAM, &err);
 		if (src == NULL)
 			fatal("%s", err.text);
 	}

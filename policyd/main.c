@@ -25,6 +25,7 @@
 #include "snapshot.h"
 #include "source.h"
 #include "store.h"
+#include "store_pg.h"
 
 #ifndef SASLGATE_VERSION
 #define SASLGATE_VERSION "0.1.0"
@@ -40,6 +41,8 @@ static void usage(FILE *out)
 	        "                        [-o KEY=VALUE] -l ENDPOINT [-l ENDPOINT ...]\n"
 	        "  -f           stay in the foreground, log to stderr\n"
 	        "  -d DIR       store directory (default $SASLGATE_DIR or " STORE_DEFAULT_DIR ")\n"
+	        "  --store URI  the policy in PostgreSQL (default $SASLGATE_STORE);\n"
+	        "               DIR holds this host's cache of it\n"
 	        "  -c FILE      read settings from FILE (\"key = value\" lines)\n"
 	        "  -n           print the effective settings, check them and the store, exit\n"
 	        "  -u USER      drop privileges to USER after binding\n"
@@ -72,6 +75,7 @@ static int parse_args(int argc, char **argv, struct policyd_cmdline *cl, int *fo
 {
 	static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
 	                                         {"version", no_argument, NULL, 'V'},
+	                                         {"store", required_argument, NULL, 'S'},
 	                                         {NULL, 0, NULL, 0}};
 	int ch;
 
@@ -82,6 +86,9 @@ static int parse_args(int argc, char **argv, struct policyd_cmdline *cl, int *fo
 			break;
 		case 'd':
 			push(&cl->pairs, &cl->n_pairs, pair("store_dir", optarg));
+			break;
+		case 'S':
+			push(&cl->pairs, &cl->n_pairs, pair("store", optarg));
 			break;
 		case 'c':
 			cl->config_file = optarg;
@@ -132,6 +139,12 @@ static const char *effective_store_dir(const struct settings *s)
 	return store_dir(*dir != '\0' ? dir : NULL);
 }
 
+/* The shared store (NULL: policy.db in the store directory). */
+static const char *effective_store(const struct settings *s)
+{
+	return store_pg_location(settings_str(s, "store"));
+}
+
 /* -n: settings, endpoints, on_error_reply and the store. */
 static int check_config(const struct settings *s)
 {
@@ -170,7 +183,7 @@ static int check_config(const struct settings *s)
 			bad = 1;
 		}
 	}
-	src = source_open(dir, &err);
+	src = source_open_store(dir, effective_store(s), POLICYD_PROGRAM, &err);
 	if (src == NULL) {
 		printf("error: store %s: %s\n", dir, err.text);
 		return 1;
@@ -237,18 +250,10 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 /* Keys that take effect on SIGHUP; everything else needs a restart. */
 static int live_key(const char *key)
 {
-	static const char *const keys[] = {"max_line_bytes",
-	                                   "max_attributes",
-	                                   "max_request_bytes",
-	                                   "idle_timeout",
-	                                   "request_timeout",
-	                                   "max_connections",
-	                                   "report_only_action",
-	                                   "on_error",
-	                                   "on_error_reply",
-	                                   "syslog_facility",
-	                                   "http_api_key",
-	                                   NULL};
+	static const char *const keys[] = {
+	    "max_line_bytes",  "max_attributes",  "max_request_bytes",  "idle_timeout",
+	    "request_timeout", "max_connections", "report_only_action", "on_error",
+	    "on_error_reply",  "syslog_facility", "http_api_key",       NULL};
 
 	for (size_t i = 0; keys[i] != NULL; i++) {
 		if (strcmp(keys[i], key) == 0)
@@ -390,6 +395,8 @@ static int serve(struct server *srv)
 	/* Copies: a SIGHUP replaces the settings these strings live in. */
 	char *dir = xstrdup(effective_store_dir(&srv->settings));
 	char *pid_file = xstrdup(settings_str(&srv->settings, "pid_file"));
+	const char *store_setting = effective_store(&srv->settings);
+	char *store = store_setting != NULL ? xstrdup(store_setting) : NULL;
 	struct snapshot *snap;
 	int status = 1;
 
@@ -409,7 +416,7 @@ static int serve(struct server *srv)
 		goto out_pid;
 	}
 	snapshot_set_free_aside(1);
-	srv->gate.source = source_open(dir, &err);
+	srv->gate.source = source_open_store(dir, store, POLICYD_PROGRAM, &err);
 	if (srv->gate.source == NULL) {
 		log_error("policy store %s: %s", dir, err.text);
 		goto out_pid;
@@ -451,6 +458,7 @@ out_pid:
 	if (*pid_file != '\0')
 		daemon_pidfile_remove(pid_file);
 	free(pid_file);
+	free(store);
 	free(dir);
 	return status;
 }
@@ -478,7 +486,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!srv->foreground) {
 		/* Catch a missing or broken store while stderr still reaches someone. */
-		struct source *probe = source_open(effective_store_dir(&srv->settings), &err);
+		struct source *probe =
+		    source_open_store(effective_store_dir(&srv->settings),
+		                      effective_store(&srv->settings), POLICYD_PROGRAM, &err);
 
 		if (probe == NULL)
 			fatal("policy store %s: %s", effective_store_dir(&srv->settings), err.text);

@@ -26,6 +26,7 @@ static const struct {
 	unsigned programs;
 } expected[] = {
     {"store_dir", SETTING_STRING, "", 0, 0, P | M},
+    {"store", SETTING_STRING, "", 0, 0, P | M},
     {"user", SETTING_STRING, "", 0, 0, P | M},
     {"group", SETTING_STRING, "", 0, 0, P | M},
     {"pid_file", SETTING_STRING, "", 0, 0, P | M},
