@@ -29,7 +29,7 @@ static const char *dash(const char *s)
 	return s && *s ? s : "-";
 }
 
-static void row_json(struct json *j, const struct dl_decision *r)
+static void row_json(struct json *j, const struct decision_record *r)
 {
 	char item[128];
 	const char *cur = r->report_only ? r->report_only : "";
@@ -56,7 +56,7 @@ static void row_json(struct json *j, const struct dl_decision *r)
 	json_kv_int(j, "generation", r->generation);
 }
 
-static void row_csv(const struct dl_decision *r)
+static void row_csv(const struct decision_record *r)
 {
 	aq_csv_int(stdout, 1, r->id);
 	aq_csv_time(stdout, 0, (time_t)r->at);
@@ -77,7 +77,7 @@ static void row_csv(const struct dl_decision *r)
 	aq_csv_end(stdout);
 }
 
-static void row_text(const struct dl_decision *r)
+static void row_text(const struct decision_record *r)
 {
 	char t[32], pol[200];
 
@@ -169,7 +169,7 @@ static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 }
 
 /* Whether a logged decision passes the filters. */
-static int log_match(const struct log_query *q, const struct dl_decision *d)
+static int log_match(const struct log_query *q, const struct decision_record *d)
 {
 	if (d->at < (int64_t)q->since || d->at > (int64_t)q->until)
 		return 0;
@@ -192,7 +192,7 @@ static int log_match(const struct log_query *q, const struct dl_decision *d)
 /* Newest first: by time, then by id. */
 static int cmp_newest(const void *a, const void *b)
 {
-	const struct dl_decision *x = a, *y = b;
+	const struct decision_record *x = a, *y = b;
 
 	if (x->at != y->at)
 		return x->at < y->at ? 1 : -1;
@@ -203,7 +203,7 @@ static int cmp_newest(const void *a, const void *b)
  * texts point into. */
 struct log_found {
 	const struct log_query *q;
-	struct dl_decision *d;
+	struct decision_record *d;
 	size_t n, cap;
 	char **bufs;
 	size_t n_bufs, cap_bufs;
@@ -221,7 +221,7 @@ static void found_trim(struct log_found *f)
 	f->sorted = f->n;
 }
 
-static int log_batch(struct dl_batch *b, void *arg)
+static int log_batch(struct decision_batch *b, void *arg)
 {
 	struct log_found *f = arg;
 	size_t before = f->n;
@@ -297,7 +297,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 		       "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
 	}
 	for (size_t i = 0; i < found.n; i++) {
-		const struct dl_decision *r = &found.d[i];
+		const struct decision_record *r = &found.d[i];
 
 		if (fmt == AQ_JSON) {
 			json_object_begin(&j);
@@ -320,7 +320,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 /* ------------------------------------------------------------ log explain */
 
 struct replay {
-	struct dl_decision then;
+	struct decision_record then;
 	struct request req;
 	struct decision now;
 	int64_t generation_now;
@@ -400,7 +400,7 @@ static void replay_json(const struct replay *x)
 
 static void replay_text(const struct replay *x)
 {
-	const struct dl_decision *r = &x->then;
+	const struct decision_record *r = &x->then;
 	const struct decision *d = &x->now;
 	char t1[32], t2[32], ro[300] = "";
 
@@ -453,8 +453,8 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
 	sqlite3 *act = NULL, *pol = NULL;
-	struct dl_batch batch = {0};
-	const struct dl_decision *then;
+	struct decision_batch batch = {0};
+	const struct decision_record *then;
 	int64_t id;
 	int rc;
 
@@ -503,7 +503,7 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	decision_release(&x.now);
 	rc = CTL_OK;
 out:
-	dl_batch_free(&batch);
+	decision_batch_free(&batch);
 	snapshot_unref(&snap);
 	store_close(&pol);
 	store_close(&act);

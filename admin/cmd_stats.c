@@ -183,12 +183,12 @@ static const char *text_of(const char *t)
 	return t != NULL ? t : "";
 }
 
-static int stats_batch(struct dl_batch *b, void *arg)
+static int stats_batch(struct decision_batch *b, void *arg)
 {
 	struct stats_scan *x = arg;
 
 	for (size_t i = 0; i < b->n; i++) {
-		const struct dl_decision *d = &b->d[i];
+		const struct decision_record *d = &b->d[i];
 		const char *v[COMBO_TEXTS] = {text_of(d->outcome),     text_of(d->mech),
 		                              text_of(d->mech_class),  text_of(d->policy),
 		                              text_of(d->report_only), text_of(d->service)};

@@ -373,7 +373,7 @@ static size_t service_slot(struct scan *sc, const char *service)
 	return sc->last_service = pg->n_services++;
 }
 
-static void tally_report_only(struct scan *sc, const struct dl_decision *d)
+static void tally_report_only(struct scan *sc, const struct decision_record *d)
 {
 	const char *cur = d->report_only;
 	char item[128];
@@ -406,14 +406,14 @@ static int class_of(const char *text)
 	return -1;
 }
 
-static int scan_batch(struct dl_batch *b, void *arg)
+static int scan_batch(struct decision_batch *b, void *arg)
 {
 	struct scan *sc = arg;
 	struct rh_page *pg = sc->pg;
 	int64_t week_start = (int64_t)pg->now - WEEK;
 
 	for (size_t i = 0; i < b->n; i++) {
-		const struct dl_decision *d = &b->d[i];
+		const struct decision_record *d = &b->d[i];
 		int mc = class_of(d->mech_class);
 		size_t bucket;
 

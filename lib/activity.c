@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "decision_batch.h"
+#include "decision_line.h"
 #include "hash.h"
 #include "log.h"
 #include "store.h"
@@ -47,6 +49,9 @@ static const unsigned short field_max[N_FIELDS] = {
     [F_MECH] = MECH_NAME_MAX, [F_MECH_CLASS] = 11, [F_SERVICE] = 63,      [F_SENDER] = 255,
     [F_OUTCOME] = 19,         [F_POLICY] = 63,     [F_REPORT_ONLY] = 255,
 };
+
+/* The longest text of a record's fields (the sum of field_max[]). */
+#define FIELDS_MAX 1200
 
 /*
  * A queued record: this head, then the fields as NUL-terminated strings, the
@@ -220,63 +225,28 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 	return n;
 }
 
-/* Appends " name=value" to a line being built; the buffer has room (see
- * DECISION_LINE_MAX). The value is escaped (utf8_escape(), UTF8_ESC_KV:
- * blanks, quotes, '=', controls, invalid UTF-8 and the backslash), "-" when
- * empty, and a value that is "-" itself is written "\x2d". */
-static char *put_kv(char *p, const char *name, size_t name_len, const char *value, size_t value_len)
+#define DECISION_JSON_MAX DECISION_BATCH_ENCODED_MAX(FIELDS_MAX)
+#define LINE_MAX_BYTES    DECISION_LINE_MAX(64, FIELDS_MAX)
+
+/* The decision a queued record holds, its texts pointing into the record. */
+static void record_view(const struct record *r, struct decision_record *d)
 {
-	*p++ = ' ';
-	memcpy(p, name, name_len);
-	p += name_len;
-	*p++ = '=';
-	if (value_len == 0) {
-		*p++ = '-';
-		return p;
-	}
-	if (value_len == 1 && value[0] == '-') {
-		*p++ = '\\';
-		*p++ = 'x';
-		*p++ = '2';
-		*p++ = 'd';
-		return p;
-	}
-	return utf8_escape(p, value, value_len, UTF8_ESC_KV);
-}
-
-#define PUT_FIELD(p, name, r, i) put_kv(p, name, sizeof(name) - 1, FIELD(r, i), FIELD_LEN(r, i))
-
-/* The longest text of a record's fields (see field_max[]). */
-#define FIELDS_MAX 1200
-
-/* The longest decision line: the prefix, the names and the longest fields,
- * every byte escaped. */
-#define DECISION_LINE_MAX (64 + 120 + UTF8_ESCAPE_MAX(FIELDS_MAX))
-
-/* Appends the decision line, prefix first and newline last, at p (DECISION_LINE_MAX
- * bytes); returns the end. (Built by hand: snprintf with eleven fields cost
- * the writer more than a decision row.) */
-static char *format_record(char *p, const char *prefix, size_t prefix_len, const struct record *r)
-{
-	static const char head[] = "decision";
-
-	memcpy(p, prefix, prefix_len);
-	p += prefix_len;
-	memcpy(p, head, sizeof(head) - 1);
-	p += sizeof(head) - 1;
-	p = PUT_FIELD(p, "instance", r, F_INSTANCE);
-	p = PUT_FIELD(p, "queue_id", r, F_QUEUE_ID);
-	p = PUT_FIELD(p, "client", r, F_CLIENT);
-	p = PUT_FIELD(p, "user", r, F_USER);
-	p = PUT_FIELD(p, "mech", r, F_MECH);
-	p = PUT_FIELD(p, "class", r, F_MECH_CLASS);
-	p = r->tls ? put_kv(p, "tls", 3, "yes", 3) : put_kv(p, "tls", 3, "no", 2);
-	p = PUT_FIELD(p, "service", r, F_SERVICE);
-	p = PUT_FIELD(p, "outcome", r, F_OUTCOME);
-	p = PUT_FIELD(p, "policy", r, F_POLICY);
-	p = PUT_FIELD(p, "report_only", r, F_REPORT_ONLY);
-	*p++ = '\n';
-	return p;
+	d->id = 0;
+	d->at = (int64_t)r->at;
+	d->generation = r->generation;
+	d->tls = r->tls;
+	d->daemon = NULL;
+	d->queue_id = FIELD(r, F_QUEUE_ID);
+	d->instance = FIELD(r, F_INSTANCE);
+	d->user = FIELD(r, F_USER);
+	d->client = FIELD(r, F_CLIENT);
+	d->mech = FIELD(r, F_MECH);
+	d->mech_class = FIELD(r, F_MECH_CLASS);
+	d->service = FIELD(r, F_SERVICE);
+	d->sender = FIELD(r, F_SENDER);
+	d->outcome = FIELD(r, F_OUTCOME);
+	d->policy = FIELD(r, F_POLICY);
+	d->report_only = FIELD(r, F_REPORT_ONLY);
 }
 
 static void count_outcome(struct activity_counters *c, const struct decision *d)
@@ -411,113 +381,6 @@ static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first
                                 "data) VALUES (?, ?, ?, ?, ?, ?)";
 /* A batch's decisions have the ids id .. id + n - 1. */
 static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
-
-/* The longest JSON text of a decision: every field, each byte possibly
- * escaped as \u00XX, plus numbers, quotes and commas. */
-#define DECISION_JSON_MAX (6 * FIELDS_MAX + 128)
-
-static char *put_int(char *p, int64_t v)
-{
-	char digits[24];
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	int n = 0;
-
-	if (v < 0)
-		*p++ = '-';
-	do
-		digits[n++] = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	while (n > 0)
-		*p++ = digits[--n];
-	return p;
-}
-
-/* The bytes of a field its JSON string escapes: control bytes, the quote
- * and the backslash (a table: the writer runs it over every field). */
-static const unsigned char json_escaped[256] = {
-    [0x00 ... 0x1f] = 1,
-    ['"'] = 1,
-    ['\\'] = 1,
-};
-
-/* Appends a field as a JSON string, null when empty. The quote, the
- * backslash and control bytes are escaped; every other byte is kept as it
- * came, bytes that are not valid UTF-8 included: the text is what was
- * submitted, and SQLite's JSON functions (the decisions view) pass such
- * bytes through unchanged. */
-static char *put_json_field(char *p, const struct record *r, int field)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)FIELD(r, field);
-	size_t len = FIELD_LEN(r, field), i = 0;
-
-	if (len == 0) {
-		*p++ = 'n';
-		*p++ = 'u';
-		*p++ = 'l';
-		*p++ = 'l';
-		return p;
-	}
-	*p++ = '"';
-	for (;;) {
-		size_t start = i;
-
-		while (i < len && !json_escaped[s[i]])
-			i++;
-		memcpy(p, s + start, i - start);
-		p += i - start;
-		if (i == len)
-			break;
-		*p++ = '\\';
-		if (s[i] == '"' || s[i] == '\\') {
-			*p++ = (char)s[i];
-		} else {
-			*p++ = 'u';
-			*p++ = '0';
-			*p++ = '0';
-			*p++ = hex[s[i] >> 4];
-			*p++ = hex[s[i] & 15];
-		}
-		i++;
-	}
-	*p++ = '"';
-	return p;
-}
-
-/* Appends a decision's JSON array at p (DECISION_JSON_MAX bytes); returns the end. */
-static char *format_json(char *p, const struct record *r)
-{
-	*p++ = '[';
-	p = put_int(p, (int64_t)r->at);
-	*p++ = ',';
-	p = put_json_field(p, r, F_QUEUE_ID);
-	*p++ = ',';
-	p = put_json_field(p, r, F_INSTANCE);
-	*p++ = ',';
-	p = put_json_field(p, r, F_USER);
-	*p++ = ',';
-	p = put_json_field(p, r, F_CLIENT);
-	*p++ = ',';
-	p = put_json_field(p, r, F_MECH);
-	*p++ = ',';
-	p = put_json_field(p, r, F_MECH_CLASS);
-	*p++ = ',';
-	*p++ = r->tls ? '1' : '0';
-	*p++ = ',';
-	p = put_json_field(p, r, F_SERVICE);
-	*p++ = ',';
-	p = put_json_field(p, r, F_SENDER);
-	*p++ = ',';
-	p = put_json_field(p, r, F_OUTCOME);
-	*p++ = ',';
-	p = put_json_field(p, r, F_POLICY);
-	*p++ = ',';
-	p = put_json_field(p, r, F_REPORT_ONLY);
-	*p++ = ',';
-	p = put_int(p, r->generation);
-	*p++ = ']';
-	return p;
-}
 
 /* A usage column that follows the newest submission (two daemons may write
  * out of order). */
@@ -701,9 +564,12 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 	for (; k < DECISIONS_PER_ROW && *off < len; k++) {
 		const struct record *r = (const struct record *)(data + *off);
 
+		struct decision_record d;
+
+		record_view(r, &d);
 		reserve(&act->json, &act->json_cap, used, DECISION_JSON_MAX + 2);
 		act->json[used++] = k == 0 ? '[' : ',';
-		used = (size_t)(format_json(act->json + used, r) - act->json);
+		used = (size_t)(decision_batch_encode(act->json + used, &d) - act->json);
 		if (k == 0 || r->at < first)
 			first = r->at;
 		if (k == 0 || r->at > last)
@@ -804,7 +670,7 @@ fail:
 }
 
 /* The decision lines of a batch, logged LINES_CHUNK bytes at a time
- * (put_kv() escapes the fields for a log line): few writes, and a buffer
+ * (decision_line_format() escapes the fields for a log line): few writes, and a buffer
  * that stays small whatever the batch. */
 #define LINES_CHUNK 65536
 
@@ -817,9 +683,12 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 		return;
 	for (size_t off = 0; off < len;) {
 		const struct record *r = (const struct record *)(data + off);
+		struct decision_record d;
 
-		reserve(&act->lines, &act->lines_cap, n, DECISION_LINE_MAX);
-		n = (size_t)(format_record(act->lines + n, prefix, prefix_len, r) - act->lines);
+		record_view(r, &d);
+		reserve(&act->lines, &act->lines_cap, n, LINE_MAX_BYTES);
+		n = (size_t)(decision_line_format(act->lines + n, prefix, prefix_len, &d) -
+		             act->lines);
 		off += r->size;
 		if (n >= LINES_CHUNK || off >= len) {
 			log_info_lines(act->lines, n, prefix_len);
