@@ -4,7 +4,7 @@
  * engine_decide the daemons call) and shows what happened then next to what
  * would happen now.
  *
- * The daemons store decisions a batch per row (decision_log.h); batches are
+ * The daemons store decisions a batch per row (lib/decision_batch.h); batches are
  * read newest first through their time index and filtered here, and the
  * scan stops once no older batch can make the cut of --limit.
  */
@@ -14,7 +14,6 @@
 
 #include "activity_query.h"
 #include "cidr.h"
-#include "decision_log.h"
 #include "engine.h"
 #include "json.h"
 #include "request.h"
@@ -266,18 +265,18 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 	struct log_query q = {0};
 	struct log_found found = {0};
 	enum aq_format fmt;
-	sqlite3 *db;
+	struct activity_store *as;
 	struct json j;
 	int rc;
 
 	if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
 		return rc;
 	fmt = aq_format_of(ctl, q.format_given, q.format);
-	if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
 	found.q = &q;
-	rc = dl_scan(db, q.since, q.until, 1, q.user, log_batch, &found);
-	store_close(&db);
+	rc = aq_scan(as, q.since, q.until, 1, q.user, log_batch, &found);
+	activity_store_close(&as);
 	if (rc != CTL_OK) {
 		found_free(&found);
 		return rc;
@@ -452,7 +451,8 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	struct replay x;
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL, *pol = NULL;
+	struct activity_store *act = NULL;
+	sqlite3 *pol = NULL;
 	struct decision_batch batch = {0};
 	const struct decision_record *then;
 	int64_t id;
@@ -463,10 +463,12 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 		return rc;
 	if (aq_parse_count("ID", argv[optind], 0, &id) != CTL_OK)
 		return CTL_USAGE;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
-	if ((rc = dl_find(act, id, &batch, &then)) != CTL_OK)
+	if (activity_store_find_decision(act, id, &batch, &then, &err) < 0) {
+		rc = aq_store_fail(&err);
 		goto out;
+	}
 	if (then == NULL) {
 		rc = ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id);
 		goto out;
@@ -506,7 +508,7 @@ out:
 	decision_batch_free(&batch);
 	snapshot_unref(&snap);
 	store_close(&pol);
-	store_close(&act);
+	activity_store_close(&act);
 	return rc;
 }
 

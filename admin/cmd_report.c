@@ -116,56 +116,47 @@ static int64_t exception_expiry(const struct report *r, int64_t id)
 	return 0;
 }
 
-static int read_usage(struct report *r, sqlite3 *db)
+static int add_usage(const struct activity_usage_row *u, void *arg)
 {
-	char sql[512], lower[PATTERN_MAX + 1];
-	sqlite3_stmt *st;
-	int i = 2, rc;
+	struct report *r = arg;
+	char lower[PATTERN_MAX + 1];
+	struct entry *e;
 
-	snprintf(sql, sizeof(sql),
-	         "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	         "last_outcome, last_client, last_tls, last_service FROM usage "
-	         "WHERE last_seen >= ?1 AND mech_class <> 'modern'%s%s",
-	         r->mech_class ? " AND mech_class = ?" : "", r->mech ? " AND mech = ?" : "");
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)r->since);
-	if (r->mech_class)
-		sqlite3_bind_text(st, i++, r->mech_class, -1, SQLITE_STATIC);
-	if (r->mech)
-		sqlite3_bind_text(st, i++, r->mech, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct entry *e;
-
-		if (r->has_pattern) {
-			utf8_fold(lower, aq_text(st, 0), sizeof(lower));
-			if (!pattern_match(&r->pattern, lower))
-				continue;
-		}
-		if (r->n_entries == r->cap_entries) {
-			r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
-			r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
-		}
-		e = &r->entries[r->n_entries++];
-		memset(e, 0, sizeof(*e));
-		e->user = xstrdup(aq_text(st, 0));
-		e->mech = xstrdup(aq_text(st, 1));
-		e->network = xstrdup(aq_text(st, 2));
-		e->mech_class = xstrdup(aq_text(st, 3));
-		e->first = sqlite3_column_int64(st, 4);
-		e->last = sqlite3_column_int64(st, 5);
-		e->count = sqlite3_column_int64(st, 6);
-		e->last_outcome = xstrdup(aq_text(st, 7));
-		if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
-			sg_strlcpy(e->client, aq_text(st, 8), sizeof(e->client));
-			e->tls = sqlite3_column_int(st, 9);
-			sg_strlcpy(e->service, aq_text(st, 10), sizeof(e->service));
-			e->replayed = 1;
-		}
+	if (r->has_pattern) {
+		utf8_fold(lower, u->user, sizeof(lower));
+		if (!pattern_match(&r->pattern, lower))
+			return 0;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	if (r->n_entries == r->cap_entries) {
+		r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
+		r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
+	}
+	e = &r->entries[r->n_entries++];
+	memset(e, 0, sizeof(*e));
+	e->user = xstrdup(u->user);
+	e->mech = xstrdup(u->mech);
+	e->network = xstrdup(u->network);
+	e->mech_class = xstrdup(u->mech_class);
+	e->first = u->first_seen;
+	e->last = u->last_seen;
+	e->count = u->count;
+	e->last_outcome = xstrdup(u->last_outcome);
+	if (u->last_client != NULL) {
+		sg_strlcpy(e->client, u->last_client, sizeof(e->client));
+		e->tls = u->last_tls;
+		sg_strlcpy(e->service, u->last_service, sizeof(e->service));
+		e->replayed = 1;
+	}
+	return 0;
+}
+
+static int read_usage(struct report *r, struct activity_store *as)
+{
+	struct sg_err err = {{0}};
+
+	if (activity_store_usage_legacy(as, r->since, r->mech_class, r->mech, add_usage, r, &err) <
+	    0)
+		return aq_store_fail(&err);
 	return CTL_OK;
 }
 
@@ -566,14 +557,15 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	struct report r;
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL, *pol = NULL;
+	struct activity_store *act = NULL;
+	sqlite3 *pol = NULL;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
 	r.ctl = ctl;
 	if ((rc = parse(&r, cmd, argc, argv)) != CTL_OPT_CONTINUE)
 		return rc;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
 	if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
 		rc = ctl_fail("%s", err.text);
@@ -590,10 +582,10 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 		rc = ctl_fail("cannot load the policy: %s", err.text);
 		goto out;
 	}
-	store_exec(act, "BEGIN", NULL);
+	activity_store_read_begin(act);
 	if ((rc = read_usage(&r, act)) == CTL_OK)
 		rc = replay(&r, snap);
-	store_exec(act, "COMMIT", NULL);
+	activity_store_read_end(act);
 	if (rc != CTL_OK)
 		goto out;
 	group_users(&r);
@@ -606,7 +598,7 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 out:
 	snapshot_unref(&snap);
 	store_close(&pol);
-	store_close(&act);
+	activity_store_close(&act);
 	report_free(&r);
 	return rc;
 }

@@ -6,7 +6,7 @@
  * every exception (expired ones too: the page lists those still hit) and the
  * report-only policies. activity.db gives, in one read transaction, the
  * usage table (worklist, users moved to modern) and the decision log of the
- * period, read once with dl_scan() for every chart and tally: like stats, the
+ * period, read once with aq_scan() for every chart and tally: like stats, the
  * counting is done in C over the batches, never with a GROUP BY over the log.
  */
 #include <stdlib.h>
@@ -14,7 +14,6 @@
 
 #include "activity_query.h"
 #include "cidr.h"
-#include "decision_log.h"
 #include "engine.h"
 #include "hash.h"
 #include "report_html.h"
@@ -132,36 +131,30 @@ static struct rh_entry *new_entry(struct rh_page *pg)
 	return e;
 }
 
-static int read_usage(struct rh_page *pg, sqlite3 *db)
+static int add_usage(const struct activity_usage_row *u, void *arg)
 {
-	static const char sql[] =
-	    "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	    "last_outcome, last_client, last_tls, last_service FROM usage "
-	    "WHERE last_seen >= ?1 AND mech_class <> 'modern'";
-	sqlite3_stmt *st;
-	int rc;
+	struct rh_entry *e = new_entry(arg);
 
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)pg->since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct rh_entry *e = new_entry(pg);
+	e->user = xstrdup(u->user);
+	e->mech = xstrdup(u->mech);
+	e->network = xstrdup(u->network);
+	e->mech_class = xstrdup(u->mech_class);
+	e->first = u->first_seen;
+	e->last = u->last_seen;
+	e->count = u->count;
+	e->last_outcome = xstrdup(u->last_outcome);
+	sg_strlcpy(e->client, u->last_client != NULL ? u->last_client : "", sizeof(e->client));
+	e->tls = u->last_tls;
+	e->service = xstrdup(u->last_service);
+	return 0;
+}
 
-		e->user = xstrdup(aq_text(st, 0));
-		e->mech = xstrdup(aq_text(st, 1));
-		e->network = xstrdup(aq_text(st, 2));
-		e->mech_class = xstrdup(aq_text(st, 3));
-		e->first = sqlite3_column_int64(st, 4);
-		e->last = sqlite3_column_int64(st, 5);
-		e->count = sqlite3_column_int64(st, 6);
-		e->last_outcome = xstrdup(aq_text(st, 7));
-		sg_strlcpy(e->client, aq_text(st, 8), sizeof(e->client));
-		e->tls = sqlite3_column_int(st, 9);
-		e->service = xstrdup(aq_text(st, 10));
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+static int read_usage(struct rh_page *pg, struct activity_store *as)
+{
+	struct sg_err err = {{0}};
+
+	if (activity_store_usage_legacy(as, pg->since, NULL, NULL, add_usage, pg, &err) < 0)
+		return aq_store_fail(&err);
 	return CTL_OK;
 }
 
@@ -319,31 +312,25 @@ static void group_users(struct rh_page *pg)
 		qsort(pg->users, pg->n_users, sizeof(*pg->users), cmp_user);
 }
 
-/* First modern use in the period, no non-modern use after it. */
-static int read_moved(struct rh_page *pg, sqlite3 *db)
+static int add_moved(const char *user, void *arg)
 {
-	static const char sql[] =
-	    "SELECT user FROM (SELECT user, "
-	    "min(CASE WHEN mech_class = 'modern' THEN first_seen END) AS mf, "
-	    "max(CASE WHEN mech_class <> 'modern' THEN last_seen END) AS nl "
-	    "FROM usage GROUP BY user) WHERE mf >= ?1 AND nl IS NOT NULL AND nl <= mf "
-	    "ORDER BY mf DESC, user";
-	sqlite3_stmt *st;
-	int rc;
+	struct rh_page *pg = arg;
 
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)pg->since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (pg->n_moved < RH_MOVED_SHOWN) {
-			pg->moved = xrealloc(pg->moved, (pg->n_moved + 1) * sizeof(*pg->moved));
-			pg->moved[pg->n_moved++] = xstrdup(aq_text(st, 0));
-		}
-		pg->n_moved_total++;
+	if (pg->n_moved < RH_MOVED_SHOWN) {
+		pg->moved = xrealloc(pg->moved, (pg->n_moved + 1) * sizeof(*pg->moved));
+		pg->moved[pg->n_moved++] = xstrdup(user);
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	pg->n_moved_total++;
+	return 0;
+}
+
+/* The users who moved to a modern mechanism in the period. */
+static int read_moved(struct rh_page *pg, struct activity_store *as)
+{
+	struct sg_err err = {{0}};
+
+	if (activity_store_usage_moved(as, pg->since, add_moved, pg, &err) < 0)
+		return aq_store_fail(&err);
 	return CTL_OK;
 }
 
@@ -452,7 +439,7 @@ static void set_buckets(struct rh_page *pg)
 	pg->by_service = xcalloc(pg->n_buckets * (RH_SERVICE_SLOTS + 1), sizeof(int64_t));
 }
 
-static int scan_log(struct rh_page *pg, sqlite3 *db)
+static int scan_log(struct rh_page *pg, struct activity_store *as)
 {
 	struct scan sc = {pg, 0, NULL};
 	int rc;
@@ -461,7 +448,7 @@ static int scan_log(struct rh_page *pg, sqlite3 *db)
 	sc.users = xcalloc(pg->n_policies ? pg->n_policies : 1, sizeof(*sc.users));
 	for (size_t i = 0; i < pg->n_policies; i++)
 		sc.users[i] = hash_create(0);
-	rc = dl_scan(db, pg->since, pg->now, 0, NULL, scan_batch, &sc);
+	rc = aq_scan(as, pg->since, pg->now, 0, NULL, scan_batch, &sc);
 	for (size_t i = 0; i < pg->n_policies; i++) {
 		pg->policies[i].users = (int64_t)hash_count(sc.users[i]);
 		hash_free(&sc.users[i], NULL);
@@ -476,27 +463,27 @@ static int scan_log(struct rh_page *pg, sqlite3 *db)
 int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 {
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL;
+	struct activity_store *act = NULL;
 	int rc;
 
 	memset(pg, 0, sizeof(*pg));
 	pg->now = ctl->now;
 	pg->since = since;
 	pg->dir = ctl->dir;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
 	if ((rc = load_policy(ctl, pg, &snap)) != CTL_OK)
 		goto out;
-	store_exec(act, "BEGIN", NULL);
+	activity_store_read_begin(act);
 	if ((rc = read_usage(pg, act)) == CTL_OK && (rc = replay(pg, snap)) == CTL_OK &&
 	    (rc = read_moved(pg, act)) == CTL_OK)
 		rc = scan_log(pg, act);
-	store_exec(act, "COMMIT", NULL);
+	activity_store_read_end(act);
 	if (rc == CTL_OK)
 		group_users(pg);
 out:
 	snapshot_unref(&snap);
-	store_close(&act);
+	activity_store_close(&act);
 	return rc;
 }
 

@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "activity.h"
+#include "activity_store.h"
 #include "decision_batch.h"
 #include "decision_line.h"
 #include "hash.h"
 #include "log.h"
-#include "store.h"
 #include "utf8.h"
 
 /* The text fields of a record, in the order they are packed. */
@@ -112,12 +112,6 @@ struct usage_table {
 	size_t count;
 };
 
-/* Dovecot's after-auth reports of one service, class and result. */
-struct auth_count {
-	char service[32], mech_class[12], result[16];
-	uint64_t n;
-};
-
 struct activity {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -139,13 +133,12 @@ struct activity {
 	int degraded;
 	char reason[256];
 	uint64_t rebuilds, last_rebuild_us;
-	struct auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
+	struct activity_auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
 	size_t n_auth;
 
 	/* writer thread only */
-	sqlite3 *db;
-	sqlite3_stmt *ins, *next_id, *use; /* prepared once per open */
-	struct usage_table usage;          /* the sums since usage_flushed */
+	struct activity_store *store; /* NULL while activity.db is unavailable */
+	struct usage_table usage;     /* the sums since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
@@ -293,7 +286,7 @@ void activity_record(struct activity *act, const struct request *req, const stru
 /* Room kept for the "(other)" keys: 4 classes (with "-") x 3 results. */
 #define AUTH_OTHER_KEYS 12
 
-static size_t auth_find(const struct activity *act, const struct auth_count *key)
+static size_t auth_find(const struct activity *act, const struct activity_auth_count *key)
 {
 	size_t i;
 
@@ -308,7 +301,7 @@ static size_t auth_find(const struct activity *act, const struct auth_count *key
 void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
                                 const char *result)
 {
-	struct auth_count key;
+	struct activity_auth_count key;
 	size_t i;
 
 	memset(&key, 0, sizeof(key));
@@ -377,47 +370,6 @@ uint64_t activity_dropped(struct activity *act)
  * cheap.
  */
 #define DECISIONS_PER_ROW 500
-static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first_at, last_at, n, "
-                                "data) VALUES (?, ?, ?, ?, ?, ?)";
-/* A batch's decisions have the ids id .. id + n - 1. */
-static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
-
-/* A usage column that follows the newest submission (two daemons may write
- * out of order). */
-#define NEWER(col)                                                                                 \
-	col " = CASE WHEN excluded.last_seen >= last_seen THEN excluded." col " ELSE " col " END"
-/* clang-format off */
-static const char sql_usage[] =
-    "INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
-    "last_outcome, last_client, last_tls, last_service) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (user, mech, network) DO UPDATE SET "
-    "first_seen = min(first_seen, excluded.first_seen), "
-    "last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
-    "mech_class = excluded.mech_class, "
-    NEWER("last_outcome") ", " NEWER("last_client") ", "
-    NEWER("last_tls") ", " NEWER("last_service");
-/* clang-format on */
-static const char sql_heartbeat[] =
-    "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
-    "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-    "dropped, rebuilds, last_rebuild_us, stopped) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
-    "generation = excluded.generation, degraded = excluded.degraded, "
-    "degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
-    "blocks = excluded.blocks, allows = excluded.allows, "
-    "would_blocks = excluded.would_blocks, not_authenticated = excluded.not_authenticated, "
-    "errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
-    "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped";
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s != NULL && *s != '\0')
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
-}
 
 static size_t usage_cap_for(size_t n)
 {
@@ -535,28 +487,13 @@ static void sum_usage(struct activity *act, const struct record *r)
 	u->count++;
 }
 
-/* The id of the next decision; runs inside the batch's transaction, so two
- * daemons writing to one activity.db never share an id. */
-static int next_decision_id(struct activity *act, int64_t *id)
-{
-	int rc;
-
-	sqlite3_reset(act->next_id);
-	rc = sqlite3_step(act->next_id);
-	if (rc == SQLITE_ROW)
-		*id = sqlite3_column_int64(act->next_id, 0);
-	else if (rc == SQLITE_DONE)
-		*id = 1;
-	sqlite3_reset(act->next_id);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-}
-
 /* Stores the records from data + *off on, up to DECISIONS_PER_ROW of them,
  * as one batch row with the ids from *id on, and adds them to the usage
  * sums; advances *off and *id. */
 static int write_decisions(struct activity *act, const char *data, size_t len, size_t *off,
-                           int64_t *id)
+                           int64_t *id, struct sg_err *err)
 {
+	int64_t first_id = *id;
 	time_t first = 0, last = 0;
 	size_t used = 0;
 	int k = 0;
@@ -578,39 +515,35 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 		*off += r->size;
 	}
 	act->json[used++] = ']';
-	sqlite3_reset(act->ins);
-	sqlite3_bind_int64(act->ins, 1, *id);
-	sqlite3_bind_text(act->ins, 2, act->program, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(act->ins, 3, (sqlite3_int64)first);
-	sqlite3_bind_int64(act->ins, 4, (sqlite3_int64)last);
-	sqlite3_bind_int(act->ins, 5, k);
-	sqlite3_bind_text(act->ins, 6, act->json, (int)used, SQLITE_STATIC);
 	*id += k;
-	return sqlite3_step(act->ins) == SQLITE_DONE ? 0 : -1;
+	return activity_store_add_batch(act->store, first_id, act->program, (int64_t)first,
+	                                (int64_t)last, k, act->json, used, err);
 }
 
-static int write_usage(sqlite3_stmt *use, const struct usage_sum *u)
+static int write_usage(struct activity *act, const struct usage_sum *u, struct sg_err *err)
 {
-	sqlite3_reset(use);
-	sqlite3_bind_text(use, 1, u->key, u->user_len, SQLITE_STATIC);
-	sqlite3_bind_text(use, 2, u->key + u->user_len + 1, u->mech_len, SQLITE_STATIC);
-	sqlite3_bind_text(use, 3, u->network, -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 4, u->mech_class, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
-	sqlite3_bind_int64(use, 6, (sqlite3_int64)u->last_seen);
-	sqlite3_bind_int64(use, 7, u->count);
-	sqlite3_bind_text(use, 8, u->outcome, -1, SQLITE_STATIC);
-	bind_text(use, 9, u->last_client);
-	sqlite3_bind_int(use, 10, u->last_tls);
-	bind_text(use, 11, u->last_service);
-	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
+	const struct activity_usage_row row = {
+	    .user = u->key,
+	    .mech = u->key + u->user_len + 1,
+	    .network = u->network,
+	    .mech_class = u->mech_class,
+	    .first_seen = (int64_t)u->first_seen,
+	    .last_seen = (int64_t)u->last_seen,
+	    .count = u->count,
+	    .last_outcome = u->outcome,
+	    .last_client = u->last_client,
+	    .last_tls = u->last_tls,
+	    .last_service = u->last_service,
+	};
+
+	return activity_store_add_usage(act->store, &row, err);
 }
 
-static int write_usage_all(struct activity *act)
+static int write_usage_all(struct activity *act, struct sg_err *err)
 {
 	for (size_t i = 0; i < act->usage.cap; i++)
 		if (act->usage.slots[i].u != NULL &&
-		    write_usage(act->use, act->usage.slots[i].u) < 0)
+		    write_usage(act, act->usage.slots[i].u, err) < 0)
 			return -1;
 	return 0;
 }
@@ -646,23 +579,23 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 	            act->usage.count >= USAGE_KEYS_MAX;
 	int64_t id = 0;
+	struct sg_err err = {{0}};
 
-	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
+	if (activity_store_begin(act->store, &err) < 0)
 		goto fail;
-	if (len > 0 && next_decision_id(act, &id) < 0)
+	if (len > 0 && activity_store_next_decision_id(act->store, &id, &err) < 0)
 		goto fail;
 	for (size_t off = 0; off < len;)
-		if (write_decisions(act, data, len, &off, &id) < 0)
+		if (write_decisions(act, data, len, &off, &id, &err) < 0)
 			goto fail;
-	if (flush && write_usage_all(act) != 0)
+	if (flush && write_usage_all(act, &err) != 0)
 		goto fail;
-	if (store_exec(act->db, "COMMIT", NULL) == 0)
+	if (activity_store_commit(act->store, &err) == 0)
 		rc = 0;
 fail:
 	if (rc < 0) {
-		log_error("activity.db: cannot record %zu decisions: %s", n,
-		          sqlite3_errmsg(act->db));
-		store_rollback(act->db);
+		log_error("activity.db: cannot record %zu decisions: %s", n, err.text);
+		activity_store_rollback(act->store);
 	}
 	if (flush || rc < 0)
 		usage_reset(act, now);
@@ -697,95 +630,53 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 	}
 }
 
-static const char sql_auth[] =
-    "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, host, pid, service, mech_class, result) "
-    "DO UPDATE SET count = excluded.count";
-
 /* The report totals since start, one row per key (with the heartbeat). */
 static void write_auth_results(struct activity *act)
 {
-	struct auth_count copy[ACTIVITY_AUTH_KEYS];
-	sqlite3_stmt *st;
+	struct activity_auth_count copy[ACTIVITY_AUTH_KEYS];
+	struct sg_err err = {{0}};
 	size_t n;
 
 	pthread_mutex_lock(&act->lock);
 	n = act->n_auth;
 	memcpy(copy, act->auth, n * sizeof(copy[0]));
 	pthread_mutex_unlock(&act->lock);
-	if (n == 0 || sqlite3_prepare_v2(act->db, sql_auth, -1, &st, NULL) != SQLITE_OK)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
-		sqlite3_bind_text(st, 4, copy[i].service, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, copy[i].mech_class, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, copy[i].result, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 7, (sqlite3_int64)copy[i].n);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			log_error("activity.db: cannot write auth results: %s",
-			          sqlite3_errmsg(act->db));
-			break;
-		}
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
+	if (activity_store_put_auth_counts(act->store, act->program, act->host, (int64_t)getpid(),
+	                                   copy, n, &err) < 0)
+		log_error("activity.db: cannot write auth results: %s", err.text);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
 {
-	struct activity_counters c;
-	sqlite3_stmt *st;
-	int64_t generation;
-	int degraded;
-	char reason[256];
-	uint64_t dropped, rebuilds, last_us;
+	struct activity_heartbeat h;
+	struct sg_err err = {{0}};
 
-	if (act->db == NULL)
+	if (act->store == NULL)
 		return;
+	memset(&h, 0, sizeof(h));
+	sg_strlcpy(h.program, act->program, sizeof(h.program));
+	sg_strlcpy(h.host, act->host, sizeof(h.host));
+	h.pid = (int64_t)getpid();
+	h.started_at = (int64_t)act->started;
+	h.stopped = stopped;
 	pthread_mutex_lock(&act->lock);
-	c = act->counters;
-	generation = act->generation;
-	degraded = act->degraded;
-	sg_strlcpy(reason, act->reason, sizeof(reason));
-	dropped = act->dropped;
-	rebuilds = act->rebuilds;
-	last_us = act->last_rebuild_us;
+	h.generation = act->generation;
+	h.degraded = act->degraded;
+	sg_strlcpy(h.reason, act->reason, sizeof(h.reason));
+	h.requests = (int64_t)act->counters.requests;
+	h.blocks = (int64_t)act->counters.blocks;
+	h.allows = (int64_t)act->counters.allows;
+	h.would_blocks = (int64_t)act->counters.would_blocks;
+	h.not_authenticated = (int64_t)act->counters.not_authenticated;
+	h.errors = (int64_t)act->counters.errors;
+	h.dropped = (int64_t)act->dropped;
+	h.rebuilds = (int64_t)act->rebuilds;
+	h.last_rebuild_us = (int64_t)act->last_rebuild_us;
 	pthread_mutex_unlock(&act->lock);
-	if (sqlite3_prepare_v2(act->db, sql_heartbeat, -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)act->started);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
-	sqlite3_bind_int64(st, 6, generation);
-	sqlite3_bind_int(st, 7, degraded);
-	bind_text(st, 8, reason);
-	sqlite3_bind_int64(st, 9, (sqlite3_int64)c.requests);
-	sqlite3_bind_int64(st, 10, (sqlite3_int64)c.blocks);
-	sqlite3_bind_int64(st, 11, (sqlite3_int64)c.allows);
-	sqlite3_bind_int64(st, 12, (sqlite3_int64)c.would_blocks);
-	sqlite3_bind_int64(st, 13, (sqlite3_int64)c.not_authenticated);
-	sqlite3_bind_int64(st, 14, (sqlite3_int64)c.errors);
-	sqlite3_bind_int64(st, 15, (sqlite3_int64)dropped);
-	sqlite3_bind_int64(st, 16, (sqlite3_int64)rebuilds);
-	sqlite3_bind_int64(st, 17, (sqlite3_int64)last_us);
-	sqlite3_bind_int(st, 18, stopped);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_error("activity.db: cannot write heartbeat: %s", sqlite3_errmsg(act->db));
-	sqlite3_finalize(st);
+	h.last_seen = (int64_t)time(NULL);
+	if (activity_store_put_heartbeat(act->store, &h, &err) < 0)
+		log_error("activity.db: cannot write heartbeat: %s", err.text);
 	write_auth_results(act);
-}
-
-static void close_db(struct activity *act)
-{
-	sqlite3_finalize(act->ins);
-	sqlite3_finalize(act->next_id);
-	sqlite3_finalize(act->use);
-	act->ins = act->next_id = act->use = NULL;
-	store_close(&act->db);
 }
 
 /* Opens activity.db if it is not open; retried every 5 s while it fails. */
@@ -793,20 +684,12 @@ static int ensure_open(struct activity *act, time_t now)
 {
 	struct sg_err err;
 
-	if (act->db != NULL)
+	if (act->store != NULL)
 		return 0;
 	if (now < act->next_open_attempt)
 		return -1;
 	act->next_open_attempt = now + 5;
-	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
-	    (store_exec(act->db, "PRAGMA cache_size = -16384", &err) < 0 || /* 16 MiB */
-	     sqlite3_prepare_v2(act->db, sql_batch, -1, &act->ins, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(act->db, sql_next_id, -1, &act->next_id, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
-		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
-		close_db(act);
-	}
-	if (act->db == NULL) {
+	if (activity_store_open(act->dir, ACTIVITY_STORE_WRITE, &act->store, &err) < 0) {
 		if (now - act->last_loss_log >= 60) {
 			log_error("activity.db unavailable, decisions are not recorded: %s",
 			          err.text);
@@ -951,7 +834,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	rc = pthread_create(&act->thread, NULL, writer_main, act);
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
-		close_db(act);
+		activity_store_close(&act->store);
 		usage_free(&act->usage);
 		free(act->fill.data);
 		free(act->dir);
@@ -972,7 +855,7 @@ void activity_close(struct activity **actp)
 	pthread_cond_signal(&act->wake);
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
-	close_db(act);
+	activity_store_close(&act->store);
 	usage_free(&act->usage);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);

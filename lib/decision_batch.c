@@ -43,8 +43,11 @@ static char *encode_text(char *p, const char *text)
 	const unsigned char *s = (const unsigned char *)text;
 
 	if (s == NULL || *s == '\0') {
-		memcpy(p, "null", 4);
-		return p + 4;
+		*p++ = 'n';
+		*p++ = 'u';
+		*p++ = 'l';
+		*p++ = 'l';
+		return p;
 	}
 	*p++ = '"';
 	for (;;) {

@@ -21,8 +21,11 @@ static char *put_kv(char *p, const char *name, size_t name_len, const char *valu
 		return p;
 	}
 	if (value_len == 1 && value[0] == '-') {
-		memcpy(p, "\\x2d", 4);
-		return p + 4;
+		*p++ = '\\';
+		*p++ = 'x';
+		*p++ = '2';
+		*p++ = 'd';
+		return p;
 	}
 	return utf8_escape(p, value, value_len, UTF8_ESC_KV);
 }
