@@ -1,9 +1,10 @@
 /*
- * activity - decision lines, the decision log, the usage table and heartbeats
- * (see activity.h). Callers only pack a record and append it to a bounded
- * queue under a mutex; one writer thread takes the whole queue at a time,
- * logs its decision lines in a few large writes and turns it into one
- * transaction.
+ * activity - the queue and the writer thread (see activity.h). Callers only
+ * pack a record and append it to a bounded queue under a mutex; one writer
+ * thread takes the whole queue at a time, logs its decision lines
+ * (decision_line.h) in a few large writes and turns it into one transaction
+ * of activity_store.h: batches of decisions (decision_batch.h) and the usage
+ * sums (usage_sums.h).
  */
 #include <errno.h>
 #ifdef __GLIBC__
@@ -23,8 +24,8 @@
 #include "activity_store.h"
 #include "decision_batch.h"
 #include "decision_line.h"
-#include "hash.h"
 #include "log.h"
+#include "usage_sums.h"
 #include "utf8.h"
 
 /* The text fields of a record, in the order they are packed. */
@@ -81,37 +82,6 @@ struct qbuf {
 	size_t n;        /* records */
 };
 
-/* A usage row in the making: the records of one user x mech x network since
- * the last flush of usage to activity.db. Its key (user, mechanism, network)
- * is kept in it, so that finding it touches one allocation. */
-struct usage_sum {
-	struct ipaddr net; /* the client network, host bits zero */
-	uint8_t net_valid;
-	uint16_t user_len, mech_len;
-	time_t first_seen, last_seen;
-	long count;
-	int last_tls;
-	char mech_class[12];
-	char outcome[20];
-	char last_client[64];
-	char last_service[64];
-	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
-	char key[];       /* the user, NUL, the mechanism, NUL */
-};
-
-/* The usage sums by key: open addressing with linear probing; each slot
- * keeps its sum's hash, so a probe past another key costs no cache miss. */
-struct usage_slot {
-	uint64_t hv;
-	struct usage_sum *u; /* NULL: empty */
-};
-
-struct usage_table {
-	struct usage_slot *slots;
-	size_t cap; /* power of two, at most 70% full */
-	size_t count;
-};
-
 struct activity {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -138,7 +108,7 @@ struct activity {
 
 	/* writer thread only */
 	struct activity_store *store; /* NULL while activity.db is unavailable */
-	struct usage_table usage;     /* the sums since usage_flushed */
+	struct usage_sums *usage;     /* the sums since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
@@ -371,122 +341,6 @@ uint64_t activity_dropped(struct activity *act)
  */
 #define DECISIONS_PER_ROW 500
 
-static size_t usage_cap_for(size_t n)
-{
-	size_t cap = 1024;
-
-	while (cap / 10 * 7 < n + 1)
-		cap *= 2;
-	return cap;
-}
-
-static void usage_init(struct usage_table *t, size_t expected)
-{
-	t->cap = usage_cap_for(expected);
-	t->slots = xcalloc(t->cap, sizeof(*t->slots));
-	t->count = 0;
-}
-
-static void usage_free(struct usage_table *t)
-{
-	for (size_t i = 0; t->slots != NULL && i < t->cap; i++)
-		free(t->slots[i].u);
-	free(t->slots);
-	t->slots = NULL;
-	t->cap = t->count = 0;
-}
-
-static void usage_grow(struct usage_table *t)
-{
-	struct usage_table bigger;
-
-	usage_init(&bigger, t->count * 2);
-	for (size_t i = 0; i < t->cap; i++) {
-		size_t j;
-
-		if (t->slots[i].u == NULL)
-			continue;
-		for (j = t->slots[i].hv & (bigger.cap - 1); bigger.slots[j].u != NULL;
-		     j = (j + 1) & (bigger.cap - 1))
-			;
-		bigger.slots[j] = t->slots[i];
-	}
-	bigger.count = t->count;
-	free(t->slots);
-	*t = bigger;
-}
-
-/* The sum of a key, added (zeroed, first_seen set) if new. */
-static struct usage_sum *usage_get(struct usage_table *t, const char *user, size_t user_len,
-                                   const char *mech, size_t mech_len, const struct cidr *net,
-                                   int net_valid, time_t at)
-{
-	uint64_t hv = hash_mem(hash_mem(0, user, user_len), mech, mech_len);
-	struct usage_sum *u;
-	size_t i;
-
-	if (net_valid)
-		hv = hash_mem(hv, &net->net, sizeof(net->net));
-	for (i = hv & (t->cap - 1); t->slots[i].u != NULL; i = (i + 1) & (t->cap - 1)) {
-		u = t->slots[i].u;
-		if (t->slots[i].hv == hv && u->user_len == user_len && u->mech_len == mech_len &&
-		    u->net_valid == net_valid &&
-		    (!net_valid || memcmp(&u->net, &net->net, sizeof(u->net)) == 0) &&
-		    memcmp(u->key, user, user_len) == 0 &&
-		    memcmp(u->key + user_len + 1, mech, mech_len) == 0)
-			return u;
-	}
-	u = xcalloc(1, sizeof(*u) + user_len + mech_len + 2);
-	u->net_valid = (uint8_t)net_valid;
-	if (net_valid) {
-		u->net = net->net;
-		cidr_format(net, u->network, sizeof(u->network));
-	} else {
-		sg_strlcpy(u->network, "-", sizeof(u->network));
-	}
-	u->user_len = (uint16_t)user_len;
-	u->mech_len = (uint16_t)mech_len;
-	memcpy(u->key, user, user_len);
-	memcpy(u->key + user_len + 1, mech, mech_len);
-	u->first_seen = at;
-	t->slots[i].hv = hv;
-	t->slots[i].u = u;
-	if (++t->count > t->cap / 10 * 7)
-		usage_grow(t);
-	return u;
-}
-
-/* Adds an authenticated decision to its usage sum, keyed by user, mechanism
- * and client network (the network's text is made once per sum). */
-static void sum_usage(struct activity *act, const struct record *r)
-{
-	size_t mech_len = FIELD_LEN(r, F_MECH);
-	struct cidr net = {{{0}}, 0};
-	struct usage_sum *u;
-
-	if (mech_len == 0)
-		return; /* not authenticated: no usage */
-	if (r->addr_valid)
-		cidr_network_of(&r->addr, &net);
-	/* pack_field() cut the user and the mechanism to fit; they are kept as
-	 * they came, so two users that differ in any byte get two rows */
-	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
-	              mech_len, &net, r->addr_valid, r->at);
-	if (r->at < u->first_seen)
-		u->first_seen = r->at;
-	if (r->at >= u->last_seen) {
-		u->last_seen = r->at;
-		sg_strlcpy(u->mech_class,
-		           FIELD(r, F_MECH_CLASS)[0] ? FIELD(r, F_MECH_CLASS) : "legacy",
-		           sizeof(u->mech_class));
-		sg_strlcpy(u->outcome, FIELD(r, F_OUTCOME), sizeof(u->outcome));
-		sg_strlcpy(u->last_client, FIELD(r, F_CLIENT), sizeof(u->last_client));
-		sg_strlcpy(u->last_service, FIELD(r, F_SERVICE), sizeof(u->last_service));
-		u->last_tls = r->tls;
-	}
-	u->count++;
-}
-
 /* Stores the records from data + *off on, up to DECISIONS_PER_ROW of them,
  * as one batch row with the ids from *id on, and adds them to the usage
  * sums; advances *off and *id. */
@@ -511,7 +365,7 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 			first = r->at;
 		if (k == 0 || r->at > last)
 			last = r->at;
-		sum_usage(act, r);
+		usage_sums_add(act->usage, &d, r->addr_valid ? &r->addr : NULL);
 		*off += r->size;
 	}
 	act->json[used++] = ']';
@@ -520,42 +374,34 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 	                                (int64_t)last, k, act->json, used, err);
 }
 
-static int write_usage(struct activity *act, const struct usage_sum *u, struct sg_err *err)
-{
-	const struct activity_usage_row row = {
-	    .user = u->key,
-	    .mech = u->key + u->user_len + 1,
-	    .network = u->network,
-	    .mech_class = u->mech_class,
-	    .first_seen = (int64_t)u->first_seen,
-	    .last_seen = (int64_t)u->last_seen,
-	    .count = u->count,
-	    .last_outcome = u->outcome,
-	    .last_client = u->last_client,
-	    .last_tls = u->last_tls,
-	    .last_service = u->last_service,
-	};
+/* What a callback of the writer's transaction needs. */
+struct activity_write {
+	struct activity *act;
+	struct sg_err *err;
+};
 
-	return activity_store_add_usage(act->store, &row, err);
+static int write_usage(const struct activity_usage_row *u, void *arg)
+{
+	struct activity_write *w = arg;
+
+	return activity_store_add_usage(w->act->store, u, w->err) < 0;
 }
 
 static int write_usage_all(struct activity *act, struct sg_err *err)
 {
-	for (size_t i = 0; i < act->usage.cap; i++)
-		if (act->usage.slots[i].u != NULL &&
-		    write_usage(act, act->usage.slots[i].u, err) < 0)
-			return -1;
-	return 0;
+	struct activity_write w = {act, err};
+
+	return usage_sums_foreach(act->usage, write_usage, &w) != 0 ? -1 : 0;
 }
 
 /* The next sums start with room for as many keys as the last ones had, so
  * that a busy writer does not grow the table again after every flush. */
 static void usage_reset(struct activity *act, time_t now)
 {
-	size_t last = act->usage.count;
+	size_t last = usage_sums_count(act->usage);
 
-	usage_free(&act->usage);
-	usage_init(&act->usage, last);
+	usage_sums_free(&act->usage);
+	act->usage = usage_sums_new(last);
 	act->usage_flushed = now;
 }
 
@@ -577,7 +423,7 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-	            act->usage.count >= USAGE_KEYS_MAX;
+	            usage_sums_count(act->usage) >= USAGE_KEYS_MAX;
 	int64_t id = 0;
 	struct sg_err err = {{0}};
 
@@ -782,7 +628,7 @@ static void *writer_main(void *arg)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
 		if (q.n > 0 ||
-		    (act->usage.count > 0 &&
+		    (usage_sums_count(act->usage) > 0 &&
 		     (stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
 			if (ensure_open(act, now) < 0 ||
 			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
@@ -824,7 +670,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->cap = opt->queue_max ? opt->queue_max : 100000;
 	act->fill.cap = 65536;
 	act->fill.data = xmalloc(act->fill.cap);
-	usage_init(&act->usage, 0);
+	act->usage = usage_sums_new(0);
 	act->started = time(NULL);
 	act->usage_flushed = act->started;
 	if (gethostname(act->host, sizeof(act->host)) < 0)
@@ -835,7 +681,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
 		activity_store_close(&act->store);
-		usage_free(&act->usage);
+		usage_sums_free(&act->usage);
 		free(act->fill.data);
 		free(act->dir);
 		free(act);
@@ -856,7 +702,7 @@ void activity_close(struct activity **actp)
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
 	activity_store_close(&act->store);
-	usage_free(&act->usage);
+	usage_sums_free(&act->usage);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);
