@@ -116,17 +116,21 @@ static int64_t exception_expiry(const struct report *r, int64_t id)
 	return 0;
 }
 
+/* --user: the user matches the pattern. */
+static int keep_user(const char *user, void *arg)
+{
+	const struct report *r = arg;
+	char lower[PATTERN_MAX + 1];
+
+	utf8_fold(lower, user, sizeof(lower));
+	return pattern_match(&r->pattern, lower);
+}
+
 static int add_usage(const struct activity_usage_row *u, void *arg)
 {
 	struct report *r = arg;
-	char lower[PATTERN_MAX + 1];
 	struct entry *e;
 
-	if (r->has_pattern) {
-		utf8_fold(lower, u->user, sizeof(lower));
-		if (!pattern_match(&r->pattern, lower))
-			return 0;
-	}
 	if (r->n_entries == r->cap_entries) {
 		r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
 		r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
@@ -152,10 +156,11 @@ static int add_usage(const struct activity_usage_row *u, void *arg)
 
 static int read_usage(struct report *r, struct activity_store *as)
 {
+	struct activity_usage_query q = {r->since, r->mech_class, r->mech,
+	                                 r->has_pattern ? keep_user : NULL};
 	struct sg_err err = {{0}};
 
-	if (activity_store_usage_legacy(as, r->since, r->mech_class, r->mech, add_usage, r, &err) <
-	    0)
+	if (activity_store_usage_legacy(as, &q, add_usage, r, &err) < 0)
 		return aq_store_fail(&err);
 	return CTL_OK;
 }

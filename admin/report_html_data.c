@@ -151,9 +151,10 @@ static int add_usage(const struct activity_usage_row *u, void *arg)
 
 static int read_usage(struct rh_page *pg, struct activity_store *as)
 {
+	struct activity_usage_query q = {pg->since, NULL, NULL, NULL};
 	struct sg_err err = {{0}};
 
-	if (activity_store_usage_legacy(as, pg->since, NULL, NULL, add_usage, pg, &err) < 0)
+	if (activity_store_usage_legacy(as, &q, add_usage, pg, &err) < 0)
 		return aq_store_fail(&err);
 	return CTL_OK;
 }

@@ -540,6 +540,7 @@ int activity_store_add_usage(struct activity_store *as, const struct activity_us
 }
 
 struct usage_state {
+	int (*keep_user)(const char *user, void *arg);
 	int (*fn)(const struct activity_usage_row *u, void *arg);
 	void *arg;
 };
@@ -547,8 +548,13 @@ struct usage_state {
 static int usage_row(sqlite3_stmt *st, void *arg)
 {
 	struct usage_state *s = arg;
-	struct activity_usage_row u = {
-	    .user = text_of(st, 0),
+	const char *user = text_of(st, 0);
+	struct activity_usage_row u;
+
+	if (s->keep_user != NULL && !s->keep_user(user, s->arg))
+		return 0;
+	u = (struct activity_usage_row){
+	    .user = user,
 	    .mech = text_of(st, 1),
 	    .network = text_of(st, 2),
 	    .mech_class = text_of(st, 3),
@@ -564,24 +570,23 @@ static int usage_row(sqlite3_stmt *st, void *arg)
 	return s->fn(&u, s->arg);
 }
 
-int activity_store_usage_legacy(struct activity_store *as, time_t since, const char *mech_class,
-                                const char *mech,
+int activity_store_usage_legacy(struct activity_store *as, const struct activity_usage_query *q,
                                 int (*fn)(const struct activity_usage_row *u, void *arg), void *arg,
                                 struct sg_err *err)
 {
 	static const int which[2][2] = {{ST_USAGE_LEGACY, ST_USAGE_LEGACY_MECH},
 	                                {ST_USAGE_LEGACY_CLASS, ST_USAGE_LEGACY_CLASS_MECH}};
-	struct usage_state s = {fn, arg};
-	sqlite3_stmt *st = stmt(as, which[mech_class != NULL][mech != NULL], err);
+	struct usage_state s = {q->keep_user, fn, arg};
+	sqlite3_stmt *st = stmt(as, which[q->mech_class != NULL][q->mech != NULL], err);
 	int i = 2;
 
 	if (st == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, (int64_t)since);
-	if (mech_class != NULL)
-		bind_text(st, i++, mech_class);
-	if (mech != NULL)
-		bind_text(st, i, mech);
+	sqlite3_bind_int64(st, 1, (int64_t)q->since);
+	if (q->mech_class != NULL)
+		bind_text(st, i++, q->mech_class);
+	if (q->mech != NULL)
+		bind_text(st, i, q->mech);
 	return each_row(as, st, usage_row, &s, err);
 }
 
