@@ -118,121 +118,11 @@ const struct rh_exception *rh_exception_get(const struct rh_page *pg, int64_t id
 
 /* ---------------------------------------------------------------- worklist */
 
-static struct rh_entry *new_entry(struct rh_page *pg)
+static int64_t expiry_of(int64_t exception_id, void *arg)
 {
-	struct rh_entry *e;
+	const struct rh_exception *x = rh_exception_get(arg, exception_id);
 
-	if (pg->n_entries == pg->cap_entries) {
-		pg->cap_entries = pg->cap_entries ? pg->cap_entries * 2 : 256;
-		pg->entries = xrealloc(pg->entries, pg->cap_entries * sizeof(*pg->entries));
-	}
-	e = &pg->entries[pg->n_entries++];
-	memset(e, 0, sizeof(*e));
-	return e;
-}
-
-static int add_usage(const struct activity_usage_row *u, void *arg)
-{
-	struct rh_entry *e = new_entry(arg);
-
-	e->user = xstrdup(u->user);
-	e->mech = xstrdup(u->mech);
-	e->network = xstrdup(u->network);
-	e->mech_class = xstrdup(u->mech_class);
-	e->first = u->first_seen;
-	e->last = u->last_seen;
-	e->count = u->count;
-	e->last_outcome = xstrdup(u->last_outcome);
-	sg_strlcpy(e->client, u->last_client != NULL ? u->last_client : "", sizeof(e->client));
-	e->tls = u->last_tls;
-	e->service = xstrdup(u->last_service);
-	return 0;
-}
-
-static int read_usage(struct rh_page *pg, struct activity_store *as)
-{
-	struct activity_usage_query q = {pg->since, NULL, NULL, NULL};
-	struct sg_err err = {{0}};
-
-	if (activity_store_usage_legacy(as, &q, add_usage, pg, &err) < 0)
-		return aq_store_fail(&err);
-	return CTL_OK;
-}
-
-/* The newest submission of the entry, or (usage written before activity.db
- * schema 2) its network's first address without TLS and service. */
-static void replay_request(struct rh_entry *e, struct request *req)
-{
-	request_init(req);
-	req->user = e->user;
-	req->mech = e->mech;
-	if (e->client[0] == '\0') {
-		struct cidr c;
-
-		e->tls = 0;
-		if (cidr_parse(e->network, &c, NULL) == 0)
-			ipaddr_format(&c.net, e->client, sizeof(e->client));
-	}
-	if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
-		req->addr_valid = 1;
-	req->client_addr = e->client;
-	req->tls = e->tls;
-	req->service = *e->service ? e->service : NULL;
-}
-
-static void note_trace(struct rh_page *pg, struct rh_entry *e, const struct trace_entry *t)
-{
-	for (size_t k = 0; k < t->n_expired; k++) {
-		int dup = 0;
-
-		for (size_t m = 0; m < e->n_expired && !dup; m++)
-			dup = e->expired[m] == t->expired_ids[k];
-		if (!dup && e->n_expired < RH_ENTRY_EXC_MAX)
-			e->expired[e->n_expired++] = t->expired_ids[k];
-	}
-	if (t->status == TRACE_EXCEPTED) {
-		const struct rh_exception *x = rh_exception_get(pg, t->exception_id);
-		int64_t exp = x != NULL ? x->expires_at : 0;
-
-		if (!e->covered || (exp != 0 && (e->expires == 0 || exp < e->expires)))
-			e->expires = exp;
-		e->covered = 1;
-		if (e->n_exc < RH_ENTRY_EXC_MAX)
-			e->exc[e->n_exc++] = t->exception_id;
-	}
-}
-
-static int replay(struct rh_page *pg, const struct snapshot *snap)
-{
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		struct rh_entry *e = &pg->entries[i];
-		struct request req;
-		struct decision d;
-
-		replay_request(e, &req);
-		if (engine_decide(snap, &req, pg->now, 1, &d) < 0)
-			return ctl_fail("the engine could not decide (out of memory)");
-		for (size_t k = 0; k < d.n_trace; k++)
-			note_trace(pg, e, &d.trace[k]);
-		decision_release(&d);
-	}
-	return CTL_OK;
-}
-
-/* The order of report legacy: by user, then most submissions, newest. */
-static int cmp_entry(const void *a, const void *b)
-{
-	const struct rh_entry *x = a, *y = b;
-	int c = strcmp(x->user, y->user);
-
-	if (c != 0)
-		return c;
-	if (x->count != y->count)
-		return x->count > y->count ? -1 : 1;
-	if (x->last != y->last)
-		return x->last > y->last ? -1 : 1;
-	c = strcmp(x->mech, y->mech);
-	return c ? c : strcmp(x->network, y->network);
+	return x != NULL ? x->expires_at : 0;
 }
 
 static int cmp_user(const void *a, const void *b)
@@ -246,7 +136,7 @@ static int cmp_user(const void *a, const void *b)
 	return strcmp(x->user, y->user);
 }
 
-static void add_to_user(struct rh_user *u, const struct rh_entry *e)
+static void add_to_user(struct rh_user *u, const struct worklist_entry *e)
 {
 	u->n++;
 	u->count += e->count;
@@ -264,7 +154,7 @@ static void add_to_user(struct rh_user *u, const struct rh_entry *e)
 
 /* Counts, for each expired exception an entry matches, the users seen after
  * its expiry. */
-static void note_expired_hits(struct rh_page *pg, size_t user_index, const struct rh_entry *e)
+static void note_expired_hits(struct rh_page *pg, size_t user_index, const struct worklist_entry *e)
 {
 	for (size_t k = 0; k < e->n_expired; k++) {
 		struct rh_exception *x = exception_find(pg->exc, pg->n_exc, e->expired[k]);
@@ -284,14 +174,13 @@ static void group_users(struct rh_page *pg)
 {
 	int legacy = 0;
 
-	if (pg->n_entries > 1)
-		qsort(pg->entries, pg->n_entries, sizeof(*pg->entries), cmp_entry);
-	pg->users = xcalloc(pg->n_entries ? pg->n_entries : 1, sizeof(*pg->users));
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		const struct rh_entry *e = &pg->entries[i];
+	worklist_sort(&pg->wl);
+	pg->users = xcalloc(pg->wl.n_entries ? pg->wl.n_entries : 1, sizeof(*pg->users));
+	for (size_t i = 0; i < pg->wl.n_entries; i++) {
+		const struct worklist_entry *e = &pg->wl.entries[i];
 		struct rh_user *u;
 
-		if (i == 0 || strcmp(e->user, pg->entries[i - 1].user) != 0) {
+		if (i == 0 || strcmp(e->user, pg->wl.entries[i - 1].user) != 0) {
 			u = &pg->users[pg->n_users++];
 			u->first = i;
 			u->user = e->user;
@@ -465,6 +354,7 @@ int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 {
 	struct snapshot *snap = NULL;
 	struct activity_store *act = NULL;
+	struct activity_usage_query q = {since, NULL, NULL, NULL, NULL};
 	int rc;
 
 	memset(pg, 0, sizeof(*pg));
@@ -476,7 +366,8 @@ int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 	if ((rc = load_policy(ctl, pg, &snap)) != CTL_OK)
 		goto out;
 	activity_store_read_begin(act);
-	if ((rc = read_usage(pg, act)) == CTL_OK && (rc = replay(pg, snap)) == CTL_OK &&
+	if ((rc = worklist_read(&pg->wl, act, &q)) == CTL_OK &&
+	    (rc = worklist_replay(&pg->wl, snap, pg->now, expiry_of, pg)) == CTL_OK &&
 	    (rc = read_moved(pg, act)) == CTL_OK)
 		rc = scan_log(pg, act);
 	activity_store_read_end(act);
@@ -501,17 +392,7 @@ static void free_exception(struct rh_exception *x)
 
 void rh_free(struct rh_page *pg)
 {
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		struct rh_entry *e = &pg->entries[i];
-
-		free(e->user);
-		free(e->mech);
-		free(e->network);
-		free(e->mech_class);
-		free(e->service);
-		free(e->last_outcome);
-	}
-	free(pg->entries);
+	worklist_free(&pg->wl);
 	free(pg->users);
 	for (size_t i = 0; i <= RH_SERVICE_SLOTS; i++)
 		free(pg->services[i]);

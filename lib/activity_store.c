@@ -540,7 +540,7 @@ int activity_store_add_usage(struct activity_store *as, const struct activity_us
 }
 
 struct usage_state {
-	int (*keep_user)(const char *user, void *arg);
+	const struct activity_usage_query *q;
 	int (*fn)(const struct activity_usage_row *u, void *arg);
 	void *arg;
 };
@@ -551,7 +551,7 @@ static int usage_row(sqlite3_stmt *st, void *arg)
 	const char *user = text_of(st, 0);
 	struct activity_usage_row u;
 
-	if (s->keep_user != NULL && !s->keep_user(user, s->arg))
+	if (s->q->keep_user != NULL && !s->q->keep_user(user, s->q->keep_arg))
 		return 0;
 	u = (struct activity_usage_row){
 	    .user = user,
@@ -576,7 +576,7 @@ int activity_store_usage_legacy(struct activity_store *as, const struct activity
 {
 	static const int which[2][2] = {{ST_USAGE_LEGACY, ST_USAGE_LEGACY_MECH},
 	                                {ST_USAGE_LEGACY_CLASS, ST_USAGE_LEGACY_CLASS_MECH}};
-	struct usage_state s = {q->keep_user, fn, arg};
+	struct usage_state s = {q, fn, arg};
 	sqlite3_stmt *st = stmt(as, which[q->mech_class != NULL][q->mech != NULL], err);
 	int i = 2;
 

@@ -131,16 +131,18 @@ int activity_store_add_usage(struct activity_store *as, const struct activity_us
 
 /* Which rows activity_store_usage_legacy reads: those not of the modern
  * class last seen at or after since, of mechanism class mech_class and
- * mechanism mech where they are not NULL, and whose user keep_user keeps
- * (asked before the rest of the row is read) where it is not NULL. */
+ * mechanism mech where they are not NULL, and whose user keep_user (called
+ * with keep_arg) keeps, asked before the rest of the row is read, where it
+ * is not NULL. */
 struct activity_usage_query {
 	time_t since;
 	const char *mech_class, *mech;
-	int (*keep_user)(const char *user, void *arg);
+	int (*keep_user)(const char *user, void *keep_arg);
+	void *keep_arg;
 };
 
-/* Calls fn for each row of q (unordered), with arg (also keep_user's);
- * nonzero from fn stops. 0, or -1 with err. */
+/* Calls fn for each row of q (unordered); nonzero from fn stops. 0, or -1
+ * with err. */
 int activity_store_usage_legacy(struct activity_store *as, const struct activity_usage_query *q,
                                 int (*fn)(const struct activity_usage_row *u, void *arg), void *arg,
                                 struct sg_err *err);
