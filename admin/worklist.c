@@ -34,8 +34,8 @@ static int add_entry(const struct activity_usage_row *u, void *arg)
 	if (e->replayed) {
 		sg_strlcpy(e->client, u->last_client, sizeof(e->client));
 		e->tls = u->last_tls;
+		sg_strlcpy(e->service, u->last_service, sizeof(e->service));
 	}
-	e->service = xstrdup(e->replayed ? u->last_service : "");
 	return 0;
 }
 
@@ -139,7 +139,7 @@ void worklist_free(struct worklist *w)
 		free(e->mech);
 		free(e->network);
 		free(e->mech_class);
-		free(e->service);
+
 		free(e->last_outcome);
 	}
 	free(w->entries);

@@ -21,10 +21,12 @@
 
 /* One usage row and what its replay found. Texts are owned. */
 struct worklist_entry {
-	char *user, *mech, *network, *mech_class, *service, *last_outcome;
+	char *user, *mech, *network, *mech_class, *last_outcome;
 	int64_t first, last, count;
-	char client[64]; /* the replayed submission: its client address and TLS */
+	/* the replayed submission: its client address, TLS and service ("" none) */
+	char client[64];
 	int tls;
+	char service[64];
 	int replayed;    /* 1: the newest submission's; 0: the network's address */
 	const char *now; /* the decision now (decision_label(): a static string) */
 	int covered;
