@@ -1,8 +1,9 @@
 /*
  * activity_query - what saslgatectl's visibility commands (report, log, stats,
- * status, prune) share: opening activity.db read-only, output formats (text,
- * JSON, CSV, Prometheus), reading daemon heartbeats, and the facts from
- * policy.db that monitoring needs (generation, exceptions, retention).
+ * status, prune) share: opening activity.db (lib/activity_store.h, which
+ * holds every statement on it), scanning the decision log, output formats
+ * (text, JSON, CSV, Prometheus), and the facts from policy.db that
+ * monitoring needs (generation, exceptions, retention).
  *
  * Every function that can fail prints its message (saslgatectl style, see
  * ctl.h) and returns a ctl_status; the caller only propagates it.
@@ -14,8 +15,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
+#include "activity_store.h"
 #include "ctl.h"
 
 enum aq_format { AQ_TEXT, AQ_JSON, AQ_CSV, AQ_PROMETHEUS };
@@ -36,15 +36,19 @@ int aq_outcome_valid(const char *text);
  * CTL_USAGE naming field. */
 int aq_parse_count(const char *field, const char *text, int allow_zero, int64_t *out);
 
-/* activity.db of ctl->dir, read-only. CTL_OK or CTL_FAIL (message printed). */
-int aq_open_activity(const struct ctl *ctl, sqlite3 **db);
+/* activity.db of ctl->dir, read-only or (prune) for writing. CTL_OK or
+ * CTL_FAIL (message printed). */
+int aq_open_activity(const struct ctl *ctl, enum activity_store_mode mode,
+                     struct activity_store **as);
 
-/* Prepares sql; CTL_OK, or CTL_FAIL with SQLite's reason printed. */
-int aq_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
-/* A text column, or "" for NULL. */
-const char *aq_text(sqlite3_stmt *st, int col);
-/* A text column, or NULL for NULL (JSON null). */
-const char *aq_text_or_null(sqlite3_stmt *st, int col);
+/* Prints "activity.db: REASON" for a failed activity_store call; CTL_FAIL. */
+int aq_store_fail(const struct sg_err *err);
+
+/* activity_store_scan() of since .. until (see there), with a warning on
+ * stderr when it skipped damaged batches. CTL_OK or CTL_FAIL (message
+ * printed). */
+int aq_scan(struct activity_store *as, time_t since, time_t until, int newest_first,
+            const char *text, activity_batch_fn fn, void *arg);
 
 /* CSV (RFC 4180): fields quoted when they contain a comma, quote or line
  * break. aq_csv_field writes the separator before every field but the first
@@ -57,46 +61,6 @@ void aq_csv_end(FILE *out);
 /* The client network of an address text as the usage table writes it
  * ("192.0.2.0/24", "2001:db8::/64"); "" when text is not an address. */
 void aq_network_of(const char *addr_text, char *buf, size_t len);
-
-/*
- * Daemon heartbeats. A heartbeat is "superseded" when another heartbeat of the
- * same program on the same host started later (at or after its last beat): the
- * daemon was restarted (after a crash the old row stays behind, not stopped)
- * and only the newest instance matters (a cleanly stopped row stays
- * "stopped"). Superseded rows are shown but never
- * alarm.
- */
-enum aq_daemon_state { AQ_RUNNING, AQ_STALE, AQ_STOPPED, AQ_SUPERSEDED };
-struct aq_heartbeat {
-	char program[16];
-	char host[256];
-	int64_t pid, started_at, last_seen, generation;
-	int degraded;
-	char reason[512];
-	int64_t requests, blocks, allows, would_blocks, not_authenticated, errors, dropped;
-	int64_t rebuilds, last_rebuild_us;
-	int stopped;
-	int64_t seq;                /* rowid: insertion order */
-	enum aq_daemon_state state; /* computed for the staleness threshold */
-	int64_t age;                /* now - last_seen */
-};
-/* Reads every heartbeat (program, host, pid order) into a malloc'ed array and
- * classifies it: older than stale seconds and not stopped = AQ_STALE.
- * CTL_OK or CTL_FAIL. */
-int aq_heartbeats(sqlite3 *db, time_t now, int64_t stale, struct aq_heartbeat **out, size_t *n);
-const char *aq_daemon_state_name(enum aq_daemon_state s);
-
-/* Dovecot's after-auth reports as the newest instance of each daemon
- * (program and host) counted them since it started (auth_results). */
-struct aq_auth_result {
-	char program[16];
-	char host[256];
-	char service[32], mech_class[12], result[16];
-	int64_t count;
-};
-/* Reads them, ordered by program, host, service, class, result, into a
- * malloc'ed array. CTL_OK or CTL_FAIL. */
-int aq_auth_results(sqlite3 *db, struct aq_auth_result **out, size_t *n);
 
 /* Facts from policy.db (opened read-only, as the daemons open it). */
 struct aq_policy_facts {

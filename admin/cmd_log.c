@@ -4,7 +4,7 @@
  * engine_decide the daemons call) and shows what happened then next to what
  * would happen now.
  *
- * The daemons store decisions a batch per row (decision_log.h); batches are
+ * The daemons store decisions a batch per row (lib/decision_batch.h); batches are
  * read newest first through their time index and filtered here, and the
  * scan stops once no older batch can make the cut of --limit.
  */
@@ -14,7 +14,6 @@
 
 #include "activity_query.h"
 #include "cidr.h"
-#include "decision_log.h"
 #include "engine.h"
 #include "json.h"
 #include "request.h"
@@ -29,7 +28,7 @@ static const char *dash(const char *s)
 	return s && *s ? s : "-";
 }
 
-static void row_json(struct json *j, const struct dl_decision *r)
+static void row_json(struct json *j, const struct decision_record *r)
 {
 	char item[128];
 	const char *cur = r->report_only ? r->report_only : "";
@@ -56,7 +55,7 @@ static void row_json(struct json *j, const struct dl_decision *r)
 	json_kv_int(j, "generation", r->generation);
 }
 
-static void row_csv(const struct dl_decision *r)
+static void row_csv(const struct decision_record *r)
 {
 	aq_csv_int(stdout, 1, r->id);
 	aq_csv_time(stdout, 0, (time_t)r->at);
@@ -77,7 +76,7 @@ static void row_csv(const struct dl_decision *r)
 	aq_csv_end(stdout);
 }
 
-static void row_text(const struct dl_decision *r)
+static void row_text(const struct decision_record *r)
 {
 	char t[32], pol[200];
 
@@ -169,7 +168,7 @@ static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 }
 
 /* Whether a logged decision passes the filters. */
-static int log_match(const struct log_query *q, const struct dl_decision *d)
+static int log_match(const struct log_query *q, const struct decision_record *d)
 {
 	if (d->at < (int64_t)q->since || d->at > (int64_t)q->until)
 		return 0;
@@ -192,7 +191,7 @@ static int log_match(const struct log_query *q, const struct dl_decision *d)
 /* Newest first: by time, then by id. */
 static int cmp_newest(const void *a, const void *b)
 {
-	const struct dl_decision *x = a, *y = b;
+	const struct decision_record *x = a, *y = b;
 
 	if (x->at != y->at)
 		return x->at < y->at ? 1 : -1;
@@ -203,7 +202,7 @@ static int cmp_newest(const void *a, const void *b)
  * texts point into. */
 struct log_found {
 	const struct log_query *q;
-	struct dl_decision *d;
+	struct decision_record *d;
 	size_t n, cap;
 	char **bufs;
 	size_t n_bufs, cap_bufs;
@@ -221,7 +220,7 @@ static void found_trim(struct log_found *f)
 	f->sorted = f->n;
 }
 
-static int log_batch(struct dl_batch *b, void *arg)
+static int log_batch(struct decision_batch *b, void *arg)
 {
 	struct log_found *f = arg;
 	size_t before = f->n;
@@ -266,18 +265,18 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 	struct log_query q = {0};
 	struct log_found found = {0};
 	enum aq_format fmt;
-	sqlite3 *db;
+	struct activity_store *as;
 	struct json j;
 	int rc;
 
 	if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
 		return rc;
 	fmt = aq_format_of(ctl, q.format_given, q.format);
-	if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
 	found.q = &q;
-	rc = dl_scan(db, q.since, q.until, 1, q.user, log_batch, &found);
-	store_close(&db);
+	rc = aq_scan(as, q.since, q.until, 1, q.user, log_batch, &found);
+	activity_store_close(&as);
 	if (rc != CTL_OK) {
 		found_free(&found);
 		return rc;
@@ -297,7 +296,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 		       "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
 	}
 	for (size_t i = 0; i < found.n; i++) {
-		const struct dl_decision *r = &found.d[i];
+		const struct decision_record *r = &found.d[i];
 
 		if (fmt == AQ_JSON) {
 			json_object_begin(&j);
@@ -320,7 +319,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 /* ------------------------------------------------------------ log explain */
 
 struct replay {
-	struct dl_decision then;
+	struct decision_record then;
 	struct request req;
 	struct decision now;
 	int64_t generation_now;
@@ -400,7 +399,7 @@ static void replay_json(const struct replay *x)
 
 static void replay_text(const struct replay *x)
 {
-	const struct dl_decision *r = &x->then;
+	const struct decision_record *r = &x->then;
 	const struct decision *d = &x->now;
 	char t1[32], t2[32], ro[300] = "";
 
@@ -452,9 +451,10 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	struct replay x;
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL, *pol = NULL;
-	struct dl_batch batch = {0};
-	const struct dl_decision *then;
+	struct activity_store *act = NULL;
+	sqlite3 *pol = NULL;
+	struct decision_batch batch = {0};
+	const struct decision_record *then;
 	int64_t id;
 	int rc;
 
@@ -463,10 +463,12 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 		return rc;
 	if (aq_parse_count("ID", argv[optind], 0, &id) != CTL_OK)
 		return CTL_USAGE;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
-	if ((rc = dl_find(act, id, &batch, &then)) != CTL_OK)
+	if (activity_store_find_decision(act, id, &batch, &then, &err) < 0) {
+		rc = aq_store_fail(&err);
 		goto out;
+	}
 	if (then == NULL) {
 		rc = ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id);
 		goto out;
@@ -503,10 +505,10 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	decision_release(&x.now);
 	rc = CTL_OK;
 out:
-	dl_batch_free(&batch);
+	decision_batch_free(&batch);
 	snapshot_unref(&snap);
 	store_close(&pol);
-	store_close(&act);
+	activity_store_close(&act);
 	return rc;
 }
 

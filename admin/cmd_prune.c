@@ -4,7 +4,7 @@
  * activity_retention_days, 90 days), and heartbeats not refreshed within that
  * time (daemons long gone).
  *
- * Decisions are stored in batches (decision_log.h) and go a stored batch at
+ * Decisions are stored in batches (lib/decision_batch.h) and go a stored batch at
  * a time, once the newest decision of the batch is older than the cutoff (a
  * batch holds what a daemon queued between two writes, by default 200 ms
  * apart: activity_flush_ms).
@@ -39,116 +39,26 @@ struct prune {
 	int64_t decisions, heartbeats, batches;
 };
 
-/*
- * One transaction: deletes the oldest stored batches whose every decision is
- * older than the cutoff, --batch decisions' worth (at least one batch); *n
- * receives the decisions deleted, 0 when none was left.
- */
-static int prune_batch(sqlite3 *db, sqlite3_stmt *old, sqlite3_stmt *del, struct prune *p,
-                       int64_t *n)
+static int run(struct activity_store *as, struct prune *p)
 {
 	struct sg_err err = {{0}};
-	int64_t *ids = NULL;
-	size_t n_ids = 0, cap = 0;
-	int rc = CTL_OK, step = SQLITE_DONE;
-
-	*n = 0;
-	if (store_begin(db, &err) < 0)
-		return ctl_fail("activity.db: %s", err.text);
-	sqlite3_reset(old);
-	sqlite3_bind_int64(old, 1, (int64_t)p->cutoff);
-	while (*n < p->batch && (step = sqlite3_step(old)) == SQLITE_ROW) {
-		if (n_ids == cap) {
-			cap = cap ? cap * 2 : 256;
-			ids = xrealloc(ids, cap * sizeof(*ids));
-		}
-		ids[n_ids++] = sqlite3_column_int64(old, 0);
-		*n += sqlite3_column_int64(old, 1);
-	}
-	if (*n < p->batch && step != SQLITE_DONE)
-		rc = ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-	sqlite3_reset(old);
-	for (size_t i = 0; rc == CTL_OK && i < n_ids; i++) {
-		sqlite3_reset(del);
-		sqlite3_bind_int64(del, 1, ids[i]);
-		if (sqlite3_step(del) != SQLITE_DONE)
-			rc = ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-	}
-	free(ids);
-	if (rc != CTL_OK) {
-		store_rollback(db);
-		return rc;
-	}
-	if (store_commit(db, &err) < 0)
-		return ctl_fail("activity.db: %s", err.text);
-	return CTL_OK;
-}
-
-static int count_old(sqlite3 *db, struct prune *p)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if ((rc = aq_prepare(db,
-	                     "SELECT coalesce(sum(n), 0) FROM decision_batches WHERE last_at < ?1",
-	                     &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		p->decisions = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if ((rc = aq_prepare(db, "SELECT count(*) FROM heartbeats WHERE last_seen < ?1", &st)) !=
-	    CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)p->cutoff);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		p->heartbeats = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return CTL_OK;
-}
-
-static int run(sqlite3 *db, struct prune *p)
-{
-	/* decision_batches_last_at serves it; id order would not be time order
-	 * if a clock stepped back. */
-	static const char sql_old[] = "SELECT id, n FROM decision_batches WHERE last_at < ?1 "
-	                              "ORDER BY last_at, id";
-	static const char sql_del[] = "DELETE FROM decision_batches WHERE id = ?1";
-	static const char sql_hb[] = "DELETE FROM heartbeats WHERE last_seen < ?1";
-	struct sg_err err = {{0}};
-	sqlite3_stmt *old, *del, *hb;
 	int64_t n = 0;
 	int rc;
 
-	if (p->dry_run)
-		return count_old(db, p);
-	if ((rc = aq_prepare(db, sql_old, &old)) != CTL_OK)
-		return rc;
-	if ((rc = aq_prepare(db, sql_del, &del)) != CTL_OK) {
-		sqlite3_finalize(old);
-		return rc;
+	if (p->dry_run) {
+		if (activity_store_count_older(as, p->cutoff, &p->decisions, &p->heartbeats, &err) <
+		    0)
+			return aq_store_fail(&err);
+		return CTL_OK;
 	}
-	while ((rc = prune_batch(db, old, del, p, &n)) == CTL_OK && n > 0) {
+	while ((rc = activity_store_prune_decisions(as, p->cutoff, p->batch, &n, &err)) == 0 &&
+	       n > 0) {
 		p->decisions += n;
 		p->batches++;
 	}
-	sqlite3_finalize(old);
-	sqlite3_finalize(del);
-	if (rc != CTL_OK)
-		return rc;
-	if ((rc = aq_prepare(db, sql_hb, &hb)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(hb, 1, (int64_t)p->cutoff);
-	if (store_begin(db, &err) < 0 || sqlite3_step(hb) != SQLITE_DONE) {
-		rc = ctl_fail("activity.db: %s", err.text[0] ? err.text : sqlite3_errmsg(db));
-		store_rollback(db);
-	} else {
-		p->heartbeats = sqlite3_changes(db);
-		if (store_commit(db, &err) < 0)
-			rc = ctl_fail("activity.db: %s", err.text);
-	}
-	sqlite3_finalize(hb);
-	return rc;
+	if (rc < 0 || activity_store_prune_heartbeats(as, p->cutoff, &p->heartbeats, &err) < 0)
+		return aq_store_fail(&err);
+	return CTL_OK;
 }
 
 static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
@@ -197,7 +107,7 @@ int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	struct prune p = {0};
 	struct sg_err err = {{0}};
 	char path[4096], t[32];
-	sqlite3 *db;
+	struct activity_store *as;
 	int rc;
 
 	p.batch = PRUNE_DEFAULT_BATCH;
@@ -225,14 +135,11 @@ int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 			printf("nothing to prune: %s does not exist\n", path);
 		return CTL_OK;
 	}
-	if (p.dry_run)
-		rc = store_open_activity(ctl->dir, 1, &db, &err);
-	else
-		rc = store_open_activity(ctl->dir, 0, &db, &err);
-	if (rc < 0)
-		return ctl_fail("%s", err.text);
-	rc = run(db, &p);
-	store_close(&db);
+	if ((rc = aq_open_activity(ctl, p.dry_run ? ACTIVITY_STORE_READ : ACTIVITY_STORE_WRITE,
+	                           &as)) != CTL_OK)
+		return rc;
+	rc = run(as, &p);
+	activity_store_close(&as);
 	if (rc != CTL_OK)
 		return rc;
 	if (ctl->json) {

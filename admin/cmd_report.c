@@ -33,26 +33,11 @@
 #include "request.h"
 #include "snapshot.h"
 #include "utf8.h"
+#include "worklist.h"
 
 #define REPORT_DEFAULT_SINCE "30d"
-#define ENTRY_EXC_MAX        4
 
 enum { OPT_SINCE = 0x100, OPT_USER, OPT_CLASS, OPT_MECH, OPT_FORMAT, OPT_LIMIT };
-
-struct entry {
-	char *user, *mech, *network, *mech_class, *last_outcome;
-	int64_t first, last, count;
-	/* the replay */
-	char client[64];
-	int replayed; /* 1: the newest submission's, 0: network address */
-	int tls;
-	char service[64];
-	const char *now;
-	int covered;
-	int64_t exc[ENTRY_EXC_MAX];
-	size_t n_exc;
-	int64_t expires; /* earliest expiry of the covering exceptions; 0 permanent */
-};
 
 struct user_row {
 	const char *user; /* entries[first].user */
@@ -76,8 +61,7 @@ struct report {
 	char mech_upper[MECH_NAME_MAX + 1];
 	int64_t limit;
 	enum aq_format format;
-	struct entry *entries;
-	size_t n_entries, cap_entries;
+	struct worklist wl;
 	struct user_row *users;
 	size_t n_users;
 	struct exc_expiry *exc;
@@ -116,119 +100,19 @@ static int64_t exception_expiry(const struct report *r, int64_t id)
 	return 0;
 }
 
-static int read_usage(struct report *r, sqlite3 *db)
+/* --user: the user matches the pattern. */
+static int keep_user(const char *user, void *arg)
 {
-	char sql[512], lower[PATTERN_MAX + 1];
-	sqlite3_stmt *st;
-	int i = 2, rc;
+	const struct report *r = arg;
+	char lower[PATTERN_MAX + 1];
 
-	snprintf(sql, sizeof(sql),
-	         "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	         "last_outcome, last_client, last_tls, last_service FROM usage "
-	         "WHERE last_seen >= ?1 AND mech_class <> 'modern'%s%s",
-	         r->mech_class ? " AND mech_class = ?" : "", r->mech ? " AND mech = ?" : "");
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)r->since);
-	if (r->mech_class)
-		sqlite3_bind_text(st, i++, r->mech_class, -1, SQLITE_STATIC);
-	if (r->mech)
-		sqlite3_bind_text(st, i++, r->mech, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct entry *e;
-
-		if (r->has_pattern) {
-			utf8_fold(lower, aq_text(st, 0), sizeof(lower));
-			if (!pattern_match(&r->pattern, lower))
-				continue;
-		}
-		if (r->n_entries == r->cap_entries) {
-			r->cap_entries = r->cap_entries ? r->cap_entries * 2 : 256;
-			r->entries = xrealloc(r->entries, r->cap_entries * sizeof(*r->entries));
-		}
-		e = &r->entries[r->n_entries++];
-		memset(e, 0, sizeof(*e));
-		e->user = xstrdup(aq_text(st, 0));
-		e->mech = xstrdup(aq_text(st, 1));
-		e->network = xstrdup(aq_text(st, 2));
-		e->mech_class = xstrdup(aq_text(st, 3));
-		e->first = sqlite3_column_int64(st, 4);
-		e->last = sqlite3_column_int64(st, 5);
-		e->count = sqlite3_column_int64(st, 6);
-		e->last_outcome = xstrdup(aq_text(st, 7));
-		if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
-			sg_strlcpy(e->client, aq_text(st, 8), sizeof(e->client));
-			e->tls = sqlite3_column_int(st, 9);
-			sg_strlcpy(e->service, aq_text(st, 10), sizeof(e->service));
-			e->replayed = 1;
-		}
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-	return CTL_OK;
+	utf8_fold(lower, user, sizeof(lower));
+	return pattern_match(&r->pattern, lower);
 }
 
-/* Fills req from the newest submission of the entry, or its network. */
-static void replay_request(struct entry *e, struct request *req)
+static int64_t expiry_of(int64_t exception_id, void *arg)
 {
-	request_init(req);
-	req->user = e->user;
-	req->mech = e->mech;
-	if (!e->replayed) {
-		struct cidr c;
-
-		if (cidr_parse(e->network, &c, NULL) == 0)
-			ipaddr_format(&c.net, e->client, sizeof(e->client));
-	}
-	if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
-		req->addr_valid = 1;
-	req->client_addr = e->client;
-	req->tls = e->tls;
-	req->service = *e->service ? e->service : NULL;
-}
-
-static int replay(struct report *r, const struct snapshot *snap)
-{
-	for (size_t i = 0; i < r->n_entries; i++) {
-		struct entry *e = &r->entries[i];
-		struct request req;
-		struct decision d;
-
-		replay_request(e, &req);
-		if (engine_decide(snap, &req, r->ctl->now, 1, &d) < 0)
-			return ctl_fail("the engine could not decide (out of memory)");
-		e->now = decision_label(&d); /* a static string */
-		for (size_t k = 0; k < d.n_trace; k++) {
-			int64_t exp;
-
-			if (d.trace[k].status != TRACE_EXCEPTED)
-				continue;
-			exp = exception_expiry(r, d.trace[k].exception_id);
-			if (!e->covered || (exp != 0 && (e->expires == 0 || exp < e->expires)))
-				e->expires = exp;
-			e->covered = 1;
-			if (e->n_exc < ENTRY_EXC_MAX)
-				e->exc[e->n_exc++] = d.trace[k].exception_id;
-		}
-		decision_release(&d);
-	}
-	return CTL_OK;
-}
-
-static int cmp_entry_user(const void *a, const void *b)
-{
-	const struct entry *x = a, *y = b;
-	int c = strcmp(x->user, y->user);
-
-	if (c != 0)
-		return c;
-	if (x->count != y->count)
-		return x->count > y->count ? -1 : 1;
-	if (x->last != y->last)
-		return x->last > y->last ? -1 : 1;
-	c = strcmp(x->mech, y->mech);
-	return c ? c : strcmp(x->network, y->network);
+	return exception_expiry(arg, exception_id);
 }
 
 static int cmp_user(const void *a, const void *b)
@@ -244,14 +128,13 @@ static int cmp_user(const void *a, const void *b)
 
 static void group_users(struct report *r)
 {
-	if (r->n_entries > 1)
-		qsort(r->entries, r->n_entries, sizeof(*r->entries), cmp_entry_user);
-	r->users = xcalloc(r->n_entries ? r->n_entries : 1, sizeof(*r->users));
-	for (size_t i = 0; i < r->n_entries; i++) {
-		struct entry *e = &r->entries[i];
+	worklist_sort(&r->wl);
+	r->users = xcalloc(r->wl.n_entries ? r->wl.n_entries : 1, sizeof(*r->users));
+	for (size_t i = 0; i < r->wl.n_entries; i++) {
+		struct worklist_entry *e = &r->wl.entries[i];
 		struct user_row *u;
 
-		if (i == 0 || strcmp(e->user, r->entries[i - 1].user) != 0) {
+		if (i == 0 || strcmp(e->user, r->wl.entries[i - 1].user) != 0) {
 			u = &r->users[r->n_users++];
 			u->first = i;
 			u->user = e->user;
@@ -292,11 +175,12 @@ static void distinct(const struct report *r, const struct user_row *u, int mech,
 
 	buf[0] = '\0';
 	for (size_t i = u->first; i < u->first + u->n; i++) {
-		const char *v = mech ? r->entries[i].mech : r->entries[i].network;
+		const char *v = mech ? r->wl.entries[i].mech : r->wl.entries[i].network;
 		int dup = 0;
 
 		for (size_t k = u->first; k < i && !dup; k++)
-			dup = strcmp(v, mech ? r->entries[k].mech : r->entries[k].network) == 0;
+			dup =
+			    strcmp(v, mech ? r->wl.entries[k].mech : r->wl.entries[k].network) == 0;
 		if (dup)
 			continue;
 		if (sg_snprintf(buf + used, len - used, "%s%s", used ? "," : "", v) < 0)
@@ -305,7 +189,7 @@ static void distinct(const struct report *r, const struct user_row *u, int mech,
 	}
 }
 
-static void exception_text(const struct entry *e, char *buf, size_t len)
+static void exception_text(const struct worklist_entry *e, char *buf, size_t len)
 {
 	char t[32];
 	size_t used;
@@ -349,7 +233,7 @@ static void print_text(const struct report *r)
 		       "NETWORK", "SERVICE", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME",
 		       "NOW", "EXCEPTION");
 		for (size_t k = u->first; k < u->first + u->n; k++) {
-			const struct entry *e = &r->entries[k];
+			const struct worklist_entry *e = &r->wl.entries[k];
 
 			exception_text(e, exc, sizeof(exc));
 			printf("  %-11s %-8s %-22s %-10s %8lld %-20s %-20s %-17s %-17s %s\n",
@@ -361,7 +245,7 @@ static void print_text(const struct report *r)
 	}
 }
 
-static void entry_json(struct json *j, const struct entry *e)
+static void entry_json(struct json *j, const struct worklist_entry *e)
 {
 	json_object_begin(j);
 	json_kv_string(j, "mech", e->mech);
@@ -423,9 +307,10 @@ static void print_json(const struct report *r)
 			int dup = 0;
 
 			for (size_t m = u->first; m < k && !dup; m++)
-				dup = strcmp(r->entries[m].network, r->entries[k].network) == 0;
+				dup =
+				    strcmp(r->wl.entries[m].network, r->wl.entries[k].network) == 0;
 			if (!dup)
-				json_string(&j, r->entries[k].network);
+				json_string(&j, r->wl.entries[k].network);
 		}
 		json_array_end(&j);
 		json_kv_string(&j, "covered", coverage(u));
@@ -433,7 +318,7 @@ static void print_json(const struct report *r)
 		json_key(&j, "entries");
 		json_array_begin(&j);
 		for (size_t k = u->first; k < u->first + u->n; k++)
-			entry_json(&j, &r->entries[k]);
+			entry_json(&j, &r->wl.entries[k]);
 		json_array_end(&j);
 		json_object_end(&j);
 	}
@@ -455,7 +340,7 @@ static void print_csv(const struct report *r)
 		const struct user_row *u = &r->users[i];
 
 		for (size_t k = u->first; k < u->first + u->n; k++) {
-			const struct entry *e = &r->entries[k];
+			const struct worklist_entry *e = &r->wl.entries[k];
 			size_t used = 0;
 
 			exc[0] = '\0';
@@ -549,14 +434,7 @@ static int parse(struct report *r, const struct ctl_command *cmd, int argc, char
 
 static void report_free(struct report *r)
 {
-	for (size_t i = 0; i < r->n_entries; i++) {
-		free(r->entries[i].user);
-		free(r->entries[i].mech);
-		free(r->entries[i].network);
-		free(r->entries[i].mech_class);
-		free(r->entries[i].last_outcome);
-	}
-	free(r->entries);
+	worklist_free(&r->wl);
 	free(r->users);
 	free(r->exc);
 }
@@ -566,14 +444,18 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 	struct report r;
 	struct sg_err err = {{0}};
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL, *pol = NULL;
+	struct activity_store *act = NULL;
+	struct activity_usage_query q;
+	sqlite3 *pol = NULL;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
 	r.ctl = ctl;
 	if ((rc = parse(&r, cmd, argc, argv)) != CTL_OPT_CONTINUE)
 		return rc;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	q = (struct activity_usage_query){r.since, r.mech_class, r.mech,
+	                                  r.has_pattern ? keep_user : NULL, &r};
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
 	if (store_open_readonly(ctl->dir, &pol, &err) < 0) {
 		rc = ctl_fail("%s", err.text);
@@ -590,10 +472,11 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 		rc = ctl_fail("cannot load the policy: %s", err.text);
 		goto out;
 	}
-	store_exec(act, "BEGIN", NULL);
-	if ((rc = read_usage(&r, act)) == CTL_OK)
-		rc = replay(&r, snap);
-	store_exec(act, "COMMIT", NULL);
+	activity_store_read_begin(act);
+	rc = worklist_read(&r.wl, act, &q);
+	activity_store_read_end(act);
+	if (rc == CTL_OK)
+		rc = worklist_replay(&r.wl, snap, ctl->now, expiry_of, &r);
 	if (rc != CTL_OK)
 		goto out;
 	group_users(&r);
@@ -606,7 +489,7 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 out:
 	snapshot_unref(&snap);
 	store_close(&pol);
-	store_close(&act);
+	activity_store_close(&act);
 	report_free(&r);
 	return rc;
 }

@@ -392,12 +392,12 @@ static void write_distinct(FILE *out, const struct rh_page *pg, const struct rh_
 	size_t shown = 0;
 
 	for (size_t i = u->first; i < u->first + u->n; i++) {
-		const struct rh_entry *e = &pg->entries[i];
+		const struct worklist_entry *e = &pg->wl.entries[i];
 		const char *v = field == 0 ? e->mech : field == 1 ? e->network : e->service;
 		int dup = 0;
 
 		for (size_t k = u->first; k < i && !dup; k++) {
-			const struct rh_entry *o = &pg->entries[k];
+			const struct worklist_entry *o = &pg->wl.entries[k];
 
 			dup = strcmp(v, field == 0   ? o->mech
 			                : field == 1 ? o->network
@@ -475,16 +475,16 @@ static void write_coverage(FILE *out, const struct rh_page *pg, const struct rh_
 		        u->n);
 	fputs("<ul class=\"exc\">", out);
 	for (size_t i = u->first; i < u->first + u->n; i++) {
-		const struct rh_entry *e = &pg->entries[i];
+		const struct worklist_entry *e = &pg->wl.entries[i];
 
 		for (size_t k = 0; k < e->n_exc; k++) {
 			const struct rh_exception *x = rh_exception_get(pg, e->exc[k]);
 			int dup = 0;
 
 			for (size_t j = u->first; j <= i && !dup; j++)
-				for (size_t m = 0; m < (j < i ? pg->entries[j].n_exc : k) && !dup;
-				     m++)
-					dup = pg->entries[j].exc[m] == e->exc[k];
+				for (size_t m = 0;
+				     m < (j < i ? pg->wl.entries[j].n_exc : k) && !dup; m++)
+					dup = pg->wl.entries[j].exc[m] == e->exc[k];
 			if (x != NULL && !dup)
 				write_exception_brief(out, x);
 		}

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "activity_query.h"
-#include "decision_log.h"
 #include "hash.h"
 #include "json.h"
 #include "mech.h"
@@ -61,7 +60,7 @@ struct stats {
 	struct combo *combos;
 	size_t n_combos;
 	int64_t legacy_users;
-	struct aq_auth_result *auth; /* Dovecot's reports, daemon totals */
+	struct activity_auth_result *auth; /* Dovecot's reports, daemon totals */
 	size_t n_auth;
 };
 
@@ -183,12 +182,12 @@ static const char *text_of(const char *t)
 	return t != NULL ? t : "";
 }
 
-static int stats_batch(struct dl_batch *b, void *arg)
+static int stats_batch(struct decision_batch *b, void *arg)
 {
 	struct stats_scan *x = arg;
 
 	for (size_t i = 0; i < b->n; i++) {
-		const struct dl_decision *d = &b->d[i];
+		const struct decision_record *d = &b->d[i];
 		const char *v[COMBO_TEXTS] = {text_of(d->outcome),     text_of(d->mech),
 		                              text_of(d->mech_class),  text_of(d->policy),
 		                              text_of(d->report_only), text_of(d->service)};
@@ -204,16 +203,13 @@ static int stats_batch(struct dl_batch *b, void *arg)
  * of the window in a temporary b-tree; a scan of the batches plus a hash
  * table of the few distinct combinations takes a fraction of that.
  */
-static int stats_query(sqlite3 *db, struct stats *s)
+static int stats_query(struct activity_store *as, struct stats *s)
 {
-	static const char sql_users[] = "SELECT count(DISTINCT user) FROM usage "
-	                                "WHERE last_seen >= ?1 AND last_seen <= ?2 "
-	                                "AND mech_class <> 'modern'";
 	struct stats_scan x = {s, xcalloc(COMBO_BUCKETS, sizeof(size_t)), 0};
-	sqlite3_stmt *st;
+	struct sg_err err = {{0}};
 	int rc;
 
-	rc = dl_scan(db, s->since, s->until, 0, NULL, stats_batch, &x);
+	rc = aq_scan(as, s->since, s->until, 0, NULL, stats_batch, &x);
 	free(x.buckets);
 	if (rc != CTL_OK)
 		return rc;
@@ -225,13 +221,8 @@ static int stats_query(sqlite3 *db, struct stats *s)
 		qsort(s->mechs.items, s->mechs.n, sizeof(*s->mechs.items), cmp_named);
 	if (s->services.n > 1)
 		qsort(s->services.items, s->services.n, sizeof(*s->services.items), cmp_named);
-	if ((rc = aq_prepare(db, sql_users, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)s->since);
-	sqlite3_bind_int64(st, 2, (int64_t)s->until);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		s->legacy_users = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	if (activity_store_count_legacy_users(as, s->since, s->until, &s->legacy_users, &err) < 0)
+		return aq_store_fail(&err);
 	return CTL_OK;
 }
 
@@ -407,7 +398,7 @@ static void prom_sample(const char *name, int64_t value, const char *const *labe
 
 /* The newest heartbeat of each program and host (rows come sorted by program,
  * host, started_at): a daemon restarted under a new pid stays one series. */
-static int newest_of_daemon(const struct aq_heartbeat *hb, size_t n, size_t i)
+static int newest_of_daemon(const struct activity_heartbeat *hb, size_t n, size_t i)
 {
 	return i + 1 == n || strcmp(hb[i + 1].program, hb[i].program) != 0 ||
 	       strcmp(hb[i + 1].host, hb[i].host) != 0;
@@ -415,42 +406,42 @@ static int newest_of_daemon(const struct aq_heartbeat *hb, size_t n, size_t i)
 
 struct daemon_metric {
 	const char *name, *type, *help;
-	int64_t (*get)(const struct aq_heartbeat *h);
+	int64_t (*get)(const struct activity_heartbeat *h);
 };
 
-static int64_t get_up(const struct aq_heartbeat *h)
+static int64_t get_up(const struct activity_heartbeat *h)
 {
-	return h->state == AQ_RUNNING;
+	return h->state == ACTIVITY_RUNNING;
 }
-static int64_t get_degraded(const struct aq_heartbeat *h)
+static int64_t get_degraded(const struct activity_heartbeat *h)
 {
 	return h->degraded && !h->stopped;
 }
-static int64_t get_age(const struct aq_heartbeat *h)
+static int64_t get_age(const struct activity_heartbeat *h)
 {
 	return h->age;
 }
-static int64_t get_started(const struct aq_heartbeat *h)
+static int64_t get_started(const struct activity_heartbeat *h)
 {
 	return h->started_at;
 }
-static int64_t get_generation(const struct aq_heartbeat *h)
+static int64_t get_generation(const struct activity_heartbeat *h)
 {
 	return h->generation;
 }
-static int64_t get_requests(const struct aq_heartbeat *h)
+static int64_t get_requests(const struct activity_heartbeat *h)
 {
 	return h->requests;
 }
-static int64_t get_errors(const struct aq_heartbeat *h)
+static int64_t get_errors(const struct activity_heartbeat *h)
 {
 	return h->errors;
 }
-static int64_t get_dropped(const struct aq_heartbeat *h)
+static int64_t get_dropped(const struct activity_heartbeat *h)
 {
 	return h->dropped;
 }
-static int64_t get_rebuilds(const struct aq_heartbeat *h)
+static int64_t get_rebuilds(const struct activity_heartbeat *h)
 {
 	return h->rebuilds;
 }
@@ -478,7 +469,7 @@ static const struct daemon_metric daemon_metrics[] = {
      "Policy snapshots rebuilt since the daemon started", get_rebuilds},
 };
 
-static void prom_daemons(const struct aq_heartbeat *hb, size_t n)
+static void prom_daemons(const struct activity_heartbeat *hb, size_t n)
 {
 	for (size_t m = 0; m < sizeof(daemon_metrics) / sizeof(daemon_metrics[0]); m++) {
 		const struct daemon_metric *dm = &daemon_metrics[m];
@@ -576,7 +567,7 @@ static void prom_window(const struct stats *s)
 }
 
 static void print_prometheus(const struct ctl *ctl, const struct stats *s,
-                             const struct aq_heartbeat *hb, size_t n_hb)
+                             const struct activity_heartbeat *hb, size_t n_hb)
 {
 	struct aq_policy_facts f;
 
@@ -586,7 +577,7 @@ static void print_prometheus(const struct ctl *ctl, const struct stats *s,
 	prom_head("saslgate_daemon_auth_results_total", "counter",
 	          "Results Dovecot reported after authentication, since the daemon started");
 	for (size_t i = 0; i < s->n_auth; i++) {
-		const struct aq_auth_result *a = &s->auth[i];
+		const struct activity_auth_result *a = &s->auth[i];
 		const char *labels[] = {"program", a->program, "host",  a->host,
 		                        "service", a->service, "class", a->mech_class,
 		                        "result",  a->result,  NULL};
@@ -622,12 +613,13 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	    {NULL, 0, NULL, 0},
 	};
 	struct stats s;
-	struct aq_heartbeat *hb = NULL;
+	struct activity_heartbeat *hb = NULL;
 	size_t n_hb = 0;
 	enum aq_format format = AQ_TEXT;
 	int format_given = 0, c, rc = CTL_OK;
 	int64_t stale = STATS_DEFAULT_STALE;
-	sqlite3 *db;
+	struct activity_store *as;
+	struct sg_err err = {{0}};
 
 	memset(&s, 0, sizeof(s));
 	s.until = ctl->now;
@@ -661,17 +653,18 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	if (s.until < s.since)
 		return ctl_invalid("--until", "is before --since");
 	format = aq_format_of(ctl, format_given, format);
-	if ((rc = aq_open_activity(ctl, &db)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
 	/* One read transaction: the counts agree with each other. */
-	store_exec(db, "BEGIN", NULL);
-	rc = stats_query(db, &s);
-	if (rc == CTL_OK)
-		rc = aq_auth_results(db, &s.auth, &s.n_auth);
-	if (rc == CTL_OK && format == AQ_PROMETHEUS)
-		rc = aq_heartbeats(db, ctl->now, stale, &hb, &n_hb);
-	store_exec(db, "COMMIT", NULL);
-	store_close(&db);
+	activity_store_read_begin(as);
+	rc = stats_query(as, &s);
+	if (rc == CTL_OK && activity_store_auth_results(as, &s.auth, &s.n_auth, &err) < 0)
+		rc = ctl_fail("activity.db: auth_results: %s", err.text);
+	if (rc == CTL_OK && format == AQ_PROMETHEUS &&
+	    activity_store_heartbeats(as, ctl->now, stale, &hb, &n_hb, &err) < 0)
+		rc = ctl_fail("activity.db: heartbeats: %s", err.text);
+	activity_store_read_end(as);
+	activity_store_close(&as);
 	if (rc == CTL_OK) {
 		switch (format) {
 		case AQ_TEXT:

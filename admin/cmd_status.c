@@ -61,7 +61,7 @@ struct status {
 	enum integrity_scope integrity;
 	struct db_info policy, activity;
 	struct aq_policy_facts facts;
-	struct aq_heartbeat *hb;
+	struct activity_heartbeat *hb;
 	size_t n_hb;
 	size_t running;
 	struct problem problems[PROBLEMS_MAX];
@@ -103,18 +103,40 @@ static int64_t file_size(const char *dir, const char *file, const char *suffix)
 	return (int64_t)sb.st_size;
 }
 
-static void inspect_db(struct db_info *d, sqlite3 *db, int check)
+/* An opened store: its schema version, and the result of its integrity
+ * check (rc, err) when it was checked. */
+static void inspected(struct db_info *d, int schema, int checked, int rc, const struct sg_err *err)
+{
+	d->opened = 1;
+	d->schema = schema;
+	if (checked) {
+		d->checked = 1;
+		d->integrity_ok = rc == 0;
+		if (!d->integrity_ok)
+			sg_strlcpy(d->error, err->text, sizeof(d->error));
+	}
+}
+
+static void inspect_activity(struct status *s)
 {
 	struct sg_err err = {{0}};
+	struct activity_store *as = NULL;
+	int check = s->integrity == CHECK_ALL;
 
-	d->opened = 1;
-	d->schema = store_schema_version(db);
-	if (check) {
-		d->checked = 1;
-		d->integrity_ok = store_check(db, &err) == 0;
-		if (!d->integrity_ok)
-			sg_strlcpy(d->error, err.text, sizeof(d->error));
+	if (activity_store_open(s->ctl->dir, ACTIVITY_STORE_READ, &as, &err) < 0) {
+		if (s->activity.present)
+			sg_strlcpy(s->activity.error, err.text, sizeof(s->activity.error));
+		return;
 	}
+	inspected(&s->activity, activity_store_schema_version(as), check,
+	          check ? activity_store_check(as, &err) : 0, &err);
+	activity_store_read_begin(as);
+	if (activity_store_heartbeats(as, s->ctl->now, s->stale, &s->hb, &s->n_hb, &err) < 0) {
+		ctl_fail("activity.db: heartbeats: %s", err.text);
+		problem(s, N_UNKNOWN, "cannot read heartbeats: %s", err.text);
+	}
+	activity_store_read_end(as);
+	activity_store_close(&as);
 }
 
 static void inspect_store(struct status *s)
@@ -135,21 +157,15 @@ static void inspect_store(struct status *s)
 
 	aq_policy_facts(s->ctl, (int64_t)7 * 86400, &s->facts);
 	if (store_open_readonly(s->ctl->dir, &db, &err) == 0) {
-		inspect_db(&s->policy, db, s->integrity != CHECK_NONE);
+		int check = s->integrity != CHECK_NONE;
+
+		inspected(&s->policy, store_schema_version(db), check,
+		          check ? store_check(db, &err) : 0, &err);
 		store_close(&db);
 	} else {
 		sg_strlcpy(s->policy.error, err.text, sizeof(s->policy.error));
 	}
-	if (store_open_activity(s->ctl->dir, 1, &db, &err) == 0) {
-		inspect_db(&s->activity, db, s->integrity == CHECK_ALL);
-		store_exec(db, "BEGIN", NULL);
-		if (aq_heartbeats(db, s->ctl->now, s->stale, &s->hb, &s->n_hb) != CTL_OK)
-			problem(s, N_UNKNOWN, "cannot read heartbeats: %s", sqlite3_errmsg(db));
-		store_exec(db, "COMMIT", NULL);
-		store_close(&db);
-	} else if (s->activity.present) {
-		sg_strlcpy(s->activity.error, err.text, sizeof(s->activity.error));
-	}
+	inspect_activity(s);
 }
 
 static void judge_db(struct status *s, const struct db_info *d)
@@ -175,12 +191,12 @@ static void judge(struct status *s)
 	judge_db(s, &s->policy);
 	judge_db(s, &s->activity);
 	for (size_t i = 0; i < s->n_hb; i++) {
-		const struct aq_heartbeat *h = &s->hb[i];
+		const struct activity_heartbeat *h = &s->hb[i];
 
-		if (h->state == AQ_SUPERSEDED || h->state == AQ_STOPPED)
+		if (h->state == ACTIVITY_SUPERSEDED || h->state == ACTIVITY_STOPPED)
 			continue;
 		s->running++;
-		if (h->state == AQ_STALE) {
+		if (h->state == ACTIVITY_STALE) {
 			problem(s, N_CRITICAL, "%s pid %lld on %s: last heartbeat %llds ago",
 			        h->program, (long long)h->pid, h->host, (long long)h->age);
 			continue;
@@ -212,11 +228,11 @@ static void print_nagios(const struct status *s)
 	size_t fresh = 0;
 
 	for (size_t i = 0; i < s->n_hb; i++) {
-		const struct aq_heartbeat *h = &s->hb[i];
+		const struct activity_heartbeat *h = &s->hb[i];
 
-		if (h->state != AQ_RUNNING && h->state != AQ_STALE)
+		if (h->state != ACTIVITY_RUNNING && h->state != ACTIVITY_STALE)
 			continue;
-		fresh += h->state == AQ_RUNNING;
+		fresh += h->state == ACTIVITY_RUNNING;
 		age = h->age > age ? h->age : age;
 		if (s->facts.ok && s->facts.generation - h->generation > lag)
 			lag = s->facts.generation - h->generation;
@@ -299,13 +315,13 @@ static void print_json(const struct status *s)
 	json_key(&j, "daemons");
 	json_array_begin(&j);
 	for (size_t i = 0; i < s->n_hb; i++) {
-		const struct aq_heartbeat *h = &s->hb[i];
+		const struct activity_heartbeat *h = &s->hb[i];
 
 		json_object_begin(&j);
 		json_kv_string(&j, "program", h->program);
 		json_kv_string(&j, "host", h->host);
 		json_kv_int(&j, "pid", h->pid);
-		json_kv_string(&j, "state", aq_daemon_state_name(h->state));
+		json_kv_string(&j, "state", activity_daemon_state_name(h->state));
 		json_kv_time(&j, "started", (time_t)h->started_at);
 		json_kv_time(&j, "last_heartbeat", (time_t)h->last_seen);
 		json_kv_int(&j, "heartbeat_age", h->age);
@@ -375,10 +391,10 @@ static void print_text(const struct status *s)
 		       (long long)s->facts.exceptions_expiring, (long long)s->facts.retention_days);
 	printf("\ndaemons:%s\n", s->n_hb ? "" : " none has written a heartbeat");
 	for (size_t i = 0; i < s->n_hb; i++) {
-		const struct aq_heartbeat *h = &s->hb[i];
+		const struct activity_heartbeat *h = &s->hb[i];
 
 		printf("  %s pid %lld on %s: %s\n", h->program, (long long)h->pid, h->host,
-		       aq_daemon_state_name(h->state));
+		       activity_daemon_state_name(h->state));
 		printf("    started          %s\n",
 		       ctl_time((time_t)h->started_at, "-", t1, sizeof(t1)));
 		printf("    last heartbeat   %s (%llds ago)\n",

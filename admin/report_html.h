@@ -31,6 +31,7 @@
 
 #include "ctl.h"
 #include "mech.h"
+#include "worklist.h"
 
 #define RH_DEFAULT_SINCE  "90d"
 #define RH_DEFAULT_LIMIT  500
@@ -38,22 +39,7 @@
 #define RH_EXPIRING_DAYS  14
 #define RH_SERVICES_SHOWN 6  /* more services are drawn as "other" */
 #define RH_SERVICE_SLOTS  64 /* distinct services counted; the rest is "other" */
-#define RH_ENTRY_EXC_MAX  4
 #define RH_MOVED_SHOWN    100
-
-/* One usage row of the worklist: user x mechanism x network. */
-struct rh_entry {
-	char *user, *mech, *network, *mech_class, *service, *last_outcome;
-	int64_t first, last, count;
-	char client[64]; /* the replayed submission: its client address and TLS */
-	int tls;
-	int covered;
-	int64_t exc[RH_ENTRY_EXC_MAX]; /* covering exceptions (active) */
-	size_t n_exc;
-	int64_t expired[RH_ENTRY_EXC_MAX]; /* matching expired exceptions */
-	size_t n_expired;
-	int64_t expires; /* earliest expiry of the covering exceptions; 0 permanent */
-};
 
 /* A user of the worklist: entries[first .. first + n). */
 struct rh_user {
@@ -95,8 +81,7 @@ struct rh_page {
 	int64_t week_class[MECH_CLASS_COUNT];   /* the last 7 days */
 	int64_t before_class[MECH_CLASS_COUNT]; /* since .. 7 days ago */
 	/* the worklist */
-	struct rh_entry *entries;
-	size_t n_entries, cap_entries;
+	struct worklist wl; /* sorted by user */
 	struct rh_user *users;
 	size_t n_users, n_uncovered;
 	size_t n_legacy_users; /* users of the class legacy itself */

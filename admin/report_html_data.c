@@ -6,7 +6,7 @@
  * every exception (expired ones too: the page lists those still hit) and the
  * report-only policies. activity.db gives, in one read transaction, the
  * usage table (worklist, users moved to modern) and the decision log of the
- * period, read once with dl_scan() for every chart and tally: like stats, the
+ * period, read once with aq_scan() for every chart and tally: like stats, the
  * counting is done in C over the batches, never with a GROUP BY over the log.
  */
 #include <stdlib.h>
@@ -14,7 +14,6 @@
 
 #include "activity_query.h"
 #include "cidr.h"
-#include "decision_log.h"
 #include "engine.h"
 #include "hash.h"
 #include "report_html.h"
@@ -119,126 +118,11 @@ const struct rh_exception *rh_exception_get(const struct rh_page *pg, int64_t id
 
 /* ---------------------------------------------------------------- worklist */
 
-static struct rh_entry *new_entry(struct rh_page *pg)
+static int64_t expiry_of(int64_t exception_id, void *arg)
 {
-	struct rh_entry *e;
+	const struct rh_exception *x = rh_exception_get(arg, exception_id);
 
-	if (pg->n_entries == pg->cap_entries) {
-		pg->cap_entries = pg->cap_entries ? pg->cap_entries * 2 : 256;
-		pg->entries = xrealloc(pg->entries, pg->cap_entries * sizeof(*pg->entries));
-	}
-	e = &pg->entries[pg->n_entries++];
-	memset(e, 0, sizeof(*e));
-	return e;
-}
-
-static int read_usage(struct rh_page *pg, sqlite3 *db)
-{
-	static const char sql[] =
-	    "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
-	    "last_outcome, last_client, last_tls, last_service FROM usage "
-	    "WHERE last_seen >= ?1 AND mech_class <> 'modern'";
-	sqlite3_stmt *st;
-	int rc;
-
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)pg->since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct rh_entry *e = new_entry(pg);
-
-		e->user = xstrdup(aq_text(st, 0));
-		e->mech = xstrdup(aq_text(st, 1));
-		e->network = xstrdup(aq_text(st, 2));
-		e->mech_class = xstrdup(aq_text(st, 3));
-		e->first = sqlite3_column_int64(st, 4);
-		e->last = sqlite3_column_int64(st, 5);
-		e->count = sqlite3_column_int64(st, 6);
-		e->last_outcome = xstrdup(aq_text(st, 7));
-		sg_strlcpy(e->client, aq_text(st, 8), sizeof(e->client));
-		e->tls = sqlite3_column_int(st, 9);
-		e->service = xstrdup(aq_text(st, 10));
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
-	return CTL_OK;
-}
-
-/* The newest submission of the entry, or (usage written before activity.db
- * schema 2) its network's first address without TLS and service. */
-static void replay_request(struct rh_entry *e, struct request *req)
-{
-	request_init(req);
-	req->user = e->user;
-	req->mech = e->mech;
-	if (e->client[0] == '\0') {
-		struct cidr c;
-
-		e->tls = 0;
-		if (cidr_parse(e->network, &c, NULL) == 0)
-			ipaddr_format(&c.net, e->client, sizeof(e->client));
-	}
-	if (ipaddr_parse(e->client, &req->addr, NULL) == 0)
-		req->addr_valid = 1;
-	req->client_addr = e->client;
-	req->tls = e->tls;
-	req->service = *e->service ? e->service : NULL;
-}
-
-static void note_trace(struct rh_page *pg, struct rh_entry *e, const struct trace_entry *t)
-{
-	for (size_t k = 0; k < t->n_expired; k++) {
-		int dup = 0;
-
-		for (size_t m = 0; m < e->n_expired && !dup; m++)
-			dup = e->expired[m] == t->expired_ids[k];
-		if (!dup && e->n_expired < RH_ENTRY_EXC_MAX)
-			e->expired[e->n_expired++] = t->expired_ids[k];
-	}
-	if (t->status == TRACE_EXCEPTED) {
-		const struct rh_exception *x = rh_exception_get(pg, t->exception_id);
-		int64_t exp = x != NULL ? x->expires_at : 0;
-
-		if (!e->covered || (exp != 0 && (e->expires == 0 || exp < e->expires)))
-			e->expires = exp;
-		e->covered = 1;
-		if (e->n_exc < RH_ENTRY_EXC_MAX)
-			e->exc[e->n_exc++] = t->exception_id;
-	}
-}
-
-static int replay(struct rh_page *pg, const struct snapshot *snap)
-{
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		struct rh_entry *e = &pg->entries[i];
-		struct request req;
-		struct decision d;
-
-		replay_request(e, &req);
-		if (engine_decide(snap, &req, pg->now, 1, &d) < 0)
-			return ctl_fail("the engine could not decide (out of memory)");
-		for (size_t k = 0; k < d.n_trace; k++)
-			note_trace(pg, e, &d.trace[k]);
-		decision_release(&d);
-	}
-	return CTL_OK;
-}
-
-/* The order of report legacy: by user, then most submissions, newest. */
-static int cmp_entry(const void *a, const void *b)
-{
-	const struct rh_entry *x = a, *y = b;
-	int c = strcmp(x->user, y->user);
-
-	if (c != 0)
-		return c;
-	if (x->count != y->count)
-		return x->count > y->count ? -1 : 1;
-	if (x->last != y->last)
-		return x->last > y->last ? -1 : 1;
-	c = strcmp(x->mech, y->mech);
-	return c ? c : strcmp(x->network, y->network);
+	return x != NULL ? x->expires_at : 0;
 }
 
 static int cmp_user(const void *a, const void *b)
@@ -252,7 +136,7 @@ static int cmp_user(const void *a, const void *b)
 	return strcmp(x->user, y->user);
 }
 
-static void add_to_user(struct rh_user *u, const struct rh_entry *e)
+static void add_to_user(struct rh_user *u, const struct worklist_entry *e)
 {
 	u->n++;
 	u->count += e->count;
@@ -270,7 +154,7 @@ static void add_to_user(struct rh_user *u, const struct rh_entry *e)
 
 /* Counts, for each expired exception an entry matches, the users seen after
  * its expiry. */
-static void note_expired_hits(struct rh_page *pg, size_t user_index, const struct rh_entry *e)
+static void note_expired_hits(struct rh_page *pg, size_t user_index, const struct worklist_entry *e)
 {
 	for (size_t k = 0; k < e->n_expired; k++) {
 		struct rh_exception *x = exception_find(pg->exc, pg->n_exc, e->expired[k]);
@@ -290,14 +174,13 @@ static void group_users(struct rh_page *pg)
 {
 	int legacy = 0;
 
-	if (pg->n_entries > 1)
-		qsort(pg->entries, pg->n_entries, sizeof(*pg->entries), cmp_entry);
-	pg->users = xcalloc(pg->n_entries ? pg->n_entries : 1, sizeof(*pg->users));
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		const struct rh_entry *e = &pg->entries[i];
+	worklist_sort(&pg->wl);
+	pg->users = xcalloc(pg->wl.n_entries ? pg->wl.n_entries : 1, sizeof(*pg->users));
+	for (size_t i = 0; i < pg->wl.n_entries; i++) {
+		const struct worklist_entry *e = &pg->wl.entries[i];
 		struct rh_user *u;
 
-		if (i == 0 || strcmp(e->user, pg->entries[i - 1].user) != 0) {
+		if (i == 0 || strcmp(e->user, pg->wl.entries[i - 1].user) != 0) {
 			u = &pg->users[pg->n_users++];
 			u->first = i;
 			u->user = e->user;
@@ -319,31 +202,25 @@ static void group_users(struct rh_page *pg)
 		qsort(pg->users, pg->n_users, sizeof(*pg->users), cmp_user);
 }
 
-/* First modern use in the period, no non-modern use after it. */
-static int read_moved(struct rh_page *pg, sqlite3 *db)
+static int add_moved(const char *user, void *arg)
 {
-	static const char sql[] =
-	    "SELECT user FROM (SELECT user, "
-	    "min(CASE WHEN mech_class = 'modern' THEN first_seen END) AS mf, "
-	    "max(CASE WHEN mech_class <> 'modern' THEN last_seen END) AS nl "
-	    "FROM usage GROUP BY user) WHERE mf >= ?1 AND nl IS NOT NULL AND nl <= mf "
-	    "ORDER BY mf DESC, user";
-	sqlite3_stmt *st;
-	int rc;
+	struct rh_page *pg = arg;
 
-	if ((rc = aq_prepare(db, sql, &st)) != CTL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, (int64_t)pg->since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (pg->n_moved < RH_MOVED_SHOWN) {
-			pg->moved = xrealloc(pg->moved, (pg->n_moved + 1) * sizeof(*pg->moved));
-			pg->moved[pg->n_moved++] = xstrdup(aq_text(st, 0));
-		}
-		pg->n_moved_total++;
+	if (pg->n_moved < RH_MOVED_SHOWN) {
+		pg->moved = xrealloc(pg->moved, (pg->n_moved + 1) * sizeof(*pg->moved));
+		pg->moved[pg->n_moved++] = xstrdup(user);
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ctl_fail("activity.db: %s", sqlite3_errmsg(db));
+	pg->n_moved_total++;
+	return 0;
+}
+
+/* The users who moved to a modern mechanism in the period. */
+static int read_moved(struct rh_page *pg, struct activity_store *as)
+{
+	struct sg_err err = {{0}};
+
+	if (activity_store_usage_moved(as, pg->since, add_moved, pg, &err) < 0)
+		return aq_store_fail(&err);
 	return CTL_OK;
 }
 
@@ -373,7 +250,7 @@ static size_t service_slot(struct scan *sc, const char *service)
 	return sc->last_service = pg->n_services++;
 }
 
-static void tally_report_only(struct scan *sc, const struct dl_decision *d)
+static void tally_report_only(struct scan *sc, const struct decision_record *d)
 {
 	const char *cur = d->report_only;
 	char item[128];
@@ -406,14 +283,14 @@ static int class_of(const char *text)
 	return -1;
 }
 
-static int scan_batch(struct dl_batch *b, void *arg)
+static int scan_batch(struct decision_batch *b, void *arg)
 {
 	struct scan *sc = arg;
 	struct rh_page *pg = sc->pg;
 	int64_t week_start = (int64_t)pg->now - WEEK;
 
 	for (size_t i = 0; i < b->n; i++) {
-		const struct dl_decision *d = &b->d[i];
+		const struct decision_record *d = &b->d[i];
 		int mc = class_of(d->mech_class);
 		size_t bucket;
 
@@ -452,7 +329,7 @@ static void set_buckets(struct rh_page *pg)
 	pg->by_service = xcalloc(pg->n_buckets * (RH_SERVICE_SLOTS + 1), sizeof(int64_t));
 }
 
-static int scan_log(struct rh_page *pg, sqlite3 *db)
+static int scan_log(struct rh_page *pg, struct activity_store *as)
 {
 	struct scan sc = {pg, 0, NULL};
 	int rc;
@@ -461,7 +338,7 @@ static int scan_log(struct rh_page *pg, sqlite3 *db)
 	sc.users = xcalloc(pg->n_policies ? pg->n_policies : 1, sizeof(*sc.users));
 	for (size_t i = 0; i < pg->n_policies; i++)
 		sc.users[i] = hash_create(0);
-	rc = dl_scan(db, pg->since, pg->now, 0, NULL, scan_batch, &sc);
+	rc = aq_scan(as, pg->since, pg->now, 0, NULL, scan_batch, &sc);
 	for (size_t i = 0; i < pg->n_policies; i++) {
 		pg->policies[i].users = (int64_t)hash_count(sc.users[i]);
 		hash_free(&sc.users[i], NULL);
@@ -476,27 +353,29 @@ static int scan_log(struct rh_page *pg, sqlite3 *db)
 int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 {
 	struct snapshot *snap = NULL;
-	sqlite3 *act = NULL;
+	struct activity_store *act = NULL;
+	struct activity_usage_query q = {since, NULL, NULL, NULL, NULL};
 	int rc;
 
 	memset(pg, 0, sizeof(*pg));
 	pg->now = ctl->now;
 	pg->since = since;
 	pg->dir = ctl->dir;
-	if ((rc = aq_open_activity(ctl, &act)) != CTL_OK)
+	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
 	if ((rc = load_policy(ctl, pg, &snap)) != CTL_OK)
 		goto out;
-	store_exec(act, "BEGIN", NULL);
-	if ((rc = read_usage(pg, act)) == CTL_OK && (rc = replay(pg, snap)) == CTL_OK &&
+	activity_store_read_begin(act);
+	if ((rc = worklist_read(&pg->wl, act, &q)) == CTL_OK &&
+	    (rc = worklist_replay(&pg->wl, snap, pg->now, expiry_of, pg)) == CTL_OK &&
 	    (rc = read_moved(pg, act)) == CTL_OK)
 		rc = scan_log(pg, act);
-	store_exec(act, "COMMIT", NULL);
+	activity_store_read_end(act);
 	if (rc == CTL_OK)
 		group_users(pg);
 out:
 	snapshot_unref(&snap);
-	store_close(&act);
+	activity_store_close(&act);
 	return rc;
 }
 
@@ -513,17 +392,7 @@ static void free_exception(struct rh_exception *x)
 
 void rh_free(struct rh_page *pg)
 {
-	for (size_t i = 0; i < pg->n_entries; i++) {
-		struct rh_entry *e = &pg->entries[i];
-
-		free(e->user);
-		free(e->mech);
-		free(e->network);
-		free(e->mech_class);
-		free(e->service);
-		free(e->last_outcome);
-	}
-	free(pg->entries);
+	worklist_free(&pg->wl);
 	free(pg->users);
 	for (size_t i = 0; i <= RH_SERVICE_SLOTS; i++)
 		free(pg->services[i]);

@@ -1,9 +1,10 @@
 /*
- * activity - decision lines, the decision log, the usage table and heartbeats
- * (see activity.h). Callers only pack a record and append it to a bounded
- * queue under a mutex; one writer thread takes the whole queue at a time,
- * logs its decision lines in a few large writes and turns it into one
- * transaction.
+ * activity - the queue and the writer thread (see activity.h). Callers only
+ * pack a record and append it to a bounded queue under a mutex; one writer
+ * thread takes the whole queue at a time, logs its decision lines
+ * (decision_line.h) in a few large writes and turns it into one transaction
+ * of activity_store.h: batches of decisions (decision_batch.h) and the usage
+ * sums (usage_sums.h).
  */
 #include <errno.h>
 #ifdef __GLIBC__
@@ -20,9 +21,11 @@
 #include <unistd.h>
 
 #include "activity.h"
-#include "hash.h"
+#include "activity_store.h"
+#include "decision_batch.h"
+#include "decision_line.h"
 #include "log.h"
-#include "store.h"
+#include "usage_sums.h"
 #include "utf8.h"
 
 /* The text fields of a record, in the order they are packed. */
@@ -47,6 +50,9 @@ static const unsigned short field_max[N_FIELDS] = {
     [F_MECH] = MECH_NAME_MAX, [F_MECH_CLASS] = 11, [F_SERVICE] = 63,      [F_SENDER] = 255,
     [F_OUTCOME] = 19,         [F_POLICY] = 63,     [F_REPORT_ONLY] = 255,
 };
+
+/* The longest text of a record's fields (the sum of field_max[]). */
+#define FIELDS_MAX 1200
 
 /*
  * A queued record: this head, then the fields as NUL-terminated strings, the
@@ -76,43 +82,6 @@ struct qbuf {
 	size_t n;        /* records */
 };
 
-/* A usage row in the making: the records of one user x mech x network since
- * the last flush of usage to activity.db. Its key (user, mechanism, network)
- * is kept in it, so that finding it touches one allocation. */
-struct usage_sum {
-	struct ipaddr net; /* the client network, host bits zero */
-	uint8_t net_valid;
-	uint16_t user_len, mech_len;
-	time_t first_seen, last_seen;
-	long count;
-	int last_tls;
-	char mech_class[12];
-	char outcome[20];
-	char last_client[64];
-	char last_service[64];
-	char network[48]; /* "ffff:ffff:ffff:ffff::/64" at most */
-	char key[];       /* the user, NUL, the mechanism, NUL */
-};
-
-/* The usage sums by key: open addressing with linear probing; each slot
- * keeps its sum's hash, so a probe past another key costs no cache miss. */
-struct usage_slot {
-	uint64_t hv;
-	struct usage_sum *u; /* NULL: empty */
-};
-
-struct usage_table {
-	struct usage_slot *slots;
-	size_t cap; /* power of two, at most 70% full */
-	size_t count;
-};
-
-/* Dovecot's after-auth reports of one service, class and result. */
-struct auth_count {
-	char service[32], mech_class[12], result[16];
-	uint64_t n;
-};
-
 struct activity {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -134,13 +103,12 @@ struct activity {
 	int degraded;
 	char reason[256];
 	uint64_t rebuilds, last_rebuild_us;
-	struct auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
+	struct activity_auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
 	size_t n_auth;
 
 	/* writer thread only */
-	sqlite3 *db;
-	sqlite3_stmt *ins, *next_id, *use; /* prepared once per open */
-	struct usage_table usage;          /* the sums since usage_flushed */
+	struct activity_store *store; /* NULL while activity.db is unavailable */
+	struct usage_sums *usage;     /* the sums since usage_flushed */
 	time_t usage_flushed;
 	time_t started;
 	time_t next_open_attempt;
@@ -220,63 +188,28 @@ static size_t pack_record(char *buf, const struct request *req, const struct dec
 	return n;
 }
 
-/* Appends " name=value" to a line being built; the buffer has room (see
- * DECISION_LINE_MAX). The value is escaped (utf8_escape(), UTF8_ESC_KV:
- * blanks, quotes, '=', controls, invalid UTF-8 and the backslash), "-" when
- * empty, and a value that is "-" itself is written "\x2d". */
-static char *put_kv(char *p, const char *name, size_t name_len, const char *value, size_t value_len)
+#define DECISION_JSON_MAX DECISION_BATCH_ENCODED_MAX(FIELDS_MAX)
+#define LINE_MAX_BYTES    DECISION_LINE_MAX(64, FIELDS_MAX)
+
+/* The decision a queued record holds, its texts pointing into the record. */
+static void record_view(const struct record *r, struct decision_record *d)
 {
-	*p++ = ' ';
-	memcpy(p, name, name_len);
-	p += name_len;
-	*p++ = '=';
-	if (value_len == 0) {
-		*p++ = '-';
-		return p;
-	}
-	if (value_len == 1 && value[0] == '-') {
-		*p++ = '\\';
-		*p++ = 'x';
-		*p++ = '2';
-		*p++ = 'd';
-		return p;
-	}
-	return utf8_escape(p, value, value_len, UTF8_ESC_KV);
-}
-
-#define PUT_FIELD(p, name, r, i) put_kv(p, name, sizeof(name) - 1, FIELD(r, i), FIELD_LEN(r, i))
-
-/* The longest text of a record's fields (see field_max[]). */
-#define FIELDS_MAX 1200
-
-/* The longest decision line: the prefix, the names and the longest fields,
- * every byte escaped. */
-#define DECISION_LINE_MAX (64 + 120 + UTF8_ESCAPE_MAX(FIELDS_MAX))
-
-/* Appends the decision line, prefix first and newline last, at p (DECISION_LINE_MAX
- * bytes); returns the end. (Built by hand: snprintf with eleven fields cost
- * the writer more than a decision row.) */
-static char *format_record(char *p, const char *prefix, size_t prefix_len, const struct record *r)
-{
-	static const char head[] = "decision";
-
-	memcpy(p, prefix, prefix_len);
-	p += prefix_len;
-	memcpy(p, head, sizeof(head) - 1);
-	p += sizeof(head) - 1;
-	p = PUT_FIELD(p, "instance", r, F_INSTANCE);
-	p = PUT_FIELD(p, "queue_id", r, F_QUEUE_ID);
-	p = PUT_FIELD(p, "client", r, F_CLIENT);
-	p = PUT_FIELD(p, "user", r, F_USER);
-	p = PUT_FIELD(p, "mech", r, F_MECH);
-	p = PUT_FIELD(p, "class", r, F_MECH_CLASS);
-	p = r->tls ? put_kv(p, "tls", 3, "yes", 3) : put_kv(p, "tls", 3, "no", 2);
-	p = PUT_FIELD(p, "service", r, F_SERVICE);
-	p = PUT_FIELD(p, "outcome", r, F_OUTCOME);
-	p = PUT_FIELD(p, "policy", r, F_POLICY);
-	p = PUT_FIELD(p, "report_only", r, F_REPORT_ONLY);
-	*p++ = '\n';
-	return p;
+	d->id = 0;
+	d->at = (int64_t)r->at;
+	d->generation = r->generation;
+	d->tls = r->tls;
+	d->daemon = NULL;
+	d->queue_id = FIELD(r, F_QUEUE_ID);
+	d->instance = FIELD(r, F_INSTANCE);
+	d->user = FIELD(r, F_USER);
+	d->client = FIELD(r, F_CLIENT);
+	d->mech = FIELD(r, F_MECH);
+	d->mech_class = FIELD(r, F_MECH_CLASS);
+	d->service = FIELD(r, F_SERVICE);
+	d->sender = FIELD(r, F_SENDER);
+	d->outcome = FIELD(r, F_OUTCOME);
+	d->policy = FIELD(r, F_POLICY);
+	d->report_only = FIELD(r, F_REPORT_ONLY);
 }
 
 static void count_outcome(struct activity_counters *c, const struct decision *d)
@@ -323,7 +256,7 @@ void activity_record(struct activity *act, const struct request *req, const stru
 /* Room kept for the "(other)" keys: 4 classes (with "-") x 3 results. */
 #define AUTH_OTHER_KEYS 12
 
-static size_t auth_find(const struct activity *act, const struct auth_count *key)
+static size_t auth_find(const struct activity *act, const struct activity_auth_count *key)
 {
 	size_t i;
 
@@ -338,7 +271,7 @@ static size_t auth_find(const struct activity *act, const struct auth_count *key
 void activity_count_auth_result(struct activity *act, const char *service, const char *mech_class,
                                 const char *result)
 {
-	struct auth_count key;
+	struct activity_auth_count key;
 	size_t i;
 
 	memset(&key, 0, sizeof(key));
@@ -407,293 +340,14 @@ uint64_t activity_dropped(struct activity *act)
  * cheap.
  */
 #define DECISIONS_PER_ROW 500
-static const char sql_batch[] = "INSERT INTO decision_batches (id, daemon, first_at, last_at, n, "
-                                "data) VALUES (?, ?, ?, ?, ?, ?)";
-/* A batch's decisions have the ids id .. id + n - 1. */
-static const char sql_next_id[] = "SELECT id + n FROM decision_batches ORDER BY id DESC LIMIT 1";
-
-/* The longest JSON text of a decision: every field, each byte possibly
- * escaped as \u00XX, plus numbers, quotes and commas. */
-#define DECISION_JSON_MAX (6 * FIELDS_MAX + 128)
-
-static char *put_int(char *p, int64_t v)
-{
-	char digits[24];
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	int n = 0;
-
-	if (v < 0)
-		*p++ = '-';
-	do
-		digits[n++] = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	while (n > 0)
-		*p++ = digits[--n];
-	return p;
-}
-
-/* The bytes of a field its JSON string escapes: control bytes, the quote
- * and the backslash (a table: the writer runs it over every field). */
-static const unsigned char json_escaped[256] = {
-    [0x00 ... 0x1f] = 1,
-    ['"'] = 1,
-    ['\\'] = 1,
-};
-
-/* Appends a field as a JSON string, null when empty. The quote, the
- * backslash and control bytes are escaped; every other byte is kept as it
- * came, bytes that are not valid UTF-8 included: the text is what was
- * submitted, and SQLite's JSON functions (the decisions view) pass such
- * bytes through unchanged. */
-static char *put_json_field(char *p, const struct record *r, int field)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)FIELD(r, field);
-	size_t len = FIELD_LEN(r, field), i = 0;
-
-	if (len == 0) {
-		*p++ = 'n';
-		*p++ = 'u';
-		*p++ = 'l';
-		*p++ = 'l';
-		return p;
-	}
-	*p++ = '"';
-	for (;;) {
-		size_t start = i;
-
-		while (i < len && !json_escaped[s[i]])
-			i++;
-		memcpy(p, s + start, i - start);
-		p += i - start;
-		if (i == len)
-			break;
-		*p++ = '\\';
-		if (s[i] == '"' || s[i] == '\\') {
-			*p++ = (char)s[i];
-		} else {
-			*p++ = 'u';
-			*p++ = '0';
-			*p++ = '0';
-			*p++ = hex[s[i] >> 4];
-			*p++ = hex[s[i] & 15];
-		}
-		i++;
-	}
-	*p++ = '"';
-	return p;
-}
-
-/* Appends a decision's JSON array at p (DECISION_JSON_MAX bytes); returns the end. */
-static char *format_json(char *p, const struct record *r)
-{
-	*p++ = '[';
-	p = put_int(p, (int64_t)r->at);
-	*p++ = ',';
-	p = put_json_field(p, r, F_QUEUE_ID);
-	*p++ = ',';
-	p = put_json_field(p, r, F_INSTANCE);
-	*p++ = ',';
-	p = put_json_field(p, r, F_USER);
-	*p++ = ',';
-	p = put_json_field(p, r, F_CLIENT);
-	*p++ = ',';
-	p = put_json_field(p, r, F_MECH);
-	*p++ = ',';
-	p = put_json_field(p, r, F_MECH_CLASS);
-	*p++ = ',';
-	*p++ = r->tls ? '1' : '0';
-	*p++ = ',';
-	p = put_json_field(p, r, F_SERVICE);
-	*p++ = ',';
-	p = put_json_field(p, r, F_SENDER);
-	*p++ = ',';
-	p = put_json_field(p, r, F_OUTCOME);
-	*p++ = ',';
-	p = put_json_field(p, r, F_POLICY);
-	*p++ = ',';
-	p = put_json_field(p, r, F_REPORT_ONLY);
-	*p++ = ',';
-	p = put_int(p, r->generation);
-	*p++ = ']';
-	return p;
-}
-
-/* A usage column that follows the newest submission (two daemons may write
- * out of order). */
-#define NEWER(col)                                                                                 \
-	col " = CASE WHEN excluded.last_seen >= last_seen THEN excluded." col " ELSE " col " END"
-/* clang-format off */
-static const char sql_usage[] =
-    "INSERT INTO usage (user, mech, network, mech_class, first_seen, last_seen, count, "
-    "last_outcome, last_client, last_tls, last_service) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (user, mech, network) DO UPDATE SET "
-    "first_seen = min(first_seen, excluded.first_seen), "
-    "last_seen = max(last_seen, excluded.last_seen), count = count + excluded.count, "
-    "mech_class = excluded.mech_class, "
-    NEWER("last_outcome") ", " NEWER("last_client") ", "
-    NEWER("last_tls") ", " NEWER("last_service");
-/* clang-format on */
-static const char sql_heartbeat[] =
-    "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, degraded, "
-    "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-    "dropped, rebuilds, last_rebuild_us, stopped) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
-    "generation = excluded.generation, degraded = excluded.degraded, "
-    "degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
-    "blocks = excluded.blocks, allows = excluded.allows, "
-    "would_blocks = excluded.would_blocks, not_authenticated = excluded.not_authenticated, "
-    "errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
-    "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped";
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s != NULL && *s != '\0')
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-static size_t usage_cap_for(size_t n)
-{
-	size_t cap = 1024;
-
-	while (cap / 10 * 7 < n + 1)
-		cap *= 2;
-	return cap;
-}
-
-static void usage_init(struct usage_table *t, size_t expected)
-{
-	t->cap = usage_cap_for(expected);
-	t->slots = xcalloc(t->cap, sizeof(*t->slots));
-	t->count = 0;
-}
-
-static void usage_free(struct usage_table *t)
-{
-	for (size_t i = 0; t->slots != NULL && i < t->cap; i++)
-		free(t->slots[i].u);
-	free(t->slots);
-	t->slots = NULL;
-	t->cap = t->count = 0;
-}
-
-static void usage_grow(struct usage_table *t)
-{
-	struct usage_table bigger;
-
-	usage_init(&bigger, t->count * 2);
-	for (size_t i = 0; i < t->cap; i++) {
-		size_t j;
-
-		if (t->slots[i].u == NULL)
-			continue;
-		for (j = t->slots[i].hv & (bigger.cap - 1); bigger.slots[j].u != NULL;
-		     j = (j + 1) & (bigger.cap - 1))
-			;
-		bigger.slots[j] = t->slots[i];
-	}
-	bigger.count = t->count;
-	free(t->slots);
-	*t = bigger;
-}
-
-/* The sum of a key, added (zeroed, first_seen set) if new. */
-static struct usage_sum *usage_get(struct usage_table *t, const char *user, size_t user_len,
-                                   const char *mech, size_t mech_len, const struct cidr *net,
-                                   int net_valid, time_t at)
-{
-	uint64_t hv = hash_mem(hash_mem(0, user, user_len), mech, mech_len);
-	struct usage_sum *u;
-	size_t i;
-
-	if (net_valid)
-		hv = hash_mem(hv, &net->net, sizeof(net->net));
-	for (i = hv & (t->cap - 1); t->slots[i].u != NULL; i = (i + 1) & (t->cap - 1)) {
-		u = t->slots[i].u;
-		if (t->slots[i].hv == hv && u->user_len == user_len && u->mech_len == mech_len &&
-		    u->net_valid == net_valid &&
-		    (!net_valid || memcmp(&u->net, &net->net, sizeof(u->net)) == 0) &&
-		    memcmp(u->key, user, user_len) == 0 &&
-		    memcmp(u->key + user_len + 1, mech, mech_len) == 0)
-			return u;
-	}
-	u = xcalloc(1, sizeof(*u) + user_len + mech_len + 2);
-	u->net_valid = (uint8_t)net_valid;
-	if (net_valid) {
-		u->net = net->net;
-		cidr_format(net, u->network, sizeof(u->network));
-	} else {
-		sg_strlcpy(u->network, "-", sizeof(u->network));
-	}
-	u->user_len = (uint16_t)user_len;
-	u->mech_len = (uint16_t)mech_len;
-	memcpy(u->key, user, user_len);
-	memcpy(u->key + user_len + 1, mech, mech_len);
-	u->first_seen = at;
-	t->slots[i].hv = hv;
-	t->slots[i].u = u;
-	if (++t->count > t->cap / 10 * 7)
-		usage_grow(t);
-	return u;
-}
-
-/* Adds an authenticated decision to its usage sum, keyed by user, mechanism
- * and client network (the network's text is made once per sum). */
-static void sum_usage(struct activity *act, const struct record *r)
-{
-	size_t mech_len = FIELD_LEN(r, F_MECH);
-	struct cidr net = {{{0}}, 0};
-	struct usage_sum *u;
-
-	if (mech_len == 0)
-		return; /* not authenticated: no usage */
-	if (r->addr_valid)
-		cidr_network_of(&r->addr, &net);
-	/* pack_field() cut the user and the mechanism to fit; they are kept as
-	 * they came, so two users that differ in any byte get two rows */
-	u = usage_get(&act->usage, FIELD(r, F_USER), FIELD_LEN(r, F_USER), FIELD(r, F_MECH),
-	              mech_len, &net, r->addr_valid, r->at);
-	if (r->at < u->first_seen)
-		u->first_seen = r->at;
-	if (r->at >= u->last_seen) {
-		u->last_seen = r->at;
-		sg_strlcpy(u->mech_class,
-		           FIELD(r, F_MECH_CLASS)[0] ? FIELD(r, F_MECH_CLASS) : "legacy",
-		           sizeof(u->mech_class));
-		sg_strlcpy(u->outcome, FIELD(r, F_OUTCOME), sizeof(u->outcome));
-		sg_strlcpy(u->last_client, FIELD(r, F_CLIENT), sizeof(u->last_client));
-		sg_strlcpy(u->last_service, FIELD(r, F_SERVICE), sizeof(u->last_service));
-		u->last_tls = r->tls;
-	}
-	u->count++;
-}
-
-/* The id of the next decision; runs inside the batch's transaction, so two
- * daemons writing to one activity.db never share an id. */
-static int next_decision_id(struct activity *act, int64_t *id)
-{
-	int rc;
-
-	sqlite3_reset(act->next_id);
-	rc = sqlite3_step(act->next_id);
-	if (rc == SQLITE_ROW)
-		*id = sqlite3_column_int64(act->next_id, 0);
-	else if (rc == SQLITE_DONE)
-		*id = 1;
-	sqlite3_reset(act->next_id);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-}
 
 /* Stores the records from data + *off on, up to DECISIONS_PER_ROW of them,
  * as one batch row with the ids from *id on, and adds them to the usage
  * sums; advances *off and *id. */
 static int write_decisions(struct activity *act, const char *data, size_t len, size_t *off,
-                           int64_t *id)
+                           int64_t *id, struct sg_err *err)
 {
+	int64_t first_id = *id;
 	time_t first = 0, last = 0;
 	size_t used = 0;
 	int k = 0;
@@ -701,62 +355,53 @@ static int write_decisions(struct activity *act, const char *data, size_t len, s
 	for (; k < DECISIONS_PER_ROW && *off < len; k++) {
 		const struct record *r = (const struct record *)(data + *off);
 
+		struct decision_record d;
+
+		record_view(r, &d);
 		reserve(&act->json, &act->json_cap, used, DECISION_JSON_MAX + 2);
 		act->json[used++] = k == 0 ? '[' : ',';
-		used = (size_t)(format_json(act->json + used, r) - act->json);
+		used = (size_t)(decision_batch_encode(act->json + used, &d) - act->json);
 		if (k == 0 || r->at < first)
 			first = r->at;
 		if (k == 0 || r->at > last)
 			last = r->at;
-		sum_usage(act, r);
+		usage_sums_add(act->usage, &d, r->addr_valid ? &r->addr : NULL);
 		*off += r->size;
 	}
 	act->json[used++] = ']';
-	sqlite3_reset(act->ins);
-	sqlite3_bind_int64(act->ins, 1, *id);
-	sqlite3_bind_text(act->ins, 2, act->program, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(act->ins, 3, (sqlite3_int64)first);
-	sqlite3_bind_int64(act->ins, 4, (sqlite3_int64)last);
-	sqlite3_bind_int(act->ins, 5, k);
-	sqlite3_bind_text(act->ins, 6, act->json, (int)used, SQLITE_STATIC);
 	*id += k;
-	return sqlite3_step(act->ins) == SQLITE_DONE ? 0 : -1;
+	return activity_store_add_batch(act->store, first_id, act->program, (int64_t)first,
+	                                (int64_t)last, k, act->json, used, err);
 }
 
-static int write_usage(sqlite3_stmt *use, const struct usage_sum *u)
+/* What a callback of the writer's transaction needs. */
+struct activity_write {
+	struct activity *act;
+	struct sg_err *err;
+};
+
+static int write_usage(const struct activity_usage_row *u, void *arg)
 {
-	sqlite3_reset(use);
-	sqlite3_bind_text(use, 1, u->key, u->user_len, SQLITE_STATIC);
-	sqlite3_bind_text(use, 2, u->key + u->user_len + 1, u->mech_len, SQLITE_STATIC);
-	sqlite3_bind_text(use, 3, u->network, -1, SQLITE_STATIC);
-	sqlite3_bind_text(use, 4, u->mech_class, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(use, 5, (sqlite3_int64)u->first_seen);
-	sqlite3_bind_int64(use, 6, (sqlite3_int64)u->last_seen);
-	sqlite3_bind_int64(use, 7, u->count);
-	sqlite3_bind_text(use, 8, u->outcome, -1, SQLITE_STATIC);
-	bind_text(use, 9, u->last_client);
-	sqlite3_bind_int(use, 10, u->last_tls);
-	bind_text(use, 11, u->last_service);
-	return sqlite3_step(use) == SQLITE_DONE ? 0 : -1;
+	struct activity_write *w = arg;
+
+	return activity_store_add_usage(w->act->store, u, w->err) < 0;
 }
 
-static int write_usage_all(struct activity *act)
+static int write_usage_all(struct activity *act, struct sg_err *err)
 {
-	for (size_t i = 0; i < act->usage.cap; i++)
-		if (act->usage.slots[i].u != NULL &&
-		    write_usage(act->use, act->usage.slots[i].u) < 0)
-			return -1;
-	return 0;
+	struct activity_write w = {act, err};
+
+	return usage_sums_foreach(act->usage, write_usage, &w) != 0 ? -1 : 0;
 }
 
 /* The next sums start with room for as many keys as the last ones had, so
  * that a busy writer does not grow the table again after every flush. */
 static void usage_reset(struct activity *act, time_t now)
 {
-	size_t last = act->usage.count;
+	size_t last = usage_sums_count(act->usage);
 
-	usage_free(&act->usage);
-	usage_init(&act->usage, last);
+	usage_sums_free(&act->usage);
+	act->usage = usage_sums_new(last);
 	act->usage_flushed = now;
 }
 
@@ -778,25 +423,25 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 	int rc = -1;
 	int flush = last || n < USAGE_FLUSH_BATCH ||
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
-	            act->usage.count >= USAGE_KEYS_MAX;
+	            usage_sums_count(act->usage) >= USAGE_KEYS_MAX;
 	int64_t id = 0;
+	struct sg_err err = {{0}};
 
-	if (store_exec(act->db, "BEGIN IMMEDIATE", NULL) < 0)
+	if (activity_store_begin(act->store, &err) < 0)
 		goto fail;
-	if (len > 0 && next_decision_id(act, &id) < 0)
+	if (len > 0 && activity_store_next_decision_id(act->store, &id, &err) < 0)
 		goto fail;
 	for (size_t off = 0; off < len;)
-		if (write_decisions(act, data, len, &off, &id) < 0)
+		if (write_decisions(act, data, len, &off, &id, &err) < 0)
 			goto fail;
-	if (flush && write_usage_all(act) != 0)
+	if (flush && write_usage_all(act, &err) != 0)
 		goto fail;
-	if (store_exec(act->db, "COMMIT", NULL) == 0)
+	if (activity_store_commit(act->store, &err) == 0)
 		rc = 0;
 fail:
 	if (rc < 0) {
-		log_error("activity.db: cannot record %zu decisions: %s", n,
-		          sqlite3_errmsg(act->db));
-		store_rollback(act->db);
+		log_error("activity.db: cannot record %zu decisions: %s", n, err.text);
+		activity_store_rollback(act->store);
 	}
 	if (flush || rc < 0)
 		usage_reset(act, now);
@@ -804,7 +449,7 @@ fail:
 }
 
 /* The decision lines of a batch, logged LINES_CHUNK bytes at a time
- * (put_kv() escapes the fields for a log line): few writes, and a buffer
+ * (decision_line_format() escapes the fields for a log line): few writes, and a buffer
  * that stays small whatever the batch. */
 #define LINES_CHUNK 65536
 
@@ -817,9 +462,12 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 		return;
 	for (size_t off = 0; off < len;) {
 		const struct record *r = (const struct record *)(data + off);
+		struct decision_record d;
 
-		reserve(&act->lines, &act->lines_cap, n, DECISION_LINE_MAX);
-		n = (size_t)(format_record(act->lines + n, prefix, prefix_len, r) - act->lines);
+		record_view(r, &d);
+		reserve(&act->lines, &act->lines_cap, n, LINE_MAX_BYTES);
+		n = (size_t)(decision_line_format(act->lines + n, prefix, prefix_len, &d) -
+		             act->lines);
 		off += r->size;
 		if (n >= LINES_CHUNK || off >= len) {
 			log_info_lines(act->lines, n, prefix_len);
@@ -828,95 +476,53 @@ static void log_batch(struct activity *act, const char *data, size_t len)
 	}
 }
 
-static const char sql_auth[] =
-    "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, host, pid, service, mech_class, result) "
-    "DO UPDATE SET count = excluded.count";
-
 /* The report totals since start, one row per key (with the heartbeat). */
 static void write_auth_results(struct activity *act)
 {
-	struct auth_count copy[ACTIVITY_AUTH_KEYS];
-	sqlite3_stmt *st;
+	struct activity_auth_count copy[ACTIVITY_AUTH_KEYS];
+	struct sg_err err = {{0}};
 	size_t n;
 
 	pthread_mutex_lock(&act->lock);
 	n = act->n_auth;
 	memcpy(copy, act->auth, n * sizeof(copy[0]));
 	pthread_mutex_unlock(&act->lock);
-	if (n == 0 || sqlite3_prepare_v2(act->db, sql_auth, -1, &st, NULL) != SQLITE_OK)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
-		sqlite3_bind_text(st, 4, copy[i].service, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, copy[i].mech_class, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 6, copy[i].result, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 7, (sqlite3_int64)copy[i].n);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			log_error("activity.db: cannot write auth results: %s",
-			          sqlite3_errmsg(act->db));
-			break;
-		}
-		sqlite3_reset(st);
-	}
-	sqlite3_finalize(st);
+	if (activity_store_put_auth_counts(act->store, act->program, act->host, (int64_t)getpid(),
+	                                   copy, n, &err) < 0)
+		log_error("activity.db: cannot write auth results: %s", err.text);
 }
 
 static void write_heartbeat(struct activity *act, int stopped)
 {
-	struct activity_counters c;
-	sqlite3_stmt *st;
-	int64_t generation;
-	int degraded;
-	char reason[256];
-	uint64_t dropped, rebuilds, last_us;
+	struct activity_heartbeat h;
+	struct sg_err err = {{0}};
 
-	if (act->db == NULL)
+	if (act->store == NULL)
 		return;
+	memset(&h, 0, sizeof(h));
+	sg_strlcpy(h.program, act->program, sizeof(h.program));
+	sg_strlcpy(h.host, act->host, sizeof(h.host));
+	h.pid = (int64_t)getpid();
+	h.started_at = (int64_t)act->started;
+	h.stopped = stopped;
 	pthread_mutex_lock(&act->lock);
-	c = act->counters;
-	generation = act->generation;
-	degraded = act->degraded;
-	sg_strlcpy(reason, act->reason, sizeof(reason));
-	dropped = act->dropped;
-	rebuilds = act->rebuilds;
-	last_us = act->last_rebuild_us;
+	h.generation = act->generation;
+	h.degraded = act->degraded;
+	sg_strlcpy(h.reason, act->reason, sizeof(h.reason));
+	h.requests = (int64_t)act->counters.requests;
+	h.blocks = (int64_t)act->counters.blocks;
+	h.allows = (int64_t)act->counters.allows;
+	h.would_blocks = (int64_t)act->counters.would_blocks;
+	h.not_authenticated = (int64_t)act->counters.not_authenticated;
+	h.errors = (int64_t)act->counters.errors;
+	h.dropped = (int64_t)act->dropped;
+	h.rebuilds = (int64_t)act->rebuilds;
+	h.last_rebuild_us = (int64_t)act->last_rebuild_us;
 	pthread_mutex_unlock(&act->lock);
-	if (sqlite3_prepare_v2(act->db, sql_heartbeat, -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_text(st, 1, act->program, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, act->host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)getpid());
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)act->started);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
-	sqlite3_bind_int64(st, 6, generation);
-	sqlite3_bind_int(st, 7, degraded);
-	bind_text(st, 8, reason);
-	sqlite3_bind_int64(st, 9, (sqlite3_int64)c.requests);
-	sqlite3_bind_int64(st, 10, (sqlite3_int64)c.blocks);
-	sqlite3_bind_int64(st, 11, (sqlite3_int64)c.allows);
-	sqlite3_bind_int64(st, 12, (sqlite3_int64)c.would_blocks);
-	sqlite3_bind_int64(st, 13, (sqlite3_int64)c.not_authenticated);
-	sqlite3_bind_int64(st, 14, (sqlite3_int64)c.errors);
-	sqlite3_bind_int64(st, 15, (sqlite3_int64)dropped);
-	sqlite3_bind_int64(st, 16, (sqlite3_int64)rebuilds);
-	sqlite3_bind_int64(st, 17, (sqlite3_int64)last_us);
-	sqlite3_bind_int(st, 18, stopped);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		log_error("activity.db: cannot write heartbeat: %s", sqlite3_errmsg(act->db));
-	sqlite3_finalize(st);
+	h.last_seen = (int64_t)time(NULL);
+	if (activity_store_put_heartbeat(act->store, &h, &err) < 0)
+		log_error("activity.db: cannot write heartbeat: %s", err.text);
 	write_auth_results(act);
-}
-
-static void close_db(struct activity *act)
-{
-	sqlite3_finalize(act->ins);
-	sqlite3_finalize(act->next_id);
-	sqlite3_finalize(act->use);
-	act->ins = act->next_id = act->use = NULL;
-	store_close(&act->db);
 }
 
 /* Opens activity.db if it is not open; retried every 5 s while it fails. */
@@ -924,20 +530,12 @@ static int ensure_open(struct activity *act, time_t now)
 {
 	struct sg_err err;
 
-	if (act->db != NULL)
+	if (act->store != NULL)
 		return 0;
 	if (now < act->next_open_attempt)
 		return -1;
 	act->next_open_attempt = now + 5;
-	if (store_open_activity(act->dir, 0, &act->db, &err) == 0 &&
-	    (store_exec(act->db, "PRAGMA cache_size = -16384", &err) < 0 || /* 16 MiB */
-	     sqlite3_prepare_v2(act->db, sql_batch, -1, &act->ins, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(act->db, sql_next_id, -1, &act->next_id, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(act->db, sql_usage, -1, &act->use, NULL) != SQLITE_OK)) {
-		sg_err_set(&err, "%s", sqlite3_errmsg(act->db));
-		close_db(act);
-	}
-	if (act->db == NULL) {
+	if (activity_store_open(act->dir, ACTIVITY_STORE_WRITE, &act->store, &err) < 0) {
 		if (now - act->last_loss_log >= 60) {
 			log_error("activity.db unavailable, decisions are not recorded: %s",
 			          err.text);
@@ -1030,7 +628,7 @@ static void *writer_main(void *arg)
 			log_batch(act, q.data, q.len);
 		/* Sums left from a busy spell are written within a heartbeat. */
 		if (q.n > 0 ||
-		    (act->usage.count > 0 &&
+		    (usage_sums_count(act->usage) > 0 &&
 		     (stopping || now - act->usage_flushed >= (time_t)act->heartbeat_s))) {
 			if (ensure_open(act, now) < 0 ||
 			    write_batch(act, q.data, q.len, q.n, stopping, now) < 0)
@@ -1072,7 +670,7 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->cap = opt->queue_max ? opt->queue_max : 100000;
 	act->fill.cap = 65536;
 	act->fill.data = xmalloc(act->fill.cap);
-	usage_init(&act->usage, 0);
+	act->usage = usage_sums_new(0);
 	act->started = time(NULL);
 	act->usage_flushed = act->started;
 	if (gethostname(act->host, sizeof(act->host)) < 0)
@@ -1082,8 +680,8 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	rc = pthread_create(&act->thread, NULL, writer_main, act);
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
-		close_db(act);
-		usage_free(&act->usage);
+		activity_store_close(&act->store);
+		usage_sums_free(&act->usage);
 		free(act->fill.data);
 		free(act->dir);
 		free(act);
@@ -1103,8 +701,8 @@ void activity_close(struct activity **actp)
 	pthread_cond_signal(&act->wake);
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
-	close_db(act);
-	usage_free(&act->usage);
+	activity_store_close(&act->store);
+	usage_sums_free(&act->usage);
 	pthread_cond_destroy(&act->wake);
 	pthread_mutex_destroy(&act->lock);
 	free(act->fill.data);

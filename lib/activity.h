@@ -1,10 +1,10 @@
 /*
- * activity - what the daemons record about their decisions: one syslog line per
- * decision (key=value), and, off the request path, the decision log (a row
- * of decision_batches per batch of decisions, see schema activity-003.sql)
- * and the usage table (user x mechanism x client network) in activity.db,
- * written by one writer thread in batched transactions, plus a heartbeat row
- * with counters.
+ * activity - what the daemons record about their decisions, the queue and
+ * writer of activity.db: one syslog line per decision (decision_line.h),
+ * and, off the request path, the decision log (batches of decisions,
+ * decision_batch.h) and the usage table (user x mechanism x client network,
+ * usage_sums.h), written by one writer thread in batched transactions
+ * through activity_store.h, plus a heartbeat row with counters.
  *
  * activity_record() never blocks on I/O: records go to a bounded queue, and the
  * writer thread logs their decision lines (a batch in a few large writes)
@@ -14,9 +14,8 @@
  *
  * Fields are recorded as the daemon got them (a user name in UTF-8, or not
  * UTF-8 at all): the usage table keys on those bytes, so two different
- * names are two users; the decision line escapes them reversibly
- * (utf8_escape() with UTF8_ESC_KV); the JSON batch escapes the quote, the
- * backslash and control bytes and keeps every other byte.
+ * names are two users; the decision line and the batch escape them as
+ * their headers say.
  */
 #ifndef SASLGATE_ACTIVITY_H
 #define SASLGATE_ACTIVITY_H

@@ -658,6 +658,39 @@ int64_t store_generation(sqlite3 *db)
 	return strtoll(buf, NULL, 10);
 }
 
+/* The count of exceptions whose expiry satisfies sql with ?1 and ?2. */
+static int count_exceptions(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *n,
+                            struct sg_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sg_err_set(err, "%s", sqlite3_errmsg(db));
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : sg_err_set(err, "%s", sqlite3_errmsg(db));
+}
+
+int store_exception_counts(sqlite3 *db, int64_t now, int64_t horizon, int64_t *active,
+                           int64_t *expiring, struct sg_err *err)
+{
+	*active = *expiring = 0;
+	if (count_exceptions(db,
+	                     "SELECT count(*) FROM exceptions WHERE "
+	                     "expires_at IS NULL OR expires_at > ?1",
+	                     now, 0, active, err) < 0)
+		return -1;
+	return count_exceptions(db,
+	                        "SELECT count(*) FROM exceptions WHERE expires_at > ?1 AND "
+	                        "expires_at <= ?2",
+	                        now, now + horizon, expiring, err);
+}
+
 int store_check(sqlite3 *db, struct sg_err *err)
 {
 	sqlite3_stmt *st;

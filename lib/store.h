@@ -95,6 +95,12 @@ int store_setting_set(sqlite3 *db, const char *key, const char *value, struct sg
 /* The policy generation (settings.generation); -1 on error. */
 int64_t store_generation(sqlite3 *db);
 
+/* policy.db: the exceptions active at now (no expiry, or a later one), and
+ * of those the ones expiring within horizon seconds. 0, or -1 with err
+ * (SQLite's message). */
+int store_exception_counts(sqlite3 *db, int64_t now, int64_t horizon, int64_t *active,
+                           int64_t *expiring, struct sg_err *err);
+
 /* Schema version recorded in the file (PRAGMA user_version); -1 on error. */
 int store_schema_version(sqlite3 *db);
 

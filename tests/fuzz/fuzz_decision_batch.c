@@ -1,6 +1,6 @@
 /*
- * fuzz_decision_batch - libFuzzer target for saslgatectl's decoder of the
- * decision log's batch rows (admin/decision_log.c dl_decode). The rows come
+ * fuzz_decision_batch - libFuzzer target for the decoder of the decision
+ * log's batch rows (lib/decision_batch.c decision_batch_decode). The rows come
  * from the daemons, but also from anyone inserting through the decisions
  * view, so the decoder must survive any text.
  *
@@ -12,8 +12,6 @@
  * does (compared when the text has no \u escape: the decoder turns U+0000
  * into '?' where SQLite would cut the string), and read the integer fields
  * (at, tls, generation) as SQLite does where it reads a 64-bit integer.
- *
- * The Makefile links this target with saslgatectl's objects except main.o.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,10 +20,10 @@
 
 #include <sqlite3.h>
 
-#include "decision_log.h"
+#include "decision_batch.h"
 
 #define INPUT_MAX 16384
-#define FIELDS    14
+#define FIELDS    DECISION_FIELDS
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -97,30 +95,30 @@ static int sqlite_shape(const char *text, sqlite3_int64 *count)
 	return 1;
 }
 
-static const char *text_field(const struct dl_decision *d, int i)
+static const char *text_field(const struct decision_record *d, int i)
 {
 	switch (i) {
-	case 1:
+	case DECISION_FIELD_QUEUE_ID:
 		return d->queue_id;
-	case 2:
+	case DECISION_FIELD_INSTANCE:
 		return d->instance;
-	case 3:
+	case DECISION_FIELD_USER:
 		return d->user;
-	case 4:
+	case DECISION_FIELD_CLIENT:
 		return d->client;
-	case 5:
+	case DECISION_FIELD_MECH:
 		return d->mech;
-	case 6:
+	case DECISION_FIELD_MECH_CLASS:
 		return d->mech_class;
-	case 8:
+	case DECISION_FIELD_SERVICE:
 		return d->service;
-	case 9:
+	case DECISION_FIELD_SENDER:
 		return d->sender;
-	case 10:
+	case DECISION_FIELD_OUTCOME:
 		return d->outcome;
-	case 11:
+	case DECISION_FIELD_POLICY:
 		return d->policy;
-	case 12:
+	case DECISION_FIELD_REPORT_ONLY:
 		return d->report_only;
 	default:
 		return NULL;
@@ -138,15 +136,16 @@ static const char *sqlite_field(const char *text, size_t k, int i)
 	return (const char *)sqlite3_column_text(field_st, 0);
 }
 
-/* The integer fields (at 0, tls 7, generation 13) where SQLite reads a
- * JSON integer that fits in 64 bits. */
-static void compare_ints(const char *text, const struct dl_batch *b)
+/* The integer fields (at, tls, generation) where SQLite reads a JSON
+ * integer that fits in 64 bits. */
+static void compare_ints(const char *text, const struct decision_batch *b)
 {
-	static const int fields[] = {0, 7, 13};
+	static const int fields[] = {DECISION_FIELD_AT, DECISION_FIELD_TLS,
+	                             DECISION_FIELD_GENERATION};
 
 	for (size_t k = 0; k < b->n; k++) {
 		for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j++) {
-			const struct dl_decision *d = &b->d[k];
+			const struct decision_record *d = &b->d[k];
 			const char *type = sqlite_field(text, k, fields[j]);
 			sqlite3_int64 v;
 
@@ -154,23 +153,24 @@ static void compare_ints(const char *text, const struct dl_batch *b)
 			    sqlite3_column_type(field_st, 1) != SQLITE_INTEGER)
 				continue;
 			v = sqlite3_column_int64(field_st, 1);
-			if ((fields[j] == 0 && d->at != v) ||
-			    (fields[j] == 7 && d->tls != (v != 0)) ||
-			    (fields[j] == 13 && d->generation != v))
+			if ((fields[j] == DECISION_FIELD_AT && d->at != v) ||
+			    (fields[j] == DECISION_FIELD_TLS && d->tls != (v != 0)) ||
+			    (fields[j] == DECISION_FIELD_GENERATION && d->generation != v))
 				abort(); /* an integer decoded differently */
 		}
 	}
 }
 
 /* Compares the decoded string fields with SQLite's reading of text. */
-static void compare(const char *text, const struct dl_batch *b)
+static void compare(const char *text, const struct decision_batch *b)
 {
 	for (size_t k = 0; k < b->n; k++) {
-		for (int i = 1; i <= 12; i++) {
+		for (int i = 0; i < DECISION_FIELDS; i++) {
 			const char *mine = text_field(&b->d[k], i), *type, *theirs;
 
-			if (i == 7)
-				continue; /* tls: a number */
+			if (i == DECISION_FIELD_AT || i == DECISION_FIELD_TLS ||
+			    i == DECISION_FIELD_GENERATION)
+				continue; /* numbers */
 			type = sqlite_field(text, k, i);
 			theirs = (const char *)sqlite3_column_text(field_st, 1);
 			if (strcmp(type, "null") == 0 && mine != NULL)
@@ -184,7 +184,7 @@ static void compare(const char *text, const struct dl_batch *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct dl_batch b = {0};
+	struct decision_batch b = {0};
 	char *text;
 	int rc, valid;
 	sqlite3_int64 count;
@@ -203,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		char *work = strdup(text);
 
-		rc = dl_decode(&b, work, "fuzz");
+		rc = decision_batch_decode(&b, work, "fuzz");
 		if (rc == 0) {
 			for (size_t k = 0; k < b.n; k++)
 				if (b.d[k].id != 1000 + (int64_t)k || b.d[k].daemon == NULL)
