@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "activity_query.h"
+#include "policy_settings.h"
 #include "cidr.h"
 #include "store.h"
+#include "validate.h"
 
 int aq_parse_format(const char *text, unsigned allowed, enum aq_format *out)
 {
@@ -136,12 +138,10 @@ void aq_network_of(const char *addr_text, char *buf, size_t len)
 void aq_policy_facts(const struct ctl *ctl, int64_t expiring_within, struct aq_policy_facts *f)
 {
 	struct sg_err err = {{0}};
-	char value[64];
 	sqlite3 *db;
 	int counted;
 
 	memset(f, 0, sizeof(*f));
-	f->retention_days = AQ_DEFAULT_RETENTION_DAYS;
 	f->generation = -1;
 	if (store_open_readonly(ctl->dir, &db, &err) < 0) {
 		sg_strlcpy(f->error, err.text, sizeof(f->error));
@@ -153,12 +153,8 @@ void aq_policy_facts(const struct ctl *ctl, int64_t expiring_within, struct aq_p
 	f->generation = store_generation(db);
 	counted = store_exception_counts(db, (int64_t)ctl->now, expiring_within,
 	                                 &f->exceptions_active, &f->exceptions_expiring, NULL);
-	if (store_setting_get(db, "activity_retention_days", value, sizeof(value), &err) == 1) {
-		long long days = strtoll(value, NULL, 10);
-
-		if (days > 0)
-			f->retention_days = days;
-	}
+	/* The table's default (90) when unset or out of its bounds. */
+	policy_setting_get_days(db, "activity_retention_days", &f->retention_days, NULL);
 	f->ok = f->generation >= 0 && counted == 0;
 	if (!f->ok)
 		snprintf(f->error, sizeof(f->error), "policy.db: %s", sqlite3_errmsg(db));

@@ -75,6 +75,4 @@ struct aq_policy_facts {
 /* Never fails: an unreadable policy.db gives ok = 0 and the reason. */
 void aq_policy_facts(const struct ctl *ctl, int64_t expiring_within, struct aq_policy_facts *f);
 
-#define AQ_DEFAULT_RETENTION_DAYS 90
-
 #endif

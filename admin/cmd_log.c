@@ -17,7 +17,9 @@
 #include "engine.h"
 #include "json.h"
 #include "request.h"
+#include "shown.h"
 #include "snapshot.h"
+#include "validate.h"
 
 #define LOG_DEFAULT_LIMIT 100
 

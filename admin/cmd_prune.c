@@ -26,6 +26,7 @@
 #include "activity_query.h"
 #include "json.h"
 #include "store.h"
+#include "validate.h"
 
 #define PRUNE_DEFAULT_BATCH 5000
 

@@ -31,7 +31,9 @@
 #include "pattern.h"
 #include "report_html.h"
 #include "request.h"
+#include "shown.h"
 #include "snapshot.h"
+#include "validate.h"
 #include "utf8.h"
 #include "worklist.h"
 

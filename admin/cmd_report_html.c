@@ -21,6 +21,7 @@
 #include "activity_query.h"
 #include "html.h"
 #include "report_html.h"
+#include "validate.h"
 
 #define DAY ((int64_t)86400)
 

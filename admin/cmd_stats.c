@@ -19,6 +19,7 @@
 #include "hash.h"
 #include "json.h"
 #include "mech.h"
+#include "validate.h"
 
 #define STATS_DEFAULT_SINCE    "24h"
 #define STATS_DEFAULT_STALE    60

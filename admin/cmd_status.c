@@ -30,6 +30,7 @@
 #include "activity_query.h"
 #include "json.h"
 #include "store.h"
+#include "validate.h"
 
 #define STATUS_DEFAULT_STALE 60
 #define PROBLEMS_MAX         16

@@ -148,12 +148,4 @@ int ctl_finish(sqlite3 *db, const char *action, const char *object, const char *
 /* Rolls back and returns status. */
 int ctl_abort(sqlite3 *db, int status);
 
-/* Transitional: the activity commands (cmd_log.c, cmd_stats.c, cmd_status.c,
- * cmd_prune.c, cmd_report*.c, activity_query.c) still take ctl_time(),
- * ctl_parse_time(), ctl_check_name() and ctl_shown() from here. New code
- * includes validate.h and shown.h itself; drop these two lines once those
- * files do. */
-#include "shown.h"
-#include "validate.h"
-
 #endif
