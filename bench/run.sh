@@ -4,7 +4,7 @@
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
 # Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, writer,
-# policyd or milter runs one part.
+# policyd, http or milter runs one part.
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -25,6 +25,20 @@ baseline_round() {
 	"$B/bench/$3" "$4" "unix:$6" -c "$5" -d 1 >/dev/null
 	out=$("$B/bench/$3" "$4" "unix:$6" -c "$5" -d "$SECS")
 	kill $BASE_PID; wait $BASE_PID 2>/dev/null || true
+}
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+	python3 -c 'import socket, sys, time
+for i in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        break
+    except OSError:
+        time.sleep(0.05)' "$1"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # summary LABEL FILE: FILE holds "rate baseline_rate" per round; prints the
@@ -53,7 +67,7 @@ echo "== activity writer: CPU per decision (rows, usage sums, decision lines to 
 fi
 
 echo
-if part policyd || part milter; then
+if part policyd || part http || part milter; then
 echo "== store for the daemons: 10 policies, 100,000 exceptions"
 SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
 fi
@@ -95,6 +109,46 @@ done
 summary "policyd vs baseline" "$W/ratios.policyd"
 summary "policyd/n0 vs baseline" "$W/ratios.policyd_n0"
 
+fi
+
+if part http; then
+echo
+echo "== saslgate-policyd -l http: vs bench/noop_authpolicy: 100 keep-alive connections, ${SECS}s x $ROUNDS rounds"
+echo "   (bench/authpolicy_load: every request a POST /?command=allow, a decision; http: default"
+echo "   settings, decisions logged and recorded; http/n0: activity_nice=0)"
+# http_round LABEL [-o SETTING]: one measured run of saslgate-policyd on an
+# http: endpoint, then its activity figures.
+http_round() {
+	label=$1
+	shift
+	rm -f "$W/store/activity.db"*
+	port=$(free_port)
+	"$B/saslgate-policyd" -f -d "$W/store" -l "http:127.0.0.1:$port" "$@" \
+		2>"$W/policyd-http.log" & PP=$!
+	wait_port "$port"
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 -w 0 >/dev/null
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS")
+	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
+	kill $PP; wait $PP 2>/dev/null || true
+	printf '%-10s round %s: ' "$label" "$r"
+	echo "$(field rps "$out") $base" >>"$W/ratios.$(echo "$label" | tr / _)"
+	echo "ratio=$(ratio "$(field rps "$out")" "$base") rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") refused=$(field refused "$out") rss=$rss" \
+		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
+}
+for r in $(seq "$ROUNDS"); do
+	port=$(free_port)
+	"$B/bench/noop_authpolicy" -l "http:127.0.0.1:$port" & NP=$!
+	wait_port "$port"
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 -w 0 >/dev/null
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS")
+	kill $NP; wait $NP 2>/dev/null || true
+	base=$(field rps "$out")
+	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
+	http_round http
+	http_round http/n0 -o activity_nice=0
+done
+summary "http vs noop" "$W/ratios.http"
+summary "http/n0 vs noop" "$W/ratios.http_n0"
 fi
 
 if part milter; then
