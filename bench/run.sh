@@ -40,6 +40,10 @@ for i in range(200):
     except OSError:
         time.sleep(0.05)' "$1"
 }
+# cpu_ticks PID: the process's user + system CPU so far (all threads), in ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_us TICKS REQUESTS: CPU microseconds a request.
+cpu_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # summary LABEL FILE: FILE holds "rate baseline_rate" per round; prints the
 # median of the per-round ratios and the ratio of the summed rates.
@@ -115,7 +119,8 @@ if part http; then
 echo
 echo "== saslgate-policyd -l http: vs bench/noop_authpolicy: 100 keep-alive connections, ${SECS}s x $ROUNDS rounds"
 echo "   (bench/authpolicy_load: every request a POST /?command=allow, a decision; http: default"
-echo "   settings, decisions logged and recorded; http/n0: activity_nice=0)"
+echo "   settings, decisions logged and recorded; http/n0: activity_nice=0; cpu_us: the server's"
+echo "   CPU, all its threads, per request of the measured run)"
 # http_round LABEL [-o SETTING]: one measured run of saslgate-policyd on an
 # http: endpoint, then its activity figures.
 http_round() {
@@ -126,24 +131,28 @@ http_round() {
 	"$B/saslgate-policyd" -f -d "$W/store" -l "http:127.0.0.1:$port" "$@" \
 		2>"$W/policyd-http.log" & PP=$!
 	wait_port "$port"
-	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 -w 0 >/dev/null
-	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS")
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 >/dev/null
+	t0=$(cpu_ticks $PP)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0)
+	t1=$(cpu_ticks $PP)
 	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
 	kill $PP; wait $PP 2>/dev/null || true
 	printf '%-10s round %s: ' "$label" "$r"
 	echo "$(field rps "$out") $base" >>"$W/ratios.$(echo "$label" | tr / _)"
-	echo "ratio=$(ratio "$(field rps "$out")" "$base") rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") refused=$(field refused "$out") rss=$rss" \
+	echo "ratio=$(ratio "$(field rps "$out")" "$base") rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$(cpu_us $((t1 - t0)) "$(field requests "$out")") refused=$(field refused "$out") rss=$rss" \
 		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
 }
 for r in $(seq "$ROUNDS"); do
 	port=$(free_port)
 	"$B/bench/noop_authpolicy" -l "http:127.0.0.1:$port" & NP=$!
 	wait_port "$port"
-	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 -w 0 >/dev/null
-	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS")
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 >/dev/null
+	t0=$(cpu_ticks $NP)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0)
+	t1=$(cpu_ticks $NP)
 	kill $NP; wait $NP 2>/dev/null || true
 	base=$(field rps "$out")
-	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out")"
+	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$(cpu_us $((t1 - t0)) "$(field requests "$out")")"
 	http_round http
 	http_round http/n0 -o activity_nice=0
 done
