@@ -4,7 +4,8 @@
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
 # Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, writer,
-# policyd, http or milter runs one part.
+# policyd, http or milter runs one part; HTTP_LOAD adds options to the http
+# part's bench/authpolicy_load (e.g. HTTP_LOAD="-R 100": a report after every login).
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -116,9 +117,10 @@ summary "policyd/n0 vs baseline" "$W/ratios.policyd_n0"
 fi
 
 if part http; then
+HTTP_LOAD=${HTTP_LOAD:-}
 echo
 echo "== saslgate-policyd -l http: vs bench/noop_authpolicy: 100 keep-alive connections, ${SECS}s x $ROUNDS rounds"
-echo "   (bench/authpolicy_load: every request a POST /?command=allow, a decision; http: default"
+echo "   (bench/authpolicy_load ${HTTP_LOAD:-(every request a POST /?command=allow, a decision)}; http: default"
 echo "   settings, decisions logged and recorded; http/n0: activity_nice=0; cpu_us: the server's"
 echo "   CPU, all its threads, per request of the measured run)"
 # http_round LABEL [-o SETTING]: one measured run of saslgate-policyd on an
@@ -131,9 +133,9 @@ http_round() {
 	"$B/saslgate-policyd" -f -d "$W/store" -l "http:127.0.0.1:$port" "$@" \
 		2>"$W/policyd-http.log" & PP=$!
 	wait_port "$port"
-	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 >/dev/null
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 $HTTP_LOAD >/dev/null
 	t0=$(cpu_ticks $PP)
-	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0 $HTTP_LOAD)
 	t1=$(cpu_ticks $PP)
 	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
 	kill $PP; wait $PP 2>/dev/null || true
@@ -146,9 +148,9 @@ for r in $(seq "$ROUNDS"); do
 	port=$(free_port)
 	"$B/bench/noop_authpolicy" -l "http:127.0.0.1:$port" & NP=$!
 	wait_port "$port"
-	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 >/dev/null
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 $HTTP_LOAD >/dev/null
 	t0=$(cpu_ticks $NP)
-	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0 $HTTP_LOAD)
 	t1=$(cpu_ticks $NP)
 	kill $NP; wait $NP 2>/dev/null || true
 	base=$(field rps "$out")
