@@ -38,6 +38,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -321,7 +322,7 @@ static int parse_reply(const char *buf, size_t len, struct reply *out)
 		} else if ((v = header_value(line, llen, "Content-Type", &vlen)) != NULL) {
 			out->json = vlen >= 16 && strncasecmp(v, "application/json", 16) == 0 &&
 			            (vlen == 16 || v[16] == ';' || v[16] == ' ');
-		} else if ((v = header_value(line, llen, "Transfer-Encoding", &vlen)) != NULL) {
+		} else if (header_value(line, llen, "Transfer-Encoding", &vlen) != NULL) {
 			return -1; /* Dovecot's client copes; this one wants a length */
 		} else if ((v = header_value(line, llen, "Connection", &vlen)) != NULL) {
 			out->closing = vlen == 5 && strncasecmp(v, "close", 5) == 0;
@@ -556,6 +557,30 @@ static void usage(void)
 	exit(2);
 }
 
+static int int_arg(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < INT_MIN || v > INT_MAX)
+		usage();
+	return (int)v;
+}
+
+static double num_arg(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (*s == '\0' || *end != '\0' || errno != 0)
+		usage();
+	return v;
+}
+
 static void parse_options(int argc, char **argv, struct options *o)
 {
 	int ch;
@@ -566,22 +591,22 @@ static void parse_options(int argc, char **argv, struct options *o)
 			o->endpoint = optarg;
 			break;
 		case 'c':
-			o->connections = atoi(optarg);
+			o->connections = int_arg(optarg);
 			break;
 		case 'd':
-			o->seconds = atof(optarg);
+			o->seconds = num_arg(optarg);
 			break;
 		case 'w':
-			o->warmup = atof(optarg);
+			o->warmup = num_arg(optarg);
 			break;
 		case 'u':
-			o->users = atoi(optarg);
+			o->users = int_arg(optarg);
 			break;
 		case 'R':
-			o->report_pct = atoi(optarg);
+			o->report_pct = int_arg(optarg);
 			break;
 		case 'T':
-			o->threads = atoi(optarg);
+			o->threads = int_arg(optarg);
 			break;
 		default:
 			usage();
@@ -591,6 +616,16 @@ static void parse_options(int argc, char **argv, struct options *o)
 	    o->threads > o->connections || o->users < 1 || o->seconds <= 0 || o->warmup < 0 ||
 	    o->report_pct < 0 || o->report_pct > 100)
 		usage();
+}
+
+static void free_workers(struct worker *ws, int n, pthread_t *tids)
+{
+	for (int i = 0; i < n; i++) {
+		free(ws[i].lat);
+		free(ws[i].conns);
+	}
+	free(ws);
+	free(tids);
 }
 
 int main(int argc, char **argv)
@@ -610,16 +645,22 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ws = calloc((size_t)opt.threads, sizeof(*ws));
 	tids = calloc((size_t)opt.threads, sizeof(*tids));
-	if (ws == NULL || tids == NULL)
+	if (ws == NULL || tids == NULL) {
+		free(ws);
+		free(tids);
 		return 1;
+	}
 	for (int i = 0; i < opt.threads; i++) {
 		ws[i].opt = &opt;
 		ws[i].id = i;
 		ws[i].n_conns = opt.connections / opt.threads + (i < opt.connections % opt.threads);
 		ws[i].conns = calloc((size_t)ws[i].n_conns, sizeof(struct conn));
 		ws[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) ^ (uint64_t)getpid();
-		if (ws[i].conns == NULL || pthread_create(&tids[i], NULL, worker_run, &ws[i]) != 0)
-			return 1;
+		if (ws[i].conns == NULL ||
+		    pthread_create(&tids[i], NULL, worker_run, &ws[i]) != 0) {
+			perror("authpolicy_load"); /* threads may be running: no cleanup */
+			exit(1);
+		}
 	}
 	for (int i = 0; i < opt.threads; i++) {
 		pthread_join(tids[i], NULL);
@@ -636,8 +677,10 @@ int main(int argc, char **argv)
 		n_all += ws[i].n_lat;
 	}
 	all = malloc((n_all ? n_all : 1) * sizeof(*all));
-	if (all == NULL)
+	if (all == NULL) {
+		free_workers(ws, opt.threads, tids);
 		return 1;
+	}
 	n_all = 0;
 	for (int i = 0; i < opt.threads; i++) {
 		if (ws[i].n_lat)
@@ -657,5 +700,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)total.refused, (unsigned long long)total.delayed,
 	       (unsigned long long)total.http_errors, (unsigned long long)total.bad_replies,
 	       (unsigned long long)total.errors);
+	free(all);
+	free_workers(ws, opt.threads, tids);
 	return failed || total.errors || total.http_errors || total.bad_replies ? 1 : 0;
 }

@@ -58,6 +58,7 @@ static int bind_endpoint(const char *spec)
 	size_t hlen;
 	int fd, one = 1;
 
+	errno = EINVAL; /* unless a system call says otherwise */
 	if (strncmp(spec, "http:", 5) != 0 || (colon = strrchr(spec + 5, ':')) == NULL)
 		return -1;
 	hlen = (size_t)(colon - spec - 5);
@@ -72,8 +73,10 @@ static int bind_endpoint(const char *spec)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0) {
+		errno = EINVAL;
 		return -1;
+	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		freeaddrinfo(res);
@@ -97,6 +100,18 @@ static void usage(void)
 	exit(2);
 }
 
+static long long_arg(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0)
+		usage();
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	const char *spec = NULL;
@@ -113,10 +128,10 @@ int main(int argc, char **argv)
 			spec = optarg;
 			break;
 		case 'b':
-			max_body = atol(optarg);
+			max_body = long_arg(optarg);
 			break;
 		case 't':
-			timeout_s = atol(optarg);
+			timeout_s = long_arg(optarg);
 			break;
 		default:
 			usage();
