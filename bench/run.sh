@@ -4,7 +4,8 @@
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
 # Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, writer,
-# policyd or milter runs one part.
+# policyd, http or milter runs one part; HTTP_LOAD adds options to the http
+# part's bench/authpolicy_load (e.g. HTTP_LOAD="-R 100": a report after every login).
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -26,6 +27,24 @@ baseline_round() {
 	out=$("$B/bench/$3" "$4" "unix:$6" -c "$5" -d "$SECS")
 	kill $BASE_PID; wait $BASE_PID 2>/dev/null || true
 }
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+	python3 -c 'import socket, sys, time
+for i in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        break
+    except OSError:
+        time.sleep(0.05)' "$1"
+}
+# cpu_ticks PID: the process's user + system CPU so far (all threads), in ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_us TICKS REQUESTS: CPU microseconds a request.
+cpu_us() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 # summary LABEL FILE: FILE holds "rate baseline_rate" per round; prints the
 # median of the per-round ratios and the ratio of the summed rates.
@@ -53,7 +72,7 @@ echo "== activity writer: CPU per decision (rows, usage sums, decision lines to 
 fi
 
 echo
-if part policyd || part milter; then
+if part policyd || part http || part milter; then
 echo "== store for the daemons: 10 policies, 100,000 exceptions"
 SASLGATE_BUILDDIR=$B python3 "$SRC/bench/make_store.py" "$W/store" 100000
 fi
@@ -95,6 +114,52 @@ done
 summary "policyd vs baseline" "$W/ratios.policyd"
 summary "policyd/n0 vs baseline" "$W/ratios.policyd_n0"
 
+fi
+
+if part http; then
+HTTP_LOAD=${HTTP_LOAD:-}
+echo
+echo "== saslgate-policyd -l http: vs bench/noop_authpolicy: 100 keep-alive connections, ${SECS}s x $ROUNDS rounds"
+echo "   (bench/authpolicy_load ${HTTP_LOAD:-(every request a POST /?command=allow, a decision)}; http: default"
+echo "   settings, decisions logged and recorded; http/n0: activity_nice=0; cpu_us: the server's"
+echo "   CPU, all its threads, per request of the measured run)"
+# http_round LABEL [-o SETTING]: one measured run of saslgate-policyd on an
+# http: endpoint, then its activity figures.
+http_round() {
+	label=$1
+	shift
+	rm -f "$W/store/activity.db"*
+	port=$(free_port)
+	"$B/saslgate-policyd" -f -d "$W/store" -l "http:127.0.0.1:$port" "$@" \
+		2>"$W/policyd-http.log" & PP=$!
+	wait_port "$port"
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 $HTTP_LOAD >/dev/null
+	t0=$(cpu_ticks $PP)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0 $HTTP_LOAD)
+	t1=$(cpu_ticks $PP)
+	rss=$(sed -n 's/^VmRSS:[[:space:]]*//p' /proc/$PP/status)
+	kill $PP; wait $PP 2>/dev/null || true
+	printf '%-10s round %s: ' "$label" "$r"
+	echo "$(field rps "$out") $base" >>"$W/ratios.$(echo "$label" | tr / _)"
+	echo "ratio=$(ratio "$(field rps "$out")" "$base") rps=$(field rps "$out") p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$(cpu_us $((t1 - t0)) "$(field requests "$out")") refused=$(field refused "$out") rss=$rss" \
+		"$(sqlite3 "$W/store/activity.db" "SELECT 'decisions=' || requests || ' dropped_activity=' || dropped || ' (' || (100 * dropped / max(requests, 1)) || '%)' FROM heartbeats ORDER BY last_seen DESC LIMIT 1")"
+}
+for r in $(seq "$ROUNDS"); do
+	port=$(free_port)
+	"$B/bench/noop_authpolicy" -l "http:127.0.0.1:$port" & NP=$!
+	wait_port "$port"
+	"$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d 1 $HTTP_LOAD >/dev/null
+	t0=$(cpu_ticks $NP)
+	out=$("$B/bench/authpolicy_load" -l "http:127.0.0.1:$port" -c 100 -d "$SECS" -w 0 $HTTP_LOAD)
+	t1=$(cpu_ticks $NP)
+	kill $NP; wait $NP 2>/dev/null || true
+	base=$(field rps "$out")
+	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$(cpu_us $((t1 - t0)) "$(field requests "$out")")"
+	http_round http
+	http_round http/n0 -o activity_nice=0
+done
+summary "http vs noop" "$W/ratios.http"
+summary "http/n0 vs noop" "$W/ratios.http_n0"
 fi
 
 if part milter; then

@@ -25,6 +25,9 @@
  * callback then "adopts" that connection (counts it, or closes it when over
  * the limit) before it can read anything.
  */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
@@ -43,6 +46,42 @@
 #define HTTP_ALL_METHODS                                                                           \
 	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
 	 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+
+/* Jansson's allocations while it parses a request body come from an arena
+ * that the next request reuses: a parse makes some 25 small allocations (the
+ * lexer's buffers, every key and string, the object's table), all of them
+ * freed with the object before request_cb returns. Outside a parse, or once
+ * the arena is full (a large body), they go to malloc; free() is for those
+ * only. */
+#define JSON_ARENA_BYTES 16384
+
+static struct {
+	_Alignas(max_align_t) unsigned char buf[JSON_ARENA_BYTES];
+	size_t used;
+	int active; /* a parse is allocating from it */
+	int in_use; /* an object in it is alive (a request nested in another: malloc) */
+} json_arena;
+
+static void *json_arena_malloc(size_t n)
+{
+	size_t need = (n + (_Alignof(max_align_t) - 1)) & ~(size_t)(_Alignof(max_align_t) - 1);
+
+	if (json_arena.active && need >= n && need <= sizeof(json_arena.buf) - json_arena.used) {
+		void *p = json_arena.buf + json_arena.used;
+
+		json_arena.used += need;
+		return p;
+	}
+	return malloc(n);
+}
+
+static void json_arena_free(void *p)
+{
+	uintptr_t a = (uintptr_t)p, start = (uintptr_t)json_arena.buf;
+
+	if (a - start >= sizeof(json_arena.buf)) /* not in the arena (or NULL) */
+		free(p);
+}
 
 struct http_conn {
 	struct evhttp_connection *evcon;
@@ -151,8 +190,17 @@ static void reply_error(struct evhttp_request *r, int code, const char *reason, 
  * text), so only '"' and '\' need escaping. */
 static void reply_json(struct evhttp_request *r, int status, const char *msg)
 {
+	static const char go_on[] = "{\"status\":0,\"msg\":\"",
+	                  refuse[] = "{\"status\":-1,\"msg\":\"";
 	char buf[2 * sizeof(((struct decision *)0)->reply_text) + 48];
-	size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"status\":%d,\"msg\":\"", status);
+	size_t n;
+
+	if (status == 0 || status == -1) {
+		n = status == 0 ? sizeof(go_on) - 1 : sizeof(refuse) - 1;
+		memcpy(buf, status == 0 ? go_on : refuse, n);
+	} else {
+		n = (size_t)snprintf(buf, sizeof(buf), "{\"status\":%d,\"msg\":\"", status);
+	}
 
 	for (const char *p = msg; *p != '\0' && n + 4 < sizeof(buf); p++) {
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
@@ -252,6 +300,15 @@ static int check_request(struct server *srv, struct evhttp_request *r, enum auth
 		            "X-API-Key missing or wrong (auth_policy_server_api_header)");
 		return -1;
 	}
+	/* Dovecot's two queries as it sends them: nothing to split or decode. */
+	if (query != NULL && strcmp(query, "command=allow") == 0) {
+		*cmd = AUTHPOLICY_ALLOW;
+		return 0;
+	}
+	if (query != NULL && strcmp(query, "command=report") == 0) {
+		*cmd = AUTHPOLICY_REPORT;
+		return 0;
+	}
 	TAILQ_INIT(&params);
 	rc = query ? evhttp_parse_query_str(query, &params) : -1;
 	if (rc != 0 || authpolicy_command_parse(evhttp_find_header(&params, "command"), cmd) != 0) {
@@ -273,11 +330,20 @@ static void request_cb(struct evhttp_request *r, void *arg)
 	struct sg_err err = {{0}};
 	json_error_t jerr;
 	json_t *obj;
+	int arena;
 
 	if (check_request(srv, r, &cmd) != 0)
 		return;
+	arena = !json_arena.in_use;
+	if (arena) {
+		json_arena.used = 0; /* the previous request's object is gone */
+		json_arena.in_use = json_arena.active = 1;
+	}
 	obj = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	json_arena.active = 0;
 	if (obj == NULL) {
+		if (arena)
+			json_arena.in_use = 0;
 		reply_error(r, 400, "Bad Request", "malformed JSON");
 		return;
 	}
@@ -289,6 +355,8 @@ static void request_cb(struct evhttp_request *r, void *arg)
 		answer_report(srv, r, &ar);
 	}
 	json_decref(obj);
+	if (arena)
+		json_arena.in_use = 0;
 }
 
 int http_endpoint_listen(struct server *srv, struct endpoint *ep, struct sg_err *err)
@@ -296,6 +364,7 @@ int http_endpoint_listen(struct server *srv, struct endpoint *ep, struct sg_err 
 	struct timeval timeout = {(time_t)settings_int(&srv->settings, "http_timeout"), 0};
 	struct evhttp_bound_socket *bound;
 
+	json_set_alloc_funcs(json_arena_malloc, json_arena_free);
 	if (srv->ev_http_adopt == NULL &&
 	    (srv->ev_http_adopt = event_new(srv->base, -1, 0, adopt_cb, srv)) == NULL)
 		return sg_err_set(err, "endpoint %s: cannot create an event", ep->spec);
