@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "cidr.h"
 #include "cmd_export.h"
 #include "cmd_import.h"

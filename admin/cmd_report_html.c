@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "activity_query.h"
 #include "html.h"
 #include "report_html.h"

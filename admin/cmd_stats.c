@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "activity_query.h"
 #include "hash.h"
 #include "json.h"

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc.h"
 #include "activity_query.h"
 #include "json.h"
 #include "store.h"

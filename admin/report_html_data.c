@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "activity_query.h"
 #include "cidr.h"
 #include "engine.h"

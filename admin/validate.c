@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "cidr.h"
 #include "ctl.h"
 #include "mech.h"

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "store.h"
 #include "util.h"
 

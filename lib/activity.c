@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "activity.h"
 #include "activity_store.h"
 #include "decision_batch.h"

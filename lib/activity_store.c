@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include "alloc.h"
 #include "activity_store.h"
 #include "store.h"
 

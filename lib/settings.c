@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "alloc.h"
 #include "settings.h"
 #include "timeparse.h"
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "snapshot.h"
 #include "snapshot_int.h"
 

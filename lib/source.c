@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "source.h"
 #include "store.h"

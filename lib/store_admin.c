@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "store_admin.h"
 
 static int sql_error(sqlite3 *db, struct sg_err *err)

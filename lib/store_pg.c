@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "schema_sql.h"
 #include "store.h"
 #include "store_pg.h"

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "schema_sql.h"
 #include "store.h"
 #include "store_pg.h"

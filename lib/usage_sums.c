@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "hash.h"
 #include "usage_sums.h"
 #include "util.h"

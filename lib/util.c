@@ -1,12 +1,11 @@
 /*
- * util - error reasons, checked allocation, bounded strings, ASCII case.
+ * util - error reasons, bounded strings, ASCII case.
  */
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "util.h"
 
 #undef sg_err_set /* the analyzer-only macro of util.h */
@@ -20,57 +19,6 @@ int sg_err_set(struct sg_err *err, const char *fmt, ...)
 	vsnprintf(err->text, sizeof(err->text), fmt, ap);
 	va_end(ap);
 	return -1;
-}
-
-static void oom(size_t size)
-{
-	log_error("out of memory (%zu bytes)", size);
-	abort();
-}
-
-void *xmalloc(size_t size)
-{
-	void *p = malloc(size ? size : 1);
-
-	if (p == NULL)
-		oom(size);
-	return p;
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-	void *p;
-
-	if (n == 0 || size == 0)
-		n = size = 1;
-	p = calloc(n, size);
-	if (p == NULL)
-		oom(n * size);
-	return p;
-}
-
-void *xrealloc(void *ptr, size_t size)
-{
-	void *p = realloc(ptr, size ? size : 1);
-
-	if (p == NULL)
-		oom(size);
-	return p;
-}
-
-char *xstrdup(const char *s)
-{
-	return xstrndup(s, strlen(s));
-}
-
-char *xstrndup(const char *s, size_t n)
-{
-	size_t len = strnlen(s, n);
-	char *p = xmalloc(len + 1);
-
-	memcpy(p, s, len);
-	p[len] = '\0';
-	return p;
 }
 
 size_t sg_strlcpy(char *dst, const char *src, size_t dstsize)

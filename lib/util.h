@@ -31,14 +31,6 @@ int sg_err_set(struct sg_err *err, const char *fmt, ...) SG_PRINTF(2, 3);
 #define sg_err_set(...) (sg_err_set(__VA_ARGS__), -1)
 #endif
 
-/* Allocation that cannot fail: on exhaustion the process logs and aborts.
- * Used only where a failure could not be handled sensibly. */
-void *xmalloc(size_t size);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *ptr, size_t size);
-char *xstrdup(const char *s);
-char *xstrndup(const char *s, size_t n);
-
 /* Copies src into dst (size dstsize), always NUL-terminates when dstsize > 0.
  * Returns strlen(src); a result >= dstsize means the copy was truncated. */
 size_t sg_strlcpy(char *dst, const char *src, size_t dstsize);

@@ -37,6 +37,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "alloc.h"
 #include "authpolicy.h"
 #include "gate.h"
 #include "log.h"

@@ -22,6 +22,7 @@
 
 #include <event2/listener.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "policyd.h"
 

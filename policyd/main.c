@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "alloc.h"
 #include "activity.h"
 #include "daemon.h"
 #include "log.h"

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "alloc.h"
 #include "hash.h"
 #include "util.h"
 

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "util.h"
 
