@@ -62,6 +62,30 @@ static int run(struct activity_store *as, struct prune *p)
 	return CTL_OK;
 }
 
+static int take_opt(int c, const char *value, void *arg)
+{
+	struct prune *p = arg;
+	struct sg_err err = {{0}};
+	int rc;
+
+	switch (c) {
+	case OPT_OLDER:
+		if (time_parse_duration(value, &p->older_than, &err) < 0)
+			return ctl_invalid("--older-than", "'%s': %s", value, err.text);
+		p->source = "--older-than";
+		return CTL_OPT_CONTINUE;
+	case OPT_BATCH:
+		rc = aq_parse_count("--batch", value, 0, &p->batch);
+		return rc == CTL_OK ? CTL_OPT_CONTINUE : rc;
+	case 'n':
+	case OPT_DRY_RUN:
+		p->dry_run = 1;
+		return CTL_OPT_CONTINUE;
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+}
+
 static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
                  struct prune *p)
 {
@@ -72,35 +96,9 @@ static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char 
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	struct sg_err err = {{0}};
-	int c, rc = CTL_OK;
+	const struct ctl_opts opts = {":hn", longopts, take_opt, p};
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_OLDER:
-			if (time_parse_duration(optarg, &p->older_than, &err) < 0)
-				return ctl_invalid("--older-than", "'%s': %s", optarg, err.text);
-			p->source = "--older-than";
-			break;
-		case OPT_BATCH:
-			rc = aq_parse_count("--batch", optarg, 0, &p->batch);
-			break;
-		case 'n':
-		case OPT_DRY_RUN:
-			p->dry_run = 1;
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	return CTL_OPT_CONTINUE;
+	return ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0);
 }
 
 int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)

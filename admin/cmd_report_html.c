@@ -706,6 +706,37 @@ static void write_page(FILE *out, const struct rh_page *pg, const struct opts *o
 	axis_free(&ax);
 }
 
+struct take_ctx {
+	const struct ctl *ctl;
+	struct opts *o;
+};
+
+static int take_opt(int c, const char *value, void *arg)
+{
+	const struct take_ctx *t = arg;
+	struct opts *o = t->o;
+	int rc;
+
+	switch (c) {
+	case OPT_SINCE:
+		rc = ctl_parse_time(t->ctl, "--since", value, TIME_PAST, &o->since);
+		if (rc == CTL_OK && o->since > t->ctl->now)
+			rc = ctl_invalid("--since", "'%s' is in the future", value);
+		break;
+	case 'o':
+		if (*value == '\0')
+			return ctl_invalid("--output", "the file name must not be empty");
+		o->output = value;
+		return CTL_OPT_CONTINUE;
+	case OPT_LIMIT:
+		rc = aq_parse_count("--limit", value, 1, &o->limit);
+		break;
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+	return rc == CTL_OK ? CTL_OPT_CONTINUE : rc;
+}
+
 static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
                  struct opts *o)
 {
@@ -716,37 +747,12 @@ static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char 
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	int c, rc = CTL_OK;
+	struct take_ctx t = {ctl, o};
+	const struct ctl_opts opts = {":ho:", longopts, take_opt, &t};
 
 	time_parse(RH_DEFAULT_SINCE, ctl->now, TIME_PAST, &o->since, NULL);
 	o->limit = RH_DEFAULT_LIMIT;
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SINCE:
-			rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &o->since);
-			if (rc == CTL_OK && o->since > ctl->now)
-				rc = ctl_invalid("--since", "'%s' is in the future", optarg);
-			break;
-		case 'o':
-			if (*optarg == '\0')
-				return ctl_invalid("--output", "the file name must not be empty");
-			o->output = optarg;
-			break;
-		case OPT_LIMIT:
-			rc = aq_parse_count("--limit", optarg, 1, &o->limit);
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	return CTL_OPT_CONTINUE;
+	return ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0);
 }
 
 int cmd_report_html(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
