@@ -8,9 +8,9 @@
 --   only role that writes the policy.
 -- saslgate_daemon: saslgate-policyd and saslgate-milter. Reads the policy
 --   tables and LISTENs for changes (LISTEN needs no privilege); never
---   changes the policy, as a daemon opens policy.db read-only. It will be
---   granted INSERT/UPDATE on the activity tables, and only those, by the
---   migration that creates them.
+--   changes the policy, as a daemon opens policy.db read-only. It may
+--   append and update the fleet's activity (the fleet_* tables of
+--   schema/pg/policy-002.sql), and only those, never delete.
 --
 -- Both are LOGIN roles without a password: give them one (ALTER ROLE ...
 -- PASSWORD) or map them in pg_hba.conf, or grant them to your own login
@@ -52,5 +52,20 @@ BEGIN
 	IF to_regclass('public.audit') IS NOT NULL THEN
 		REVOKE ALL ON public.audit FROM saslgate_daemon;
 	END IF;
+END
+$$;
+
+-- The fleet's activity (schema version 2), if roles.sql runs after init.
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['fleet_delivery', 'fleet_decision_batches', 'fleet_usage',
+	                         'fleet_heartbeats', 'fleet_auth_results'] LOOP
+		IF to_regclass('public.' || t) IS NOT NULL THEN
+			EXECUTE format('GRANT SELECT, INSERT, UPDATE ON public.%I TO saslgate_daemon', t);
+			EXECUTE format('REVOKE DELETE, TRUNCATE ON public.%I FROM saslgate_daemon', t);
+		END IF;
+	END LOOP;
 END
 $$;

@@ -75,7 +75,7 @@ def test_init_check_and_the_defaults(store):
     pg = store
     check = json.loads(ctl_ok(pg, "--json", "check"))
     assert check["ok"] is True and check["tables"] is True and check["compiles"] is True
-    assert check["schema_version"] == check["schema_version_expected"] == 1
+    assert check["schema_version"] == check["schema_version_expected"] == 2
     assert (check["policies"], check["locations"]) == (1, 2)
     # the same defaults as the SQLite init: policy, location, catalogue
     export = json.loads(ctl_ok(pg, "export"))
@@ -90,12 +90,15 @@ def test_init_check_and_the_defaults(store):
     before = generation(pg)
     again = ctl(pg, "init")
     assert again.returncode == 1
-    assert "has a saslgate store already (schema version 1); refusing to overwrite" in \
+    assert "has a saslgate store already (schema version 2); refusing to overwrite" in \
         again.stderr
     assert generation(pg) == before
-    # the schema_version table and the tables of schema/pg/policy-001.sql
+    # the schema_version table, the tables of schema/pg/policy-001.sql and
+    # the fleet's activity (policy-002.sql)
     assert pg.psql("SELECT version FROM schema_version WHERE name = 'policy'").stdout.strip() \
-        == "1"
+        == "2"
+    assert pg.psql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'fleet_%'").stdout \
+        .strip() == "5"
 
 
 def test_edits_and_explain(store):
