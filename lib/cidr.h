@@ -35,6 +35,13 @@ int ipaddr_parse(const char *text, struct ipaddr *out, struct sg_err *err);
  * Returns 0, or -1 if len is too small (INET6_ADDRSTRLEN always suffices). */
 int ipaddr_format(const struct ipaddr *addr, char *buf, size_t len);
 
+/* The address of an AF_INET or AF_INET6 socket address, and its text as
+ * inet_ntop() writes it for that family (an IPv4-mapped IPv6 address keeps
+ * its "::ffff:" form) into text (INET6_ADDRSTRLEN suffices). 0, or -1 for
+ * another family or a text too small. */
+struct sockaddr;
+int ipaddr_from_sockaddr(const struct sockaddr *sa, struct ipaddr *out, char *text, size_t len);
+
 /* Parses "10.0.0.0/8", "2001:db8::/32", or a bare address (a host range).
  * Rejects bad addresses (10.0.0.300/8), prefixes out of range and ranges with
  * host bits set ("10.1.0.0/8": did you mean 10.0.0.0/8?). 0 or -1 with err. */

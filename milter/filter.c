@@ -92,19 +92,17 @@ static void connection_service(SMFICTX *ctx, struct connection *conn)
 static void connection_address(struct connection *conn, const struct sockaddr *sa,
                                const char *fallback)
 {
-	const void *bytes = NULL;
 	struct sg_err err;
 
 	conn->addr_valid = 0;
 	conn->client_addr[0] = '\0';
-	if (sa != NULL && sa->sa_family == AF_INET)
-		bytes = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	else if (sa != NULL && sa->sa_family == AF_INET6)
-		bytes = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-	if (bytes != NULL &&
-	    inet_ntop(sa->sa_family, bytes, conn->client_addr, sizeof(conn->client_addr)) == NULL)
-		conn->client_addr[0] = '\0';
-	if (conn->client_addr[0] == '\0' && fallback != NULL)
+	if (sa != NULL &&
+	    ipaddr_from_sockaddr(sa, &conn->addr, conn->client_addr, sizeof(conn->client_addr)) == 0) {
+		conn->addr_valid = 1;
+		return;
+	}
+	conn->client_addr[0] = '\0';
+	if (fallback != NULL)
 		sg_strlcpy(conn->client_addr, fallback, sizeof(conn->client_addr));
 	if (conn->client_addr[0] != '\0' && ipaddr_parse(conn->client_addr, &conn->addr, &err) == 0)
 		conn->addr_valid = 1;
@@ -186,6 +184,28 @@ static sfsistat filter_reply(SMFICTX *ctx, const struct decision *d)
 	return d->reply_code[0] == '4' ? SMFIS_TEMPFAIL : SMFIS_REJECT;
 }
 
+/* "ID.MESSAGE", ID in hex: what "%llx.%u" writes, without snprintf's cost
+ * (a thousand instructions a message); buf holds at least 28 bytes. */
+static void format_instance(char *buf, uint64_t id, unsigned message)
+{
+	static const char hex[] = "0123456789abcdef";
+	char digits[20];
+	int n = 0;
+
+	do
+		digits[n++] = hex[id & 0xf];
+	while ((id >>= 4) != 0);
+	while (n > 0)
+		*buf++ = digits[--n];
+	*buf++ = '.';
+	do
+		digits[n++] = (char)('0' + message % 10);
+	while ((message /= 10) != 0);
+	while (n > 0)
+		*buf++ = digits[--n];
+	*buf = '\0';
+}
+
 static sfsistat filter_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct connection *conn = connection_get(ctx);
@@ -214,8 +234,7 @@ static sfsistat filter_envfrom(SMFICTX *ctx, char **argv)
 	req.tls_cipher = macro(ctx, "{cipher}");
 	req.service = conn->service[0] ? conn->service : NULL;
 	req.queue_id = macro(ctx, "i");
-	sg_snprintf(instance, sizeof(instance), "%llx.%u", (unsigned long long)conn->id,
-	            conn->messages);
+	format_instance(instance, conn->id, conn->messages);
 	req.instance = instance;
 	if (argv != NULL && argv[0] != NULL) {
 		milter_sender_copy(sender, argv[0], sizeof(sender));

@@ -15,6 +15,74 @@
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ipaddr_format() and cidr_format() write what inet_ntop() writes: every
+ * pattern of zero and non-zero groups (the "::" run: longest, first of
+ * equals, at least two), groups of every width, the IPv4 forms (mapped,
+ * compatible) and random addresses. */
+static void expect_like_inet_ntop(const struct ipaddr *a)
+{
+	char want[INET6_ADDRSTRLEN], got[INET6_ADDRSTRLEN], want_net[INET6_ADDRSTRLEN + 8],
+	    got_net[INET6_ADDRSTRLEN + 8];
+	struct cidr c;
+	int v4 = ipaddr_is_v4(a);
+
+	assert_non_null(inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? a->b + 12 : a->b, want, sizeof(want)));
+	assert_int_equal(ipaddr_format(a, got, sizeof(got)), 0);
+	assert_string_equal(got, want);
+	c.net = *a;
+	c.prefixlen = 128;
+	snprintf(want_net, sizeof(want_net), "%s/%u", want, v4 ? 32u : 128u);
+	assert_int_equal(cidr_format(&c, got_net, sizeof(got_net)), 0);
+	assert_string_equal(got_net, want_net);
+}
+
+static void test_format_like_inet_ntop(void **state)
+{
+	static const unsigned values[] = {0x1, 0xf, 0x10, 0xab, 0x100, 0xfff, 0x1000, 0xffff, 0x2001};
+	static const uint8_t octets[] = {0, 1, 9, 10, 99, 100, 199, 255};
+	struct ipaddr a;
+	uint32_t rng = 12345;
+
+	(void)state;
+	for (unsigned pattern = 0; pattern < 256; pattern++)
+		for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+			memset(&a, 0, sizeof(a));
+			for (int i = 0; i < 8; i++)
+				if (pattern & (1u << i)) {
+					a.b[2 * i] = (uint8_t)(values[(v + (size_t)i) % 9] >> 8);
+					a.b[2 * i + 1] = (uint8_t)values[(v + (size_t)i) % 9];
+				}
+			expect_like_inet_ntop(&a);
+			/* the same tail behind ::ffff: (IPv4-mapped) and ::ffff:0: */
+			memset(a.b, 0, 10);
+			a.b[10] = a.b[11] = 0xff;
+			expect_like_inet_ntop(&a);
+			a.b[8] = 0;
+			a.b[9] = 0;
+			a.b[10] = 0;
+			a.b[11] = 0;
+			a.b[12] |= 1;
+			expect_like_inet_ntop(&a);
+		}
+	for (size_t i = 0; i < 8 * 8 * 8 * 8; i++) {
+		uint8_t q[4] = {octets[i & 7], octets[(i >> 3) & 7], octets[(i >> 6) & 7],
+		                octets[(i >> 9) & 7]};
+
+		memset(&a, 0, sizeof(a));
+		a.b[10] = a.b[11] = 0xff;
+		memcpy(a.b + 12, q, 4);
+		expect_like_inet_ntop(&a);
+	}
+	for (int n = 0; n < 20000; n++) {
+		for (int i = 0; i < 16; i++) {
+			rng = rng * 1103515245u + 12345u;
+			/* mostly zero bytes, so that runs of zero groups are common */
+			a.b[i] = (rng >> 16) % 3 == 0 ? (uint8_t)(rng >> 8) : 0;
+		}
+		expect_like_inet_ntop(&a);
+	}
+}
+
 static const struct {
 	const char *text;
 	const char *formatted; /* NULL: must be rejected */
@@ -474,6 +542,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipaddr_parse),       cmocka_unit_test(test_ipaddr_format_small),
+	    cmocka_unit_test(test_format_like_inet_ntop),
 	    cmocka_unit_test(test_ipaddr_parse_v4_like_inet_pton),
 	    cmocka_unit_test(test_cidr_parse),         cmocka_unit_test(test_contains),
 	    cmocka_unit_test(test_network_of),         cmocka_unit_test(test_tree_nested),
