@@ -143,7 +143,7 @@ static char *put_v6(char *p, const uint8_t *b)
 	int best = -1, best_len = 0, cur = -1;
 
 	for (int i = 0; i < 8; i++) {
-		words[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+		words[i] = (unsigned)b[i + i] << 8 | b[i + i + 1];
 		if (words[i] == 0) {
 			if (cur < 0)
 				cur = i;

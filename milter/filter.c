@@ -96,8 +96,8 @@ static void connection_address(struct connection *conn, const struct sockaddr *s
 
 	conn->addr_valid = 0;
 	conn->client_addr[0] = '\0';
-	if (sa != NULL &&
-	    ipaddr_from_sockaddr(sa, &conn->addr, conn->client_addr, sizeof(conn->client_addr)) == 0) {
+	if (sa != NULL && ipaddr_from_sockaddr(sa, &conn->addr, conn->client_addr,
+	                                       sizeof(conn->client_addr)) == 0) {
 		conn->addr_valid = 1;
 		return;
 	}

@@ -26,7 +26,8 @@ static void expect_like_inet_ntop(const struct ipaddr *a)
 	struct cidr c;
 	int v4 = ipaddr_is_v4(a);
 
-	assert_non_null(inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? a->b + 12 : a->b, want, sizeof(want)));
+	assert_non_null(
+	    inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? a->b + 12 : a->b, want, sizeof(want)));
 	assert_int_equal(ipaddr_format(a, got, sizeof(got)), 0);
 	assert_string_equal(got, want);
 	c.net = *a;
@@ -38,7 +39,8 @@ static void expect_like_inet_ntop(const struct ipaddr *a)
 
 static void test_format_like_inet_ntop(void **state)
 {
-	static const unsigned values[] = {0x1, 0xf, 0x10, 0xab, 0x100, 0xfff, 0x1000, 0xffff, 0x2001};
+	static const unsigned values[] = {0x1,   0xf,    0x10,   0xab,  0x100,
+	                                  0xfff, 0x1000, 0xffff, 0x2001};
 	static const uint8_t octets[] = {0, 1, 9, 10, 99, 100, 199, 255};
 	struct ipaddr a;
 	uint32_t rng = 12345;
@@ -150,10 +152,10 @@ static void test_ipaddr_parse(void **state)
 static void test_ipaddr_parse_v4_like_inet_pton(void **state)
 {
 	static const char alphabet[] = "0123456789..";
-	static const char *const fixed[] = {"0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3",
-	                                    "1.2.3.4.", ".1.2.3.4", "01.2.3.4", "1.2.3.04",
-	                                    "1.2.3.0", "1..3.4", "1000.2.3.4", "1.2.3.4x",
-	                                    "10.0.0.255", "192.168.001.1"};
+	static const char *const fixed[] = {
+	    "0.0.0.0",    "255.255.255.255", "256.1.1.1",  "1.2.3",        "1.2.3.4.",
+	    ".1.2.3.4",   "01.2.3.4",        "1.2.3.04",   "1.2.3.0",      "1..3.4",
+	    "1000.2.3.4", "1.2.3.4x",        "10.0.0.255", "192.168.001.1"};
 	uint64_t r = 12345;
 	char text[24];
 
@@ -541,12 +543,16 @@ static void test_tree_large(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ipaddr_parse),       cmocka_unit_test(test_ipaddr_format_small),
+	    cmocka_unit_test(test_ipaddr_parse),
+	    cmocka_unit_test(test_ipaddr_format_small),
 	    cmocka_unit_test(test_format_like_inet_ntop),
 	    cmocka_unit_test(test_ipaddr_parse_v4_like_inet_pton),
-	    cmocka_unit_test(test_cidr_parse),         cmocka_unit_test(test_contains),
-	    cmocka_unit_test(test_network_of),         cmocka_unit_test(test_tree_nested),
-	    cmocka_unit_test(test_tree_empty_and_max), cmocka_unit_test(test_tree_many_vs_scan),
+	    cmocka_unit_test(test_cidr_parse),
+	    cmocka_unit_test(test_contains),
+	    cmocka_unit_test(test_network_of),
+	    cmocka_unit_test(test_tree_nested),
+	    cmocka_unit_test(test_tree_empty_and_max),
+	    cmocka_unit_test(test_tree_many_vs_scan),
 	    cmocka_unit_test(test_tree_large),
 	};
 
