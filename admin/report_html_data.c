@@ -221,7 +221,7 @@ static int read_moved(struct rh_page *pg, struct activity_store *as)
 	struct sg_err err = {{0}};
 
 	if (activity_store_usage_moved(as, pg->since, add_moved, pg, &err) < 0)
-		return aq_store_fail(&err);
+		return aq_store_fail(as, &err);
 	return CTL_OK;
 }
 
