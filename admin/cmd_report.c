@@ -224,7 +224,8 @@ static void user_hosts(const struct report *r, const struct user_row *u, char *b
 		if (!dup)
 			names[n++] = h;
 	}
-	qsort(names, n, sizeof(*names), cmp_text);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_text);
 	for (size_t k = 0; k < n; k++) {
 		if (sg_snprintf(buf + used, len - used, "%s%s", k ? "," : "", names[k]) < 0)
 			return;
