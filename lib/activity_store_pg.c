@@ -125,6 +125,7 @@ static void own_end(struct activity_store_pg *p, int own)
 int activity_store_pg_open(const char *conninfo, struct activity_store_pg **out, struct sg_err *err)
 {
 	struct activity_store_pg *p = xcalloc(1, sizeof(*p));
+	int v;
 
 	*out = NULL;
 	store_pg_label(conninfo, p->name, sizeof(p->name));
@@ -132,11 +133,10 @@ int activity_store_pg_open(const char *conninfo, struct activity_store_pg **out,
 		free(p);
 		return -1;
 	}
-	if (activity_store_pg_schema_version(p) < FLEET_SCHEMA_VERSION) {
-		sg_err_set(err,
-		           "%s has no fleet activity tables (schema version 2); run "
-		           "\"saslgatectl --store URI check\"",
-		           p->name);
+	if ((v = store_pg_schema_version(p->pg, err)) >= 0 && v < FLEET_SCHEMA_VERSION)
+		sg_err_set(err, "no fleet activity tables (schema version %d; they come with %d)",
+		           v, FLEET_SCHEMA_VERSION);
+	if (v < FLEET_SCHEMA_VERSION) {
 		activity_store_pg_close(&p);
 		return -1;
 	}
