@@ -301,6 +301,8 @@ def test_log_explain_host_and_id(pg, fleet):
     assert x["now"]["outcome"] == "allow"
     three = ctl_ok(pg, "log", "explain", "3")  # only mx1 has a decision 3
     assert three.startswith("decision 3 on mx1 by policyd,")
+    assert ctl(pg, "log", "explain", "mx2:").returncode == 2
+    assert ctl(pg, "log", "explain", ":2").returncode == 2
     gone = ctl(pg, "log", "explain", "mx2:3")
     assert gone.returncode == 2 and "no decision 3 on mx2 in the log" in gone.stderr
 
@@ -447,6 +449,10 @@ def test_prune_the_fleet(pg, fleet):
             "VALUES ('saslgate-policyd', 'mx3', 9, %d, %d)" % (
                 old, old, lit(batch([decision(old, ALICE, "192.0.2.1", "PLAIN", "legacy",
                                               "block")] * 2)), old, old), user=ADMIN)
+    # a bad command changes nothing
+    bad = ctl(pg, "prune", "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than" in bad.stderr
+    assert pg.psql("SELECT count(*) FROM fleet_decision_batches").stdout.strip() == "3"
     dry = ctl_json(pg, "prune", "--older-than", "30d", "--dry-run")
     assert (dry["decisions"], dry["heartbeats"]) == (2, 1)
     done = ctl_json(pg, "prune", "--older-than", "30d")
