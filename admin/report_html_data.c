@@ -364,6 +364,9 @@ int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 	pg->dir = ctl->dir;
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
+	pg->fleet = activity_store_fleet(act);
+	if (pg->fleet && ctl->store_label != NULL)
+		pg->dir = ctl->store_label; /* ctl->dir is the pulled copy's */
 	if ((rc = load_policy(ctl, pg, &snap)) != CTL_OK)
 		goto out;
 	activity_store_read_begin(act);
