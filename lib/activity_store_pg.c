@@ -26,9 +26,11 @@ struct activity_store_pg {
 
 /* ---------------------------------------------------------------- libpq */
 
-/* libpq's message for what, on one line. */
+/* libpq's message for what, on one line (err may be NULL: not wanted). */
 static int pg_fail(struct activity_store_pg *p, const char *what, struct sg_err *err)
 {
+	if (err == NULL)
+		return -1;
 	sg_err_set(err, "%s: %s", what, PQerrorMessage(p->pg));
 	store_pg_one_line(err->text);
 	return -1;
