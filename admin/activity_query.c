@@ -10,6 +10,7 @@
 #include "policy_settings.h"
 #include "cidr.h"
 #include "store.h"
+#include "store_pg.h"
 #include "validate.h"
 
 int aq_parse_format(const char *text, unsigned allowed, enum aq_format *out)
@@ -61,14 +62,20 @@ int aq_open_activity(const struct ctl *ctl, enum activity_store_mode mode,
 {
 	struct sg_err err = {{0}};
 
+	if (ctl->store != NULL) {
+		if (activity_store_open_pg(ctl->store, mode, as, &err) < 0)
+			return ctl_fail(
+			    "%s: %s", ctl->store_label ? ctl->store_label : "PostgreSQL", err.text);
+		return CTL_OK;
+	}
 	if (activity_store_open(ctl->dir, mode, as, &err) < 0)
 		return ctl_fail("%s", err.text);
 	return CTL_OK;
 }
 
-int aq_store_fail(const struct sg_err *err)
+int aq_store_fail(const struct activity_store *as, const struct sg_err *err)
 {
-	return ctl_fail("activity.db: %s", err->text);
+	return ctl_fail("%s: %s", activity_store_name(as), err->text);
 }
 
 int aq_scan(struct activity_store *as, time_t since, time_t until, int newest_first,
@@ -80,10 +87,10 @@ int aq_scan(struct activity_store *as, time_t since, time_t until, int newest_fi
 
 	if (scan.damaged > 0)
 		fprintf(stderr,
-		        "saslgatectl: warning: activity.db: decision batch %lld is damaged; "
+		        "saslgatectl: warning: %s: decision batch %lld is damaged; "
 		        "skipped\n",
-		        (long long)scan.damaged_id);
-	return rc < 0 ? aq_store_fail(&err) : CTL_OK;
+		        activity_store_name(as), (long long)scan.damaged_id);
+	return rc < 0 ? aq_store_fail(as, &err) : CTL_OK;
 }
 
 void aq_csv_field(FILE *out, int first, const char *s)
@@ -144,8 +151,15 @@ void aq_policy_facts(const struct ctl *ctl, int64_t expiring_within, struct aq_p
 	memset(f, 0, sizeof(*f));
 	f->generation = -1;
 	if (store_open_readonly(ctl->dir, &db, &err) < 0) {
-		sg_strlcpy(f->error, err.text, sizeof(f->error));
-		return;
+		struct sg_err cache_err = {{0}};
+		int exists = 0;
+
+		/* The daemons of a host on the PostgreSQL store keep its policy in
+		 * their cache (store_pg.h), and no policy.db. */
+		if (store_pg_cache_open(ctl->dir, &db, &exists, &cache_err) < 0) {
+			sg_strlcpy(f->error, exists ? cache_err.text : err.text, sizeof(f->error));
+			return;
+		}
 	}
 	/* One read transaction: the counts and the generation agree. */
 	store_exec(db, "BEGIN", NULL);

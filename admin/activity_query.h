@@ -36,13 +36,15 @@ int aq_outcome_valid(const char *text);
  * CTL_USAGE naming field. */
 int aq_parse_count(const char *field, const char *text, int allow_zero, int64_t *out);
 
-/* activity.db of ctl->dir, read-only or (prune) for writing. CTL_OK or
+/* activity.db of ctl->dir, read-only or (prune) for writing; with --store
+ * (ctl->store) the fleet's activity in PostgreSQL instead. CTL_OK or
  * CTL_FAIL (message printed). */
 int aq_open_activity(const struct ctl *ctl, enum activity_store_mode mode,
                      struct activity_store **as);
 
-/* Prints "activity.db: REASON" for a failed activity_store call; CTL_FAIL. */
-int aq_store_fail(const struct sg_err *err);
+/* Prints "activity.db: REASON" (or the fleet's store's name) for a failed
+ * activity_store call on as; CTL_FAIL. */
+int aq_store_fail(const struct activity_store *as, const struct sg_err *err);
 
 /* activity_store_scan() of since .. until (see there), with a warning on
  * stderr when it skipped damaged batches. CTL_OK or CTL_FAIL (message
@@ -62,7 +64,9 @@ void aq_csv_end(FILE *out);
  * ("192.0.2.0/24", "2001:db8::/64"); "" when text is not an address. */
 void aq_network_of(const char *addr_text, char *buf, size_t len);
 
-/* Facts from policy.db (opened read-only, as the daemons open it). */
+/* Facts from policy.db (opened read-only, as the daemons open it), or,
+ * where there is none, from the daemons' copy of the PostgreSQL store's
+ * policy (policy-cache.db). */
 struct aq_policy_facts {
 	int ok; /* 0: policy.db unreadable, see error */
 	char error[SG_ERR_MAX];

@@ -7,6 +7,10 @@
  * The daemons store decisions a batch per row (lib/decision_batch.h); batches are
  * read newest first through their time index and filtered here, and the
  * scan stops once no older batch can make the cut of --limit.
+ *
+ * On the fleet's store (--store) the log is every host's: each decision
+ * shows its host (a HOST column, "host" in JSON and CSV), ids are per host,
+ * and "log explain HOST:ID" names one (a bare ID, when one host has it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,8 @@ static void row_json(struct json *j, const struct decision_record *r)
 	const char *cur = r->report_only ? r->report_only : "";
 
 	json_kv_int(j, "id", r->id);
+	if (r->host != NULL)
+		json_kv_string(j, "host", r->host);
 	json_kv_time(j, "at", (time_t)r->at);
 	json_kv_string(j, "daemon", r->daemon);
 	json_kv_string(j, "queue_id", r->queue_id);
@@ -61,6 +67,8 @@ static void row_json(struct json *j, const struct decision_record *r)
 static void row_csv(const struct decision_record *r)
 {
 	aq_csv_int(stdout, 1, r->id);
+	if (r->host != NULL)
+		aq_csv_field(stdout, 0, r->host);
 	aq_csv_time(stdout, 0, (time_t)r->at);
 	aq_csv_field(stdout, 0, r->daemon);
 	aq_csv_field(stdout, 0, r->queue_id);
@@ -87,8 +95,12 @@ static void row_text(const struct decision_record *r)
 		snprintf(pol, sizeof(pol), "%s [report-only: %s]", dash(r->policy), r->report_only);
 	else
 		snprintf(pol, sizeof(pol), "%s", dash(r->policy));
-	printf("%-8lld %-20s %-7s ", (long long)r->id, ctl_time((time_t)r->at, "-", t, sizeof(t)),
-	       dash(r->daemon));
+	printf("%-8lld %-20s ", (long long)r->id, ctl_time((time_t)r->at, "-", t, sizeof(t)));
+	if (r->host != NULL) {
+		ctl_print_column(stdout, r->host, 16);
+		fputc(' ', stdout);
+	}
+	printf("%-7s ", dash(r->daemon));
 	ctl_print_column(stdout, r->user, 28);
 	fputc(' ', stdout);
 	ctl_print_column(stdout, r->client, 39);
@@ -191,14 +203,17 @@ static int log_match(const struct log_query *q, const struct decision_record *d)
 	return 1;
 }
 
-/* Newest first: by time, then by id. */
+/* Newest first: by time, then by id (then host: the fleet's ids are per
+ * host). */
 static int cmp_newest(const void *a, const void *b)
 {
 	const struct decision_record *x = a, *y = b;
 
 	if (x->at != y->at)
 		return x->at < y->at ? 1 : -1;
-	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
+	if (x->id != y->id)
+		return x->id < y->id ? 1 : -1;
+	return x->host != NULL && y->host != NULL ? -strcmp(x->host, y->host) : 0;
 }
 
 /* The matching decisions of the batches read so far, and the buffers their
@@ -270,7 +285,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 	enum aq_format fmt;
 	struct activity_store *as;
 	struct json j;
-	int rc;
+	int rc, fleet;
 
 	if ((rc = log_parse(ctl, cmd, argc, argv, &q)) != CTL_OPT_CONTINUE)
 		return rc;
@@ -278,6 +293,7 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
 	found.q = &q;
+	fleet = activity_store_fleet(as);
 	rc = aq_scan(as, q.since, q.until, 1, q.user, log_batch, &found);
 	activity_store_close(&as);
 	if (rc != CTL_OK) {
@@ -289,14 +305,18 @@ static int log_list(struct ctl *ctl, const struct ctl_command *cmd, int argc, ch
 		json_init(&j, stdout, 1);
 		json_array_begin(&j);
 	} else if (fmt == AQ_CSV) {
-		fputs("id,at,daemon,queue_id,instance,user,client,mech,mech_class,tls,"
+		fputs(fleet ? "id,host,at," : "id,at,", stdout);
+		fputs("daemon,queue_id,instance,user,client,mech,mech_class,tls,"
 		      "service,"
 		      "sender,outcome,policy,report_only,generation",
 		      stdout);
 		aq_csv_end(stdout);
 	} else {
-		printf("%-8s %-20s %-7s %-28s %-39s %-11s %-3s %-17s %s\n", "ID", "AT", "DAEMON",
-		       "USER", "CLIENT", "MECH", "TLS", "OUTCOME", "POLICY");
+		printf("%-8s %-20s ", "ID", "AT");
+		if (fleet)
+			printf("%-16s ", "HOST");
+		printf("%-7s %-28s %-39s %-11s %-3s %-17s %s\n", "DAEMON", "USER", "CLIENT", "MECH",
+		       "TLS", "OUTCOME", "POLICY");
 	}
 	for (size_t i = 0; i < found.n; i++) {
 		const struct decision_record *r = &found.d[i];
@@ -412,7 +432,10 @@ static void replay_text(const struct replay *x)
 			                      n ? "," : "", d->trace[i].policy);
 	char s1[CTL_SHOWN_MAX], s2[CTL_SHOWN_MAX], s3[CTL_SHOWN_MAX], s4[CTL_SHOWN_MAX];
 
-	printf("decision %lld by %s, queue id %s, instance %s\n", (long long)r->id, dash(r->daemon),
+	printf("decision %lld", (long long)r->id);
+	if (r->host != NULL)
+		printf(" on %s", ctl_shown(r->host, s1, sizeof(s1)));
+	printf(" by %s, queue id %s, instance %s\n", dash(r->daemon),
 	       ctl_shown(r->queue_id, s1, sizeof(s1)), ctl_shown(r->instance, s2, sizeof(s2)));
 	printf("submission: user %s, mechanism %s, client %s, %s, service %s\n\n",
 	       ctl_shown(r->user, s1, sizeof(s1)), ctl_shown(r->mech, s2, sizeof(s2)),
@@ -458,22 +481,37 @@ static int log_explain(struct ctl *ctl, const struct ctl_command *cmd, int argc,
 	sqlite3 *pol = NULL;
 	struct decision_batch batch = {0};
 	const struct decision_record *then;
+	char host[256] = "";
+	const char *id_text;
 	int64_t id;
 	int rc;
 
 	memset(&x, 0, sizeof(x));
 	if ((rc = ctl_parse_plain(ctl, cmd, argc, argv, 1, 1)) != CTL_OPT_CONTINUE)
 		return rc;
-	if (aq_parse_count("ID", argv[optind], 0, &id) != CTL_OK)
+	/* HOST:ID on the fleet's store: ids are per host. */
+	id_text = argv[optind];
+	if (ctl->store != NULL && strrchr(id_text, ':') != NULL) {
+		size_t len = (size_t)(strrchr(id_text, ':') - id_text);
+
+		if (len == 0 || len >= sizeof(host))
+			return ctl_invalid("ID", "'%s' is not HOST:ID", id_text);
+		memcpy(host, id_text, len);
+		host[len] = '\0';
+		id_text += len + 1;
+	}
+	if (aq_parse_count("ID", id_text, 0, &id) != CTL_OK)
 		return CTL_USAGE;
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
-	if (activity_store_find_decision(act, id, &batch, &then, &err) < 0) {
-		rc = aq_store_fail(&err);
+	if (activity_store_find_host_decision(act, host[0] ? host : NULL, id, &batch, &then, &err) <
+	    0) {
+		rc = aq_store_fail(act, &err);
 		goto out;
 	}
 	if (then == NULL) {
-		rc = ctl_invalid("ID", "no decision %lld in the log (pruned?)", (long long)id);
+		rc = ctl_invalid("ID", "no decision %lld%s%s in the log (pruned?)", (long long)id,
+		                 host[0] ? " on " : "", host);
 		goto out;
 	}
 	x.then = *then;

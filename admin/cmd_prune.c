@@ -49,7 +49,7 @@ static int run(struct activity_store *as, struct prune *p)
 	if (p->dry_run) {
 		if (activity_store_count_older(as, p->cutoff, &p->decisions, &p->heartbeats, &err) <
 		    0)
-			return aq_store_fail(&err);
+			return aq_store_fail(as, &err);
 		return CTL_OK;
 	}
 	while ((rc = activity_store_prune_decisions(as, p->cutoff, p->batch, &n, &err)) == 0 &&
@@ -58,7 +58,7 @@ static int run(struct activity_store *as, struct prune *p)
 		p->batches++;
 	}
 	if (rc < 0 || activity_store_prune_heartbeats(as, p->cutoff, &p->heartbeats, &err) < 0)
-		return aq_store_fail(&err);
+		return aq_store_fail(as, &err);
 	return CTL_OK;
 }
 
@@ -126,7 +126,8 @@ int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	p.cutoff = ctl->now - (time_t)p.older_than;
 	if (store_path(ctl->dir, STORE_ACTIVITY_DB, path, sizeof(path), &err) < 0)
 		return ctl_fail("%s", err.text);
-	if (access(path, F_OK) < 0) {
+	/* The fleet's store (--store) is PostgreSQL's, not a file of this host. */
+	if (ctl->store == NULL && access(path, F_OK) < 0) {
 		if (ctl->json)
 			printf("{\"decisions\": 0, \"heartbeats\": 0, \"note\": \"no "
 			       "activity.db\"}\n");

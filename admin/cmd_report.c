@@ -18,6 +18,10 @@
  * count, first and last seen are the usage table's: since the entry was first
  * seen (the usage table is not pruned); the window selects entries by their
  * last seen.
+ *
+ * On the fleet's store (--store) an entry sums every host's (see
+ * activity_usage_row) and names its hosts: the host of the newest use
+ * ("host", LAST HOST) and all of them ("hosts"), per entry and per user.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +51,7 @@ struct user_row {
 	size_t first, n;  /* entries[first .. first + n) */
 	int64_t count, first_seen, last_seen;
 	const char *last_outcome;
+	const char *host; /* of the newest use: the fleet's store only */
 	size_t n_covered;
 	int64_t expires; /* earliest expiry among covered entries; 0 none/permanent */
 };
@@ -69,6 +74,7 @@ struct report {
 	size_t n_users;
 	struct exc_expiry *exc;
 	size_t n_exc, cap_exc;
+	int fleet; /* the fleet's store: entries name their hosts */
 };
 
 static int collect_exception(const struct sa_exception *e, void *arg)
@@ -151,6 +157,7 @@ static void group_users(struct report *r)
 		if (e->last >= u->last_seen) {
 			u->last_seen = e->last;
 			u->last_outcome = e->last_outcome;
+			u->host = e->host;
 		}
 		if (e->covered) {
 			if (u->n_covered == 0 ||
@@ -192,6 +199,53 @@ static void distinct(const struct report *r, const struct user_row *u, int mech,
 	}
 }
 
+static int cmp_text(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every host of a user's entries, sorted, comma-separated, in buf. */
+static void user_hosts(const struct report *r, const struct user_row *u, char *buf, size_t len)
+{
+	char all[1024], *names[64], *save = NULL;
+	size_t n = 0, used = 0;
+
+	all[0] = buf[0] = '\0';
+	for (size_t i = u->first; i < u->first + u->n; i++)
+		if (r->wl.entries[i].hosts != NULL)
+			sg_snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+			            all[0] ? "," : "", r->wl.entries[i].hosts);
+	for (char *h = strtok_r(all, ",", &save); h != NULL && n < 64;
+	     h = strtok_r(NULL, ",", &save)) {
+		int dup = 0;
+
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = strcmp(names[k], h) == 0;
+		if (!dup)
+			names[n++] = h;
+	}
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_text);
+	for (size_t k = 0; k < n; k++) {
+		if (sg_snprintf(buf + used, len - used, "%s%s", k ? "," : "", names[k]) < 0)
+			return;
+		used += strlen(buf + used);
+	}
+}
+
+/* A comma-separated list as a JSON array. */
+static void json_list(struct json *j, const char *key, const char *list)
+{
+	char item[256];
+	const char *cur = list != NULL ? list : "";
+
+	json_key(j, key);
+	json_array_begin(j);
+	while (list_next(&cur, item, sizeof(item)) > 0)
+		json_string(j, item);
+	json_array_end(j);
+}
+
 static void exception_text(const struct worklist_entry *e, char *buf, size_t len)
 {
 	char t[32];
@@ -212,7 +266,7 @@ static void exception_text(const struct worklist_entry *e, char *buf, size_t len
 
 static void print_text(const struct report *r)
 {
-	char t1[32], t2[32], mechs[256], nets[512], exc[128], shown[CTL_SHOWN_MAX];
+	char t1[32], t2[32], mechs[256], nets[512], exc[128], shown[CTL_SHOWN_MAX], hosts[512];
 
 	printf("non-modern authentication since %s: %zu user%s\n",
 	       ctl_time(r->since, "-", t1, sizeof(t1)), r->n_users, r->n_users == 1 ? "" : "s");
@@ -231,7 +285,14 @@ static void print_text(const struct report *r)
 		if (u->n_covered)
 			printf(" %s%s", u->expires ? "until " : "(permanent)",
 			       u->expires ? ctl_time((time_t)u->expires, "", t1, sizeof(t1)) : "");
-		printf("\n  mechanisms %s; networks %s\n", mechs, nets);
+		printf("\n  mechanisms %s; networks %s", mechs, nets);
+		if (r->fleet) {
+			user_hosts(r, u, hosts, sizeof(hosts));
+			printf("; hosts %s", hosts);
+		}
+		printf("\n");
+		if (r->fleet)
+			printf("  %-16s", "LAST HOST");
 		printf("  %-11s %-8s %-22s %-10s %8s %-20s %-20s %-17s %-17s %s\n", "MECH", "CLASS",
 		       "NETWORK", "SERVICE", "COUNT", "FIRST SEEN", "LAST SEEN", "LAST OUTCOME",
 		       "NOW", "EXCEPTION");
@@ -239,6 +300,10 @@ static void print_text(const struct report *r)
 			const struct worklist_entry *e = &r->wl.entries[k];
 
 			exception_text(e, exc, sizeof(exc));
+			if (r->fleet) {
+				fputs("  ", stdout);
+				ctl_print_column(stdout, e->host, 16);
+			}
 			printf("  %-11s %-8s %-22s %-10s %8lld %-20s %-20s %-17s %-17s %s\n",
 			       e->mech, e->mech_class, e->network, *e->service ? e->service : "-",
 			       (long long)e->count, ctl_time((time_t)e->first, "-", t1, sizeof(t1)),
@@ -254,6 +319,10 @@ static void entry_json(struct json *j, const struct worklist_entry *e)
 	json_kv_string(j, "mech", e->mech);
 	json_kv_string(j, "class", e->mech_class);
 	json_kv_string(j, "network", e->network);
+	if (e->hosts != NULL) {
+		json_kv_string(j, "host", e->host);
+		json_list(j, "hosts", e->hosts);
+	}
 	json_kv_string(j, "last_service", *e->service ? e->service : NULL);
 	json_kv_int(j, "count", e->count);
 	json_kv_time(j, "first_seen", (time_t)e->first);
@@ -275,7 +344,7 @@ static void entry_json(struct json *j, const struct worklist_entry *e)
 
 static void print_json(const struct report *r)
 {
-	char list[512];
+	char list[512], hosts[512];
 	struct json j;
 
 	json_init(&j, stdout, 1);
@@ -293,6 +362,11 @@ static void print_json(const struct report *r)
 		json_kv_time(&j, "first_seen", (time_t)u->first_seen);
 		json_kv_time(&j, "last_seen", (time_t)u->last_seen);
 		json_kv_string(&j, "last_outcome", u->last_outcome);
+		if (r->fleet) {
+			json_kv_string(&j, "host", u->host);
+			user_hosts(r, u, hosts, sizeof(hosts));
+			json_list(&j, "hosts", hosts);
+		}
 		json_key(&j, "mechanisms");
 		json_array_begin(&j);
 		distinct(r, u, 1, list, sizeof(list));
@@ -338,6 +412,8 @@ static void print_csv(const struct report *r)
 	      "outcome,now,"
 	      "covered,exceptions,exception_expires",
 	      stdout);
+	if (r->fleet)
+		fputs(",host,hosts", stdout);
 	aq_csv_end(stdout);
 	for (size_t i = 0; i < r->n_users; i++) {
 		const struct user_row *u = &r->users[i];
@@ -366,6 +442,10 @@ static void print_csv(const struct report *r)
 				aq_csv_field(stdout, 0, "permanent");
 			else
 				aq_csv_time(stdout, 0, e->covered ? (time_t)e->expires : 0);
+			if (r->fleet) {
+				aq_csv_field(stdout, 0, e->host);
+				aq_csv_field(stdout, 0, e->hosts);
+			}
 			aq_csv_end(stdout);
 		}
 	}
@@ -475,6 +555,7 @@ static int report_legacy(struct ctl *ctl, const struct ctl_command *cmd, int arg
 		rc = ctl_fail("cannot load the policy: %s", err.text);
 		goto out;
 	}
+	r.fleet = activity_store_fleet(act);
 	activity_store_read_begin(act);
 	rc = worklist_read(&r.wl, act, &q);
 	activity_store_read_end(act);

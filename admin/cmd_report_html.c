@@ -424,6 +424,29 @@ static void write_distinct(FILE *out, const struct rh_page *pg, const struct rh_
 	}
 }
 
+/* The fleet's store: the distinct hosts of a user's entries. */
+static void write_hosts(FILE *out, const struct rh_page *pg, const struct rh_user *u)
+{
+	char seen[1024] = ",", item[256];
+	size_t shown = 0;
+
+	for (size_t i = u->first; i < u->first + u->n; i++) {
+		const char *cur = pg->wl.entries[i].hosts ? pg->wl.entries[i].hosts : "";
+
+		while (list_next(&cur, item, sizeof(item)) > 0) {
+			char key[260];
+
+			snprintf(key, sizeof(key), ",%s,", item);
+			if (strstr(seen, key) != NULL)
+				continue;
+			sg_snprintf(seen + strlen(seen), sizeof(seen) - strlen(seen), "%s",
+			            key + 1);
+			fputs(shown++ ? "<br>" : "", out);
+			html_text(out, item);
+		}
+	}
+}
+
 /* What an exception matches: "user alice@x, location office, PLAIN". */
 static void write_exception_scope(FILE *out, const struct rh_exception *x)
 {
@@ -520,6 +543,10 @@ static void write_user_row(FILE *out, const struct rh_page *pg, const struct rh_
 	write_distinct(out, pg, u, 0, 0);
 	fputs("</td><td data-label=\"Networks\">", out);
 	write_distinct(out, pg, u, 1, 0);
+	if (pg->fleet) {
+		fputs("</td><td data-label=\"Hosts\">", out);
+		write_hosts(out, pg, u);
+	}
 	fputs("</td><td data-label=\"Services\">", out);
 	write_distinct(out, pg, u, 2, 0);
 	fputs("</td><td data-label=\"First seen\">", out);
@@ -561,7 +588,11 @@ static void write_worklist(FILE *out, const struct rh_page *pg, const struct opt
 		        html_count((int64_t)pg->n_users, n2, sizeof(n2)),
 		        ctl_time(pg->since, "-", since, sizeof(since)));
 	fputs("<div class=\"table-box\"><table class=\"cards\"><thead><tr><th>User</th>"
-	      "<th>Mechanisms</th><th>Networks</th><th>Services</th><th>First seen</th>"
+	      "<th>Mechanisms</th><th>Networks</th>",
+	      out);
+	if (pg->fleet)
+		fputs("<th>Hosts</th>", out);
+	fputs("<th>Services</th><th>First seen</th>"
 	      "<th>Last seen</th><th class=\"n\">Submissions</th><th>Exception</th></tr></thead>"
 	      "<tbody>\n",
 	      out);

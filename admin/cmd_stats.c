@@ -9,6 +9,11 @@
  *
  * One GROUP BY query over the window; the dimensions are small, so the
  * tallies are plain arrays.
+ *
+ * On the fleet's store (--store) the counts are the whole fleet's, with a
+ * breakdown by host (the host that decided): "by host" in text, "hosts" in
+ * JSON, host rows in CSV, and a host label on saslgate_logged_outcomes and
+ * saslgate_logged_decisions.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +25,7 @@
 #include "hash.h"
 #include "json.h"
 #include "mech.h"
+#include "shown.h"
 #include "validate.h"
 
 #define STATS_DEFAULT_SINCE    "24h"
@@ -39,7 +45,14 @@ struct combo {
 	char policy[80]; /* blocking policy or "" */
 	char report_only[300];
 	char service[64];
+	char host[256]; /* the fleet's store: the host that decided, else "" */
 	int64_t n;
+};
+
+/* The fleet's store: one host's decisions by outcome. */
+struct host_count {
+	char host[256];
+	int64_t total, by_outcome[N_OUTCOMES];
 };
 
 struct named_count {
@@ -64,6 +77,9 @@ struct stats {
 	int64_t legacy_users;
 	struct activity_auth_result *auth; /* Dovecot's reports, daemon totals */
 	size_t n_auth;
+	int fleet;
+	struct host_count *hosts; /* the fleet's store, by host name */
+	size_t n_hosts;
 };
 
 static struct named_count *tally_get(struct tally *t, const char *name)
@@ -124,8 +140,8 @@ static void add_combo(struct stats *s, const struct combo *c)
 #define COMBO_BUCKETS 4096 /* power of two; combos beyond it only slow down */
 
 /* The texts that make a combination: outcome, mech, mech_class, policy,
- * report_only, service ("" for none). */
-#define COMBO_TEXTS 6
+ * report_only, service, host ("" for none). */
+#define COMBO_TEXTS 7
 
 static uint64_t combo_hash(const char *const v[COMBO_TEXTS])
 {
@@ -140,7 +156,8 @@ static int combo_is(const struct combo *c, const char *const v[COMBO_TEXTS])
 {
 	return strcmp(c->outcome, v[0]) == 0 && strcmp(c->mech, v[1]) == 0 &&
 	       strcmp(c->mech_class, v[2]) == 0 && strcmp(c->policy, v[3]) == 0 &&
-	       strcmp(c->report_only, v[4]) == 0 && strcmp(c->service, v[5]) == 0;
+	       strcmp(c->report_only, v[4]) == 0 && strcmp(c->service, v[5]) == 0 &&
+	       strcmp(c->host, v[6]) == 0;
 }
 
 /* The combination of these texts: found in the hash table or added. */
@@ -169,6 +186,7 @@ static struct combo *combo_of(struct stats *s, const char *const v[COMBO_TEXTS],
 	sg_strlcpy(c->policy, v[3], sizeof(c->policy));
 	sg_strlcpy(c->report_only, v[4], sizeof(c->report_only));
 	sg_strlcpy(c->service, v[5], sizeof(c->service));
+	sg_strlcpy(c->host, v[6], sizeof(c->host));
 	if (probes < COMBO_BUCKETS)
 		buckets[slot] = s->n_combos;
 	return c;
@@ -192,12 +210,42 @@ static int stats_batch(struct decision_batch *b, void *arg)
 		const struct decision_record *d = &b->d[i];
 		const char *v[COMBO_TEXTS] = {text_of(d->outcome),     text_of(d->mech),
 		                              text_of(d->mech_class),  text_of(d->policy),
-		                              text_of(d->report_only), text_of(d->service)};
+		                              text_of(d->report_only), text_of(d->service),
+		                              text_of(d->host)};
 
 		if (d->at >= (int64_t)x->s->since && d->at <= (int64_t)x->s->until)
 			combo_of(x->s, v, x->buckets, &x->cap)->n++;
 	}
 	return 0;
+}
+
+static int cmp_host(const void *a, const void *b)
+{
+	return strcmp(((const struct host_count *)a)->host, ((const struct host_count *)b)->host);
+}
+
+/* The fleet's breakdown by host, from the combinations. */
+static void count_hosts(struct stats *s)
+{
+	s->hosts = xcalloc(s->n_combos ? s->n_combos : 1, sizeof(*s->hosts));
+	for (size_t i = 0; i < s->n_combos; i++) {
+		const struct combo *c = &s->combos[i];
+		struct host_count *h = NULL;
+
+		for (size_t k = 0; k < s->n_hosts && h == NULL; k++)
+			if (strcmp(s->hosts[k].host, c->host) == 0)
+				h = &s->hosts[k];
+		if (h == NULL) {
+			h = &s->hosts[s->n_hosts++];
+			sg_strlcpy(h->host, c->host, sizeof(h->host));
+		}
+		h->total += c->n;
+		for (int o = 0; o < N_OUTCOMES; o++)
+			if (strcmp(c->outcome, outcomes[o]) == 0)
+				h->by_outcome[o] += c->n;
+	}
+	if (s->n_hosts > 1)
+		qsort(s->hosts, s->n_hosts, sizeof(*s->hosts), cmp_host);
 }
 
 /*
@@ -217,6 +265,8 @@ static int stats_query(struct activity_store *as, struct stats *s)
 		return rc;
 	for (size_t i = 0; i < s->n_combos; i++)
 		add_combo(s, &s->combos[i]);
+	if (s->fleet)
+		count_hosts(s);
 	if (s->policies.n > 1)
 		qsort(s->policies.items, s->policies.n, sizeof(*s->policies.items), cmp_named);
 	if (s->mechs.n > 1)
@@ -224,7 +274,7 @@ static int stats_query(struct activity_store *as, struct stats *s)
 	if (s->services.n > 1)
 		qsort(s->services.items, s->services.n, sizeof(*s->services.items), cmp_named);
 	if (activity_store_count_legacy_users(as, s->since, s->until, &s->legacy_users, &err) < 0)
-		return aq_store_fail(&err);
+		return aq_store_fail(as, &err);
 	return CTL_OK;
 }
 
@@ -254,11 +304,25 @@ static void print_text(const struct stats *s)
 	for (size_t i = 0; i < s->services.n; i++)
 		printf("  %-20s %10lld %12lld\n", s->services.items[i].name,
 		       (long long)s->services.items[i].n[0], (long long)s->services.items[i].n[1]);
+	if (s->fleet) {
+		printf("\nby host:                %10s %10s %10s %12s %18s\n", "DECISIONS", "BLOCK",
+		       "ALLOW", "WOULD-BLOCK", "NOT-AUTHENTICATED");
+		for (size_t i = 0; i < s->n_hosts; i++) {
+			const struct host_count *h = &s->hosts[i];
+
+			fputs("  ", stdout);
+			ctl_print_column(stdout, h->host, 20);
+			printf(" %10lld %10lld %10lld %12lld %18lld\n", (long long)h->total,
+			       (long long)h->by_outcome[0], (long long)h->by_outcome[1],
+			       (long long)h->by_outcome[2], (long long)h->by_outcome[3]);
+		}
+	}
 	if (s->n_auth > 0) {
 		printf("\nresults Dovecot reported after authentication (since each daemon "
 		       "started):\n");
 		for (size_t i = 0; i < s->n_auth; i++)
-			printf("  %-10s %-10s %-9s %-14s %10lld\n", s->auth[i].program,
+			printf("  %-10s %s%s%-10s %-9s %-14s %10lld\n", s->auth[i].program,
+			       s->fleet ? s->auth[i].host : "", s->fleet ? " " : "",
 			       s->auth[i].service, s->auth[i].mech_class, s->auth[i].result,
 			       (long long)s->auth[i].count);
 	}
@@ -314,6 +378,19 @@ static void print_json(const struct stats *s)
 		json_object_end(&j);
 	}
 	json_object_end(&j);
+	if (s->fleet) {
+		json_key(&j, "hosts");
+		json_object_begin(&j);
+		for (size_t i = 0; i < s->n_hosts; i++) {
+			json_key(&j, s->hosts[i].host);
+			json_object_begin(&j);
+			json_kv_int(&j, "total", s->hosts[i].total);
+			for (int o = 0; o < N_OUTCOMES; o++)
+				json_kv_int(&j, outcomes[o], s->hosts[i].by_outcome[o]);
+			json_object_end(&j);
+		}
+		json_object_end(&j);
+	}
 	json_key(&j, "auth_results");
 	json_array_begin(&j);
 	for (size_t i = 0; i < s->n_auth; i++) {
@@ -359,6 +436,11 @@ static void print_csv(const struct stats *s)
 	for (size_t i = 0; i < s->services.n; i++) {
 		csv_row("service", s->services.items[i].name, "", s->services.items[i].n[0]);
 		csv_row("service", s->services.items[i].name, "block", s->services.items[i].n[1]);
+	}
+	for (size_t i = 0; i < s->n_hosts; i++) {
+		csv_row("host", s->hosts[i].host, "", s->hosts[i].total);
+		for (int o = 0; o < N_OUTCOMES; o++)
+			csv_row("host", s->hosts[i].host, outcomes[o], s->hosts[i].by_outcome[o]);
 	}
 }
 
@@ -504,7 +586,7 @@ static void prom_daemons(const struct activity_heartbeat *hb, size_t n)
 static int same_series(const struct combo *a, const struct combo *b)
 {
 	return strcmp(a->outcome, b->outcome) == 0 && strcmp(a->mech, b->mech) == 0 &&
-	       strcmp(a->mech_class, b->mech_class) == 0;
+	       strcmp(a->mech_class, b->mech_class) == 0 && strcmp(a->host, b->host) == 0;
 }
 
 static void prom_window(const struct stats *s)
@@ -514,19 +596,33 @@ static void prom_window(const struct stats *s)
 	prom_sample("saslgate_window_seconds", (int64_t)(s->until - s->since), NULL);
 	prom_head("saslgate_logged_outcomes", "gauge",
 	          "Decisions in the activity log within the window, by outcome");
-	for (int o = 0; o < N_OUTCOMES; o++) {
+	for (int o = 0; o < N_OUTCOMES && !s->fleet; o++) {
 		const char *labels[] = {"outcome", outcomes[o], NULL};
 
 		prom_sample("saslgate_logged_outcomes", s->by_outcome[o], labels);
 	}
+	for (size_t i = 0; i < s->n_hosts; i++)
+		for (int o = 0; o < N_OUTCOMES; o++) {
+			const char *labels[] = {"host", s->hosts[i].host, "outcome", outcomes[o],
+			                        NULL};
+
+			prom_sample("saslgate_logged_outcomes", s->hosts[i].by_outcome[o], labels);
+		}
 	prom_head("saslgate_logged_decisions", "gauge",
 	          "Authenticated decisions in the activity log within the window, by "
 	          "outcome, "
 	          "class and mechanism");
 	for (size_t i = 0; i < s->n_combos; i++) {
 		const struct combo *c = &s->combos[i];
-		const char *labels[] = {"outcome", c->outcome, "class", c->mech_class,
-		                        "mech",    c->mech,    NULL};
+		const char *labels[] = {"outcome",
+		                        c->outcome,
+		                        "class",
+		                        c->mech_class,
+		                        "mech",
+		                        c->mech,
+		                        s->fleet ? "host" : NULL,
+		                        c->host,
+		                        NULL};
 		int64_t sum = 0;
 		int seen = 0;
 
@@ -657,14 +753,15 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	format = aq_format_of(ctl, format_given, format);
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
+	s.fleet = activity_store_fleet(as);
 	/* One read transaction: the counts agree with each other. */
 	activity_store_read_begin(as);
 	rc = stats_query(as, &s);
 	if (rc == CTL_OK && activity_store_auth_results(as, &s.auth, &s.n_auth, &err) < 0)
-		rc = ctl_fail("activity.db: auth_results: %s", err.text);
+		rc = ctl_fail("%s: auth_results: %s", activity_store_name(as), err.text);
 	if (rc == CTL_OK && format == AQ_PROMETHEUS &&
 	    activity_store_heartbeats(as, ctl->now, stale, &hb, &n_hb, &err) < 0)
-		rc = ctl_fail("activity.db: heartbeats: %s", err.text);
+		rc = ctl_fail("%s: heartbeats: %s", activity_store_name(as), err.text);
 	activity_store_read_end(as);
 	activity_store_close(&as);
 	if (rc == CTL_OK) {
@@ -689,5 +786,6 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	free(s.mechs.items);
 	free(s.services.items);
 	free(s.auth);
+	free(s.hosts);
 	return rc;
 }

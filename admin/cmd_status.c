@@ -19,6 +19,13 @@
  * A cleanly stopped daemon (stopped = 1) and a heartbeat superseded by a
  * newer instance of the same program on the same host never alarm on their
  * own. The worst state wins (CRITICAL > UNKNOWN > WARNING > OK).
+ *
+ * With --store the daemons are the whole fleet's (the heartbeats every host
+ * delivered to PostgreSQL; stale and superseded per program and host), and
+ * the store is PostgreSQL's: the policy tables (their copy pulled for this
+ * command) and the fleet's activity tables. Without it, on a host whose
+ * daemons run on the PostgreSQL store, their policy-cache.db stands for the
+ * policy.db that host does not have.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -31,6 +38,7 @@
 #include "activity_query.h"
 #include "json.h"
 #include "store.h"
+#include "store_pg.h"
 #include "validate.h"
 
 #define STATUS_DEFAULT_STALE 60
@@ -62,6 +70,7 @@ struct status {
 	int nagios;
 	enum integrity_scope integrity;
 	struct db_info policy, activity;
+	int fleet; /* --store: PostgreSQL's tables, the fleet's heartbeats */
 	struct aq_policy_facts facts;
 	struct activity_heartbeat *hb;
 	size_t n_hb;
@@ -124,8 +133,11 @@ static void inspect_activity(struct status *s)
 	struct sg_err err = {{0}};
 	struct activity_store *as = NULL;
 	int check = s->integrity == CHECK_ALL;
+	int opened = s->fleet
+	                 ? activity_store_open_pg(s->ctl->store, ACTIVITY_STORE_READ, &as, &err)
+	                 : activity_store_open(s->ctl->dir, ACTIVITY_STORE_READ, &as, &err);
 
-	if (activity_store_open(s->ctl->dir, ACTIVITY_STORE_READ, &as, &err) < 0) {
+	if (opened < 0) {
 		if (s->activity.present)
 			sg_strlcpy(s->activity.error, err.text, sizeof(s->activity.error));
 		return;
@@ -134,7 +146,7 @@ static void inspect_activity(struct status *s)
 	          check ? activity_store_check(as, &err) : 0, &err);
 	activity_store_read_begin(as);
 	if (activity_store_heartbeats(as, s->ctl->now, s->stale, &s->hb, &s->n_hb, &err) < 0) {
-		ctl_fail("activity.db: heartbeats: %s", err.text);
+		ctl_fail("%s: heartbeats: %s", activity_store_name(as), err.text);
 		problem(s, N_UNKNOWN, "cannot read heartbeats: %s", err.text);
 	}
 	activity_store_read_end(as);
@@ -156,9 +168,35 @@ static void inspect_store(struct status *s)
 	s->activity.wal_size = file_size(s->ctl->dir, STORE_ACTIVITY_DB, "-wal");
 	s->policy.present = s->policy.size >= 0;
 	s->activity.present = s->activity.size >= 0;
+	/* The daemons of a host on the PostgreSQL store keep its policy in
+	 * their cache, and no policy.db: the cache stands for it. */
+	int cached = !s->policy.present && file_size(s->ctl->dir, STORE_PG_CACHE_DB, "") >= 0;
+	int opened;
+
+	if (cached) {
+		s->policy.file = STORE_PG_CACHE_DB;
+		s->policy.size = file_size(s->ctl->dir, STORE_PG_CACHE_DB, "");
+		s->policy.wal_size = -1;
+		s->policy.present = 1;
+	}
+	if (s->fleet) {
+		/* PostgreSQL's tables (the policy: the copy pulled for this command) */
+		s->policy.file = "policy";
+		s->activity.file = "activity";
+		s->activity.schema_expected = store_pg_newest_version();
+		s->policy.size = s->policy.wal_size = s->activity.size = s->activity.wal_size = -1;
+		s->activity.present = 1;
+	}
 
 	aq_policy_facts(s->ctl, (int64_t)7 * 86400, &s->facts);
-	if (store_open_readonly(s->ctl->dir, &db, &err) == 0) {
+	if (cached) {
+		int exists;
+
+		opened = store_pg_cache_open(s->ctl->dir, &db, &exists, &err) == 0;
+	} else {
+		opened = store_open_readonly(s->ctl->dir, &db, &err) == 0;
+	}
+	if (opened) {
 		int check = s->integrity != CHECK_NONE;
 
 		inspected(&s->policy, store_schema_version(db), check,
@@ -300,7 +338,10 @@ static void print_json(const struct status *s)
 	json_array_end(&j);
 	json_key(&j, "store");
 	json_object_begin(&j);
-	json_kv_string(&j, "dir", s->ctl->dir);
+	if (s->fleet)
+		json_kv_string(&j, "store", s->ctl->store_label);
+	else
+		json_kv_string(&j, "dir", s->ctl->dir);
 	if (s->facts.ok) {
 		json_kv_int(&j, "generation", s->facts.generation);
 		json_kv_int(&j, "exceptions_active", s->facts.exceptions_active);
@@ -365,12 +406,14 @@ static void db_text(const struct db_info *d, int64_t generation)
 		printf("unreadable: %s\n", d->error);
 		return;
 	}
-	printf("schema %d (%s), integrity %s, %lld bytes + %lld WAL", d->schema,
+	printf("schema %d (%s), integrity %s", d->schema,
 	       d->schema == d->schema_expected ? "ok" : "UNEXPECTED",
 	       !d->checked       ? "not checked"
 	       : d->integrity_ok ? "ok"
-	                         : d->error,
-	       (long long)d->size, (long long)(d->wal_size > 0 ? d->wal_size : 0));
+	                         : d->error);
+	if (d->size >= 0) /* a file (PostgreSQL's tables have none) */
+		printf(", %lld bytes + %lld WAL", (long long)d->size,
+		       (long long)(d->wal_size > 0 ? d->wal_size : 0));
 	if (generation >= 0)
 		printf(", generation %lld", (long long)generation);
 	printf("\n");
@@ -383,7 +426,7 @@ static void print_text(const struct status *s)
 	printf("state: %s\n", state_names[s->state]);
 	for (size_t i = 0; i < s->n_problems; i++)
 		printf("  %-8s %s\n", state_names[s->problems[i].severity], s->problems[i].text);
-	printf("\nstore %s:\n", s->ctl->dir);
+	printf("\nstore %s:\n", s->fleet ? s->ctl->store_label : s->ctl->dir);
 	db_text(&s->policy, s->facts.ok ? s->facts.generation : -1);
 	db_text(&s->activity, -1);
 	if (s->facts.ok)
@@ -478,6 +521,7 @@ int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 	for (int i = 1; i < argc; i++)
 		nagios |= strcmp(argv[i], "--nagios") == 0;
 	s->ctl = ctl;
+	s->fleet = ctl->store != NULL;
 	s->stale = STATUS_DEFAULT_STALE;
 	s->lag_warning = 1;
 	s->dropped_warning = 1;

@@ -38,6 +38,8 @@ struct ctl {
 	time_t now;      /* the time of this invocation */
 	/* --store: how messages name the PostgreSQL store, else NULL */
 	const char *store_label;
+	/* --store: its connection string (the fleet's activity), else NULL */
+	const char *store;
 };
 
 struct ctl_command;

@@ -348,6 +348,18 @@ static int run_check(struct pg_run *r, int argc, char **argv)
 	return ok ? CTL_OK : CTL_FAIL;
 }
 
+/* status --nagios: a plugin that cannot reach the store says UNKNOWN (3)
+ * on its one line, as when it cannot read a local store. */
+static int nagios_status(int argc, char **argv)
+{
+	if (strcmp(argv[0], "status") != 0)
+		return 0;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--nagios") == 0)
+			return 1;
+	return 0;
+}
+
 /* Help needs no database. */
 static int wants_help(int argc, char **argv)
 {
@@ -373,8 +385,15 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 	r.saved[0] = r.saved[1] = -1;
 	store_pg_label(store, r.label, sizeof(r.label));
 	ctl->store_label = r.label;
-	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL)
+	ctl->store = store;
+	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL) {
+		ctl->store_label = NULL;
+		if (nagios_status(argc, argv)) {
+			printf("SASLGATE UNKNOWN - %s: %s\n", r.label, err.text);
+			return 3;
+		}
 		return ctl_fail("%s: %s", r.label, err.text);
+	}
 	if ((rc = make_tmp(&r)) == CTL_OK) {
 		if (strcmp(argv[0], "init") == 0)
 			rc = run_init(&r, argc, argv, dispatch);
@@ -387,5 +406,6 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 	remove_tmp(&r);
 	PQfinish(r.pg);
 	ctl->store_label = NULL;
+	ctl->store = NULL;
 	return rc;
 }

@@ -68,7 +68,8 @@ struct rh_policy {
 
 struct rh_page {
 	time_t now, since;
-	const char *dir;
+	const char *dir; /* the store directory, or the fleet's store as named */
+	int fleet;       /* the fleet's store (--store): entries name their hosts */
 	/* the chart buckets: [start + i * width, start + (i + 1) * width) */
 	time_t start;
 	int64_t width;

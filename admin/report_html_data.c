@@ -221,7 +221,7 @@ static int read_moved(struct rh_page *pg, struct activity_store *as)
 	struct sg_err err = {{0}};
 
 	if (activity_store_usage_moved(as, pg->since, add_moved, pg, &err) < 0)
-		return aq_store_fail(&err);
+		return aq_store_fail(as, &err);
 	return CTL_OK;
 }
 
@@ -364,6 +364,9 @@ int rh_collect(struct ctl *ctl, time_t since, struct rh_page *pg)
 	pg->dir = ctl->dir;
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &act)) != CTL_OK)
 		return rc;
+	pg->fleet = activity_store_fleet(act);
+	if (pg->fleet && ctl->store_label != NULL)
+		pg->dir = ctl->store_label; /* ctl->dir is the pulled copy's */
 	if ((rc = load_policy(ctl, pg, &snap)) != CTL_OK)
 		goto out;
 	activity_store_read_begin(act);

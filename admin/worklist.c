@@ -31,6 +31,8 @@ static int add_entry(const struct activity_usage_row *u, void *arg)
 	e->last = u->last_seen;
 	e->count = u->count;
 	e->last_outcome = xstrdup(u->last_outcome);
+	e->host = u->host != NULL ? xstrdup(u->host) : NULL;
+	e->hosts = u->hosts != NULL ? xstrdup(u->hosts) : NULL;
 	e->replayed = u->last_client != NULL && *u->last_client != '\0';
 	if (e->replayed) {
 		sg_strlcpy(e->client, u->last_client, sizeof(e->client));
@@ -46,7 +48,7 @@ int worklist_read(struct worklist *w, struct activity_store *as,
 	struct sg_err err = {{0}};
 
 	if (activity_store_usage_legacy(as, q, add_entry, w, &err) < 0)
-		return aq_store_fail(&err);
+		return aq_store_fail(as, &err);
 	return CTL_OK;
 }
 
@@ -140,8 +142,9 @@ void worklist_free(struct worklist *w)
 		free(e->mech);
 		free(e->network);
 		free(e->mech_class);
-
 		free(e->last_outcome);
+		free(e->host);
+		free(e->hosts);
 	}
 	free(w->entries);
 	memset(w, 0, sizeof(*w));

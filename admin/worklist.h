@@ -22,6 +22,9 @@
 /* One usage row and what its replay found. Texts are owned. */
 struct worklist_entry {
 	char *user, *mech, *network, *mech_class, *last_outcome;
+	/* the fleet's store: the host of the newest use, every host that has
+	 * the entry (comma-separated, sorted); NULL from activity.db */
+	char *host, *hosts;
 	int64_t first, last, count;
 	/* the replayed submission: its client address, TLS and service ("" none) */
 	char client[64];

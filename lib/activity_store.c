@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "activity_store.h"
+#include "activity_store_pg.h"
 #include "store.h"
 
 /* The statements of a handle, prepared when first used. */
@@ -127,6 +128,7 @@ static const char *const sql_of[N_STATEMENTS] = {
 struct activity_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[N_STATEMENTS];
+	struct activity_store_pg *pg; /* the fleet's (activity_store_open_pg): db is NULL */
 };
 
 int activity_store_open(const char *dir, enum activity_store_mode mode, struct activity_store **out,
@@ -149,12 +151,38 @@ int activity_store_open(const char *dir, enum activity_store_mode mode, struct a
 	return 0;
 }
 
+int activity_store_open_pg(const char *conninfo, enum activity_store_mode mode,
+                           struct activity_store **out, struct sg_err *err)
+{
+	struct activity_store *as = xcalloc(1, sizeof(*as));
+
+	(void)mode; /* prune deletes with the reader's connection */
+	*out = NULL;
+	if (activity_store_pg_open(conninfo, &as->pg, err) < 0) {
+		free(as);
+		return -1;
+	}
+	*out = as;
+	return 0;
+}
+
+int activity_store_fleet(const struct activity_store *as)
+{
+	return as->pg != NULL;
+}
+
+const char *activity_store_name(const struct activity_store *as)
+{
+	return as->pg != NULL ? activity_store_pg_name(as->pg) : STORE_ACTIVITY_DB;
+}
+
 void activity_store_close(struct activity_store **asp)
 {
 	struct activity_store *as = *asp;
 
 	if (as == NULL)
 		return;
+	activity_store_pg_close(&as->pg);
 	for (int i = 0; i < N_STATEMENTS; i++)
 		sqlite3_finalize(as->st[i]);
 	store_close(&as->db);
@@ -165,6 +193,10 @@ void activity_store_close(struct activity_store **asp)
 /* Statement i, reset and unbound, prepared on first use; NULL with err. */
 static sqlite3_stmt *stmt(struct activity_store *as, int i, struct sg_err *err)
 {
+	if (as->db == NULL) { /* the fleet's store: not the daemons' writer */
+		sg_err_set(err, "the fleet's activity is read here, not written");
+		return NULL;
+	}
 	if (as->st[i] == NULL &&
 	    sqlite3_prepare_v2(as->db, sql_of[i], -1, &as->st[i], NULL) != SQLITE_OK) {
 		sg_err_set(err, "%s", sqlite3_errmsg(as->db));
@@ -246,21 +278,33 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 int activity_store_schema_version(struct activity_store *as)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_schema_version(as->pg);
 	return store_schema_version(as->db);
 }
 
 int activity_store_check(struct activity_store *as, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_check(as->pg, err);
 	return store_check(as->db, err);
 }
 
 void activity_store_read_begin(struct activity_store *as)
 {
+	if (as->pg != NULL) {
+		activity_store_pg_read_begin(as->pg);
+		return;
+	}
 	store_exec(as->db, "BEGIN", NULL);
 }
 
 void activity_store_read_end(struct activity_store *as)
 {
+	if (as->pg != NULL) {
+		activity_store_pg_read_end(as->pg);
+		return;
+	}
 	store_exec(as->db, "COMMIT", NULL);
 }
 
@@ -382,9 +426,22 @@ static int scan_row(sqlite3_stmt *st, void *arg)
 	return s->fn(&s->b, s->arg);
 }
 
+/* activity_store_scan() on the fleet's store, with the same needle. */
+static int scan_pg(struct activity_store *as, struct activity_scan *scan, activity_batch_fn fn,
+                   void *arg, struct sg_err *err)
+{
+	char *needle = scan->text != NULL ? quoted_needle(scan->text) : NULL;
+	int rc = activity_store_pg_scan(as->pg, scan, needle, fn, arg, err);
+
+	free(needle);
+	return rc;
+}
+
 int activity_store_scan(struct activity_store *as, struct activity_scan *scan, activity_batch_fn fn,
                         void *arg, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return scan_pg(as, scan, fn, arg, err);
 	struct scan_state s = {scan, NULL, {0}, fn, arg};
 	char *needle = scan->text != NULL ? quoted_needle(scan->text) : NULL;
 	sqlite3_stmt *st = stmt(as, scan->newest_first ? ST_SCAN_NEWEST : ST_SCAN_OLDEST, err);
@@ -416,9 +473,20 @@ static int find_row(sqlite3_stmt *st, void *arg)
 	return 1;
 }
 
+int activity_store_find_host_decision(struct activity_store *as, const char *host, int64_t id,
+                                      struct decision_batch *b, const struct decision_record **out,
+                                      struct sg_err *err)
+{
+	if (as->pg != NULL)
+		return activity_store_pg_find_decision(as->pg, host, id, b, out, err);
+	return activity_store_find_decision(as, id, b, out, err);
+}
+
 int activity_store_find_decision(struct activity_store *as, int64_t id, struct decision_batch *b,
                                  const struct decision_record **out, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_find_decision(as->pg, NULL, id, b, out, err);
 	struct find_state f = {b, 0};
 	sqlite3_stmt *st = stmt(as, ST_FIND, err);
 
@@ -440,6 +508,8 @@ int activity_store_find_decision(struct activity_store *as, int64_t id, struct d
 int activity_store_count_older(struct activity_store *as, time_t cutoff, int64_t *decisions,
                                int64_t *heartbeats, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_count_older(as->pg, cutoff, decisions, heartbeats, err);
 	sqlite3_stmt *st;
 
 	*decisions = *heartbeats = 0;
@@ -475,6 +545,8 @@ static int old_batch_row(sqlite3_stmt *st, void *arg)
 int activity_store_prune_decisions(struct activity_store *as, time_t cutoff, int64_t max,
                                    int64_t *n, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_prune_decisions(as->pg, cutoff, max, n, err);
 	struct old_batches o = {NULL, 0, 0, 0, max};
 	sqlite3_stmt *old, *del;
 	int rc;
@@ -503,6 +575,8 @@ int activity_store_prune_decisions(struct activity_store *as, time_t cutoff, int
 int activity_store_prune_heartbeats(struct activity_store *as, time_t cutoff, int64_t *n,
                                     struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_prune_heartbeats(as->pg, cutoff, n, err);
 	sqlite3_stmt *st = stmt(as, ST_DELETE_HEARTBEATS, err);
 
 	*n = 0;
@@ -575,6 +649,8 @@ int activity_store_usage_legacy(struct activity_store *as, const struct activity
                                 int (*fn)(const struct activity_usage_row *u, void *arg), void *arg,
                                 struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_usage_legacy(as->pg, q, fn, arg, err);
 	static const int which[2][2] = {{ST_USAGE_LEGACY, ST_USAGE_LEGACY_MECH},
 	                                {ST_USAGE_LEGACY_CLASS, ST_USAGE_LEGACY_CLASS_MECH}};
 	struct usage_state s = {q, fn, arg};
@@ -594,6 +670,8 @@ int activity_store_usage_legacy(struct activity_store *as, const struct activity
 int activity_store_count_legacy_users(struct activity_store *as, time_t since, time_t until,
                                       int64_t *n, struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_count_legacy_users(as->pg, since, until, n, err);
 	sqlite3_stmt *st = stmt(as, ST_LEGACY_USERS, err);
 
 	*n = 0;
@@ -620,6 +698,8 @@ int activity_store_usage_moved(struct activity_store *as, time_t since,
                                int (*fn)(const char *user, void *arg), void *arg,
                                struct sg_err *err)
 {
+	if (as->pg != NULL)
+		return activity_store_pg_usage_moved(as->pg, since, fn, arg, err);
 	struct moved_state s = {fn, arg};
 	sqlite3_stmt *st = stmt(as, ST_MOVED, err);
 
@@ -754,6 +834,12 @@ int activity_store_heartbeats(struct activity_store *as, time_t now, int64_t sta
 {
 	void *v;
 
+	if (as->pg != NULL) {
+		if (activity_store_pg_heartbeats(as->pg, out, n, err) < 0)
+			return -1;
+		classify(*out, *n, now, stale);
+		return 0;
+	}
 	if (read_rows(as, stmt(as, ST_HEARTBEATS, err), sizeof(**out), heartbeat_row, &v, n, err) <
 	    0)
 		return -1;
@@ -819,6 +905,8 @@ int activity_store_auth_results(struct activity_store *as, struct activity_auth_
 {
 	void *v;
 
+	if (as->pg != NULL)
+		return activity_store_pg_auth_results(as->pg, out, n, err);
 	if (read_rows(as, stmt(as, ST_AUTH_RESULTS, err), sizeof(**out), auth_result_row, &v, n,
 	              err) < 0)
 		return -1;

@@ -7,6 +7,13 @@
  * these functions, and nothing else knows its SQL. A second backend
  * (PostgreSQL, for a fleet) implements this header.
  *
+ * The second backend is lib/activity_store_pg.c: the fleet's activity in
+ * PostgreSQL (the fleet_* tables of schema/pg/policy-002.sql), which every
+ * host's daemons deliver their activity.db into. It implements the reads
+ * and the pruning, not the daemons' writer (begin, commit, next_decision_id,
+ * add_batch, add_usage, put_heartbeat and put_auth_counts are SQLite's
+ * only); its decisions and usage rows name the host they come from.
+ *
  * A handle is used by one thread at a time. Functions that can fail return
  * 0 (or what they say) and -1 with the backend's reason in err; callers add
  * their context ("activity.db: ..."). Texts handed to a callback are
@@ -33,18 +40,34 @@ enum activity_store_mode {
 int activity_store_open(const char *dir, enum activity_store_mode mode, struct activity_store **out,
                         struct sg_err *err);
 
+/* Opens the fleet's activity in PostgreSQL; conninfo as store_pg.h takes
+ * it. READ needs the fleet tables to be there (schema version 2); WRITE
+ * is for prune. 0, or -1 with err (libpq's reason, on one line). */
+int activity_store_open_pg(const char *conninfo, enum activity_store_mode mode,
+                           struct activity_store **out, struct sg_err *err);
+
+/* 1 if as is the fleet's store (PostgreSQL): decisions, batches and usage
+ * rows then carry their host, and decision ids are per host. */
+int activity_store_fleet(const struct activity_store *as);
+
+/* How messages name the store: "activity.db", or the fleet's store as
+ * store_pg_label() names it. */
+const char *activity_store_name(const struct activity_store *as);
+
 /* Closes (NULL-safe) and sets *as to NULL. */
 void activity_store_close(struct activity_store **as);
 
-/* The schema version recorded in the file; -1 on error. */
+/* The schema version recorded in the file (the fleet's: PostgreSQL's
+ * schema version); -1 on error. */
 int activity_store_schema_version(struct activity_store *as);
 
-/* The integrity check (reads the whole file). 0 if clean; -1 with the
- * first problem in err. */
+/* The integrity check (reads the whole file; the fleet's: its tables are
+ * there). 0 if clean; -1 with the first problem in err. */
 int activity_store_check(struct activity_store *as, struct sg_err *err);
 
-/* A read transaction, so that several reads see one state; never fails
- * visibly (a read outside it still works). */
+/* A read transaction, so that several reads see one state (the fleet's:
+ * REPEATABLE READ, READ ONLY); never fails visibly (a read outside it
+ * still works). */
 void activity_store_read_begin(struct activity_store *as);
 void activity_store_read_end(struct activity_store *as);
 
@@ -89,9 +112,16 @@ int activity_store_scan(struct activity_store *as, struct activity_scan *scan, a
 
 /* Reads the batch holding decision id into b (decision_batch_free it): 1 and
  * *out the decision, 0 when no such decision is logged (pruned), -1 with
- * err (a damaged batch included). */
+ * err (a damaged batch included). On the fleet's store, where ids are per
+ * host, it is -1 when several hosts have decision id (err names them). */
 int activity_store_find_decision(struct activity_store *as, int64_t id, struct decision_batch *b,
                                  const struct decision_record **out, struct sg_err *err);
+
+/* The same for decision id of host (the fleet's store; elsewhere host is
+ * ignored). */
+int activity_store_find_host_decision(struct activity_store *as, const char *host, int64_t id,
+                                      struct decision_batch *b, const struct decision_record **out,
+                                      struct sg_err *err);
 
 /* Counts what is older than cutoff: decisions of batches whose newest
  * decision is older, and heartbeats last seen before it. */
@@ -115,10 +145,17 @@ int activity_store_prune_heartbeats(struct activity_store *as, time_t cutoff, in
  * from one client network, and the newest of them. Reading gives "" for an
  * absent text, except last_client: NULL when the row keeps no newest
  * submission (written before activity.db schema 2); writing stores NULL
- * for an empty or NULL last_client and last_service. */
+ * for an empty or NULL last_client and last_service.
+ *
+ * On the fleet's store a row sums the rows of every host for its user,
+ * mechanism and network (count added, first and last seen widened, the
+ * newest submission's fields from the host that saw it last): host is that
+ * host, hosts every host that has the row (comma-separated, sorted). Both
+ * are NULL from activity.db. */
 struct activity_usage_row {
 	const char *user, *mech, *network, *mech_class, *last_outcome;
 	const char *last_client, *last_service;
+	const char *host, *hosts;
 	int64_t first_seen, last_seen, count;
 	int last_tls;
 };

@@ -326,6 +326,7 @@ int decision_batch_decode(struct decision_batch *b, char *text, const char *daem
 			return -1;
 		d->id = b->id + (int64_t)b->n;
 		d->daemon = daemon;
+		d->host = b->host;
 		b->n++;
 		p = skip_blank(p);
 		c = *p++;

@@ -54,13 +54,14 @@ enum decision_field {
 
 /*
  * One decision as the decision log keeps it. Texts are NUL-terminated; NULL
- * (or "", when encoding) where the daemon had nothing to record. id and
- * daemon are not part of a decision's array: they come from its batch row.
+ * (or "", when encoding) where the daemon had nothing to record. id,
+ * daemon and host are not part of a decision's array: they come from its
+ * batch row (host: the fleet's store only, NULL in a host's activity.db).
  */
 struct decision_record {
 	int64_t id, at, generation;
 	int tls;
-	const char *daemon, *queue_id, *instance, *user, *client, *mech, *mech_class;
+	const char *host, *daemon, *queue_id, *instance, *user, *client, *mech, *mech_class;
 	const char *service, *sender, *outcome, *policy, *report_only;
 };
 
@@ -77,6 +78,7 @@ char *decision_batch_encode(char *p, const struct decision_record *d);
  * that was decoded (in place), which must outlive them. */
 struct decision_batch {
 	int64_t id, first_at, last_at; /* of the batch row */
+	const char *host;              /* of the batch row: the fleet's only, else NULL */
 	struct decision_record *d;
 	size_t n, cap;
 	char *buf; /* the row's text, owned, for whoever loaded it; may be NULL */
@@ -85,7 +87,7 @@ struct decision_batch {
 
 /* Decodes a batch's text (NUL-terminated, modified in place) into b->d,
  * replacing what b held; ids are counted from b->id, and every decision's
- * daemon is daemon (borrowed). 0, or -1 if the text is not a well-formed
+ * daemon is daemon and host b->host (both borrowed). 0, or -1 if the text is not a well-formed
  * batch (b->n is then meaningless). */
 int decision_batch_decode(struct decision_batch *b, char *text, const char *daemon);
 
