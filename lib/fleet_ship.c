@@ -536,6 +536,39 @@ static int still_up(PGconn *pg)
 	return 1;
 }
 
+/*
+ * The deliverer's connection: as store_pg_connect(), and so that a server
+ * that stops answering (a network that drops everything) fails a round
+ * instead of holding the thread, and with it the daemon's stop: TCP
+ * keepalives and a TCP user timeout (values in conninfo win), and a
+ * statement timeout.
+ */
+static PGconn *connect_pg(struct fleet_ship *fs, struct sg_err *err)
+{
+	const char *const keys[] = {"connect_timeout",  "fallback_application_name",
+	                            "keepalives_idle",  "keepalives_interval",
+	                            "keepalives_count", "tcp_user_timeout",
+	                            "dbname",           NULL};
+	const char *const values[] = {"5", fs->program, "30",         "10",
+	                              "3", "60000",     fs->conninfo, NULL};
+	PGconn *pg = PQconnectdbParams(keys, values, 1);
+
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+		if (pg == NULL)
+			sg_err_set(err, "cannot connect to PostgreSQL: out of memory");
+		else
+			pg_error(pg, "cannot connect to PostgreSQL", err);
+		PQfinish(pg);
+		return NULL;
+	}
+	PQsetNoticeProcessor(pg, quiet_notices, NULL);
+	if (exec_plain(pg, "SET statement_timeout = '60s'", err) < 0) {
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}
+
 /* Rounds until the spool is empty (or, stopping, the time is up). */
 static void deliver(struct fleet_ship *fs, int stopping)
 {
@@ -552,12 +585,11 @@ static void deliver(struct fleet_ship *fs, int stopping)
 	if (fs->pg == NULL) {
 		if (now < fs->next_attempt || (stopping && fs->outage_since != 0))
 			return;
-		fs->pg = store_pg_connect(fs->conninfo, fs->program, &err);
+		fs->pg = connect_pg(fs, &err);
 		if (fs->pg == NULL) {
 			failed(fs, time(NULL), err.text);
 			return;
 		}
-		PQsetNoticeProcessor(fs->pg, quiet_notices, NULL);
 	}
 	do {
 		more = round_once(fs, time(NULL), &err);
