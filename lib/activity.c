@@ -419,8 +419,8 @@ static void usage_reset(struct activity *act, time_t now)
 
 /* A fleet host: the transaction's spool row, for the n decisions from *id
  * on (raised to the spool's next id) and the usage written with them. A
- * full spool drops them from the delivery (counted, logged once a minute);
- * activity.db keeps them. */
+ * spool they would take beyond spool_max drops them from the delivery
+ * (counted, logged once a minute); activity.db keeps them. */
 static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, struct sg_err *err)
 {
 	int rc;
@@ -454,7 +454,9 @@ static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, 
  * batches until a heartbeat interval has passed or they hold USAGE_KEYS_MAX
  * keys (some 10 MB), and a busy user costs one upsert per interval instead
  * of one per submission. On failure the batch and the unwritten sums are
- * lost (and counted).
+ * lost (and counted). A fleet host writes its sums with every batch: the
+ * spool row of a batch then holds exactly the usage of its decisions, and
+ * a batch the full spool refuses takes its usage with it.
  */
 #define USAGE_FLUSH_BATCH 500
 #define USAGE_KEYS_MAX    40000
@@ -462,7 +464,7 @@ static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, 
 static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last, time_t now)
 {
 	int rc = -1;
-	int flush = last || n < USAGE_FLUSH_BATCH ||
+	int flush = last || n < USAGE_FLUSH_BATCH || act->fleet != NULL ||
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 	            usage_sums_count(act->usage) >= USAGE_KEYS_MAX;
 	int64_t id = 0;

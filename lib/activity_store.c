@@ -917,22 +917,25 @@ int activity_store_spool_add(struct activity_store *as, const char *host, int64_
 	*seq = 0;
 	if (read_spool_state(as, &s, err) < 0)
 		return -1;
-	if (s.pending >= max)
-		return 0;
-	if ((st = stmt(as, ST_SPOOL_ADD, err)) == NULL)
-		return -1;
-	bind_text(st, 1, host);
-	sqlite3_bind_int64(st, 2, first_id);
-	sqlite3_bind_int64(st, 3, n);
-	sqlite3_bind_int64(st, 4, at);
-	if (run(as, st, err) < 0)
-		return -1;
-	*seq = sqlite3_last_insert_rowid(as->db);
+	if (s.pending + n <= max) {
+		if ((st = stmt(as, ST_SPOOL_ADD, err)) == NULL)
+			return -1;
+		bind_text(st, 1, host);
+		sqlite3_bind_int64(st, 2, first_id);
+		sqlite3_bind_int64(st, 3, n);
+		sqlite3_bind_int64(st, 4, at);
+		if (run(as, st, err) < 0)
+			return -1;
+		*seq = sqlite3_last_insert_rowid(as->db);
+	}
+	/* The ids are taken whether or not the spool had room. */
 	if ((st = stmt(as, ST_SPOOL_SET_STATE, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, first_id + n);
-	sqlite3_bind_int64(st, 2, n);
-	return run(as, st, err) < 0 ? -1 : 1;
+	sqlite3_bind_int64(st, 2, *seq > 0 ? n : 0);
+	if (run(as, st, err) < 0)
+		return -1;
+	return *seq > 0;
 }
 
 int activity_store_spool_add_usage(struct activity_store *as, int64_t seq,

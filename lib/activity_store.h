@@ -247,7 +247,7 @@ int activity_store_spool_next_id(struct activity_store *as, int64_t *id, struct 
 
 /* Inside a write transaction: a spool row of host for the n decisions
  * first_id .. first_id + n - 1 (n may be 0: usage only), unless the spool
- * holds max decisions or more already. 1 with *seq the row's sequence
+ * would then hold more than max decisions. 1 with *seq the row's sequence
  * number, 0 when full (nothing added), -1 with err. */
 int activity_store_spool_add(struct activity_store *as, const char *host, int64_t first_id,
                              int64_t n, int64_t at, int64_t max, int64_t *seq, struct sg_err *err);
