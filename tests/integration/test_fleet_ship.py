@@ -83,7 +83,9 @@ def wait_until(predicate, timeout=30.0, what="condition"):
 def policyd(pg, d, host, settings=None):
     s = {"heartbeat_interval": "1s", "host_name": host, "activity_flush_ms": "50"}
     s.update(settings or {})
-    return Policyd(d, str(d), extra_args=["--store", pg.uri(DAEMON)], settings=s)
+    p = Policyd(d, str(d), extra_args=["--store", pg.uri(DAEMON)], settings=s)
+    p.wait_log("started:")  # the socket is bound first, the policy read after
+    return p
 
 
 def ask(p, user, n=1):
@@ -244,9 +246,9 @@ def test_a_full_spool_drops_and_says_so(pg, tmp_path):
             pg.start()
         wait_until(lambda: spooled(str(d)) == 0, timeout=90, what="the spool to empty")
         delivered = decisions_of(pg, "mx5")
-        # the spool stopped taking rows once it held 1000 decisions; the rest is
-        # counted as dropped; activity.db has every decision
-        assert 1000 <= delivered < 1300
+        # the spool took batches while it held at most 1000 decisions; the rest
+        # is counted as dropped, usage included; activity.db has every decision
+        assert 0 < delivered <= 1000
         assert activity_rows(str(d), "SELECT sum(n) FROM decision_batches")[0][0] == 1300
         assert usage_of(pg, "mx5") == {b"gina@example.com": delivered}
         dropped = wait_until(lambda: int(one(pg, "SELECT coalesce(max(dropped), 0) FROM "
@@ -279,3 +281,56 @@ def test_daemon_role_appends_but_never_deletes(pg):
         assert "permission denied" in proc.stderr, (sql, proc.stderr)
     assert one(pg, "SELECT count(*) FROM fleet_heartbeats WHERE host = 'role-test'") == "1"
     assert one(pg, "SELECT state FROM policies") == "enforce"
+
+
+def test_dovecot_reports_and_heartbeats_follow_the_latest_state(pg, tmp_path):
+    d = tmp_path / "mx6"
+    d.mkdir()
+    p = Policyd(d, str(d), extra_args=["--store", pg.uri(DAEMON)], http=True,
+                settings={"heartbeat_interval": "1s", "host_name": "mx6"})
+    try:
+        with p.http() as h:
+            for _ in range(3):
+                assert h.report(success=True)[0] == 200
+            assert h.report(success=False)[0] == 200
+        want = ["policyd|%d|imap|legacy|failure|1" % p.pid,
+                "policyd|%d|imap|legacy|success|3" % p.pid]
+        wait_until(lambda: one(pg, "SELECT program, pid, service, mech_class, result, count "
+                                   "FROM fleet_auth_results WHERE host = 'mx6' "
+                                   "ORDER BY result").splitlines() == want,
+                   what="the report totals")
+        # totals, not sums: delivered again with every heartbeat, still 3 and 1
+        time.sleep(2.5)
+        assert one(pg, "SELECT sum(count) FROM fleet_auth_results WHERE host = 'mx6'") == "4"
+        # the heartbeat follows the newest beat
+        beat = lambda: int(one(pg, "SELECT last_seen FROM fleet_heartbeats "  # noqa: E731
+                                   "WHERE host = 'mx6'"))
+        first = beat()
+        wait_until(lambda: beat() > first, what="a newer heartbeat")
+        assert one(pg, "SELECT count(*) FROM fleet_heartbeats WHERE host = 'mx6'") == "1"
+    finally:
+        assert p.stop() == 0
+    assert one(pg, "SELECT stopped FROM fleet_heartbeats WHERE host = 'mx6'") == "1"
+
+
+def test_decision_ids_go_on_after_a_prune_emptied_the_log(pg, tmp_path):
+    d = tmp_path / "mx7"
+    d.mkdir()
+    p = policyd(pg, d, "mx7")
+    try:
+        ask(p, b"hank@example.com", 3)
+        wait_until(lambda: decisions_of(pg, "mx7") == 3 and spooled(str(d)) == 0,
+                   what="the first delivery")
+        time.sleep(2.1)
+        proc = subprocess.run([CTL, "-d", str(d), "prune", "--older-than", "1s"],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert activity_rows(str(d), "SELECT count(*) FROM decision_batches") == [(0,)]
+        # PostgreSQL keeps batches by host and id: the next ids are new ones
+        ask(p, b"hank@example.com", 2)
+        wait_until(lambda: decisions_of(pg, "mx7") == 5, what="the decisions after the prune")
+        assert int(one(pg, "SELECT min(id) FROM fleet_decision_batches WHERE host = 'mx7' "
+                           "AND id > 1")) >= 4
+    finally:
+        assert p.stop() == 0
+    assert "in PostgreSQL already" not in p.log_text()
