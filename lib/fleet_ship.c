@@ -50,6 +50,7 @@ struct fleet_ship {
 	struct activity_store *local;
 	char spool[4200]; /* fleet_delivery.spool: the directory and the token */
 	time_t next_attempt, next_local_attempt;
+	int local_failed; /* activity.db could not be opened: logged once */
 	int backoff;
 	time_t outage_since;      /* 0: delivering */
 	int64_t heartbeats_since; /* heartbeats last seen before it were delivered */
@@ -145,10 +146,16 @@ static void p_bytes(struct params *p, const char *b, size_t len)
 	p->fmt[i] = 1;
 }
 
+/* libpq's message as one line, without the "FATAL:" of a server that
+ * shuts down (what a daemon logs is its own severity). */
 static int pg_error(PGconn *pg, const char *what, struct sg_err *err)
 {
+	char *fatal;
+
 	sg_err_set(err, "%s: %s", what, PQerrorMessage(pg));
 	store_pg_one_line(err->text);
+	while ((fatal = strstr(err->text, "FATAL: ")) != NULL)
+		memmove(fatal, fatal + 7, strlen(fatal + 7) + 1);
 	return -1;
 }
 
@@ -512,10 +519,13 @@ static int open_local(struct fleet_ship *fs, time_t now)
 	if (activity_store_open(fs->dir, ACTIVITY_STORE_WRITE, &fs->local, &err) < 0 ||
 	    activity_store_spool_state(fs->local, token, sizeof(token), &pending, &err) < 0) {
 		activity_store_close(&fs->local);
-		if (fs->outage_since == 0)
-			log_error("fleet activity: %s/activity.db: %s", fs->dir, err.text);
+		if (!fs->local_failed)
+			log_error("fleet activity: %s/activity.db: %s (trying again every %d s)",
+			          fs->dir, err.text, LOCAL_RETRY_S);
+		fs->local_failed = 1;
 		return -1;
 	}
+	fs->local_failed = 0;
 	sg_snprintf(fs->spool, sizeof(fs->spool), "%s#%s", fs->dir, token);
 	if (pending > 0)
 		log_info("fleet activity: %lld decisions in %s/activity.db wait for delivery",
