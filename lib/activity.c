@@ -122,7 +122,8 @@ struct activity {
 	size_t json_cap;
 	char host[256];
 
-	/* a fleet host: the spool (writer thread only, but for fleet) */
+	/* a fleet host: the deliverer (started and stopped with the writer) and
+	 * the spool's bookkeeping (writer thread only) */
 	struct fleet_ship *fleet;
 	int64_t spool_max;
 	int64_t spool_seq; /* the spool row of the transaction being written, 0: none */
