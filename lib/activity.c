@@ -25,6 +25,7 @@
 #include "activity_store.h"
 #include "decision_batch.h"
 #include "decision_line.h"
+#include "fleet_ship.h"
 #include "log.h"
 #include "usage_sums.h"
 #include "utf8.h"
@@ -120,6 +121,14 @@ struct activity {
 	char *json; /* a batch row's text; kept, as it is large */
 	size_t json_cap;
 	char host[256];
+
+	/* a fleet host: the deliverer (started and stopped with the writer) and
+	 * the spool's bookkeeping (writer thread only) */
+	struct fleet_ship *fleet;
+	int64_t spool_max;
+	int64_t spool_seq; /* the spool row of the transaction being written, 0: none */
+	uint64_t spool_dropped;
+	time_t last_spool_log;
 };
 
 /* Appends a borrowed string to a packed record, cut at max bytes (before a
@@ -385,7 +394,10 @@ static int write_usage(const struct activity_usage_row *u, void *arg)
 {
 	struct activity_write *w = arg;
 
-	return activity_store_add_usage(w->act->store, u, w->err) < 0;
+	if (activity_store_add_usage(w->act->store, u, w->err) < 0)
+		return 1;
+	return w->act->spool_seq > 0 &&
+	       activity_store_spool_add_usage(w->act->store, w->act->spool_seq, u, w->err) < 0;
 }
 
 static int write_usage_all(struct activity *act, struct sg_err *err)
@@ -406,6 +418,35 @@ static void usage_reset(struct activity *act, time_t now)
 	act->usage_flushed = now;
 }
 
+/* A fleet host: the transaction's spool row, for the n decisions from *id
+ * on (raised to the spool's next id) and the usage written with them. A
+ * spool they would take beyond spool_max drops them from the delivery
+ * (counted, logged once a minute); activity.db keeps them. */
+static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, struct sg_err *err)
+{
+	int rc;
+
+	act->spool_seq = 0;
+	if (n > 0 && activity_store_spool_next_id(act->store, id, err) < 0)
+		return -1;
+	rc = activity_store_spool_add(act->store, act->host, *id, (int64_t)n, (int64_t)now,
+	                              act->spool_max, &act->spool_seq, err);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	pthread_mutex_lock(&act->lock);
+	act->dropped += n;
+	pthread_mutex_unlock(&act->lock);
+	act->spool_dropped += n;
+	if (now - act->last_spool_log >= 60) {
+		log_warning("fleet activity: the spool in %s/activity.db is full (fleet_spool_max "
+		            "%lld decisions): %llu decisions not delivered to PostgreSQL so far",
+		            act->dir, (long long)act->spool_max,
+		            (unsigned long long)act->spool_dropped);
+		act->last_spool_log = now;
+	}
+	return 0;
+}
+
 /*
  * One transaction: the batch's decisions (a row per DECISIONS_PER_ROW) and
  * the usage sums. A small batch (a light load: every test, most sites)
@@ -414,7 +455,9 @@ static void usage_reset(struct activity *act, time_t now)
  * batches until a heartbeat interval has passed or they hold USAGE_KEYS_MAX
  * keys (some 10 MB), and a busy user costs one upsert per interval instead
  * of one per submission. On failure the batch and the unwritten sums are
- * lost (and counted).
+ * lost (and counted). A fleet host writes its sums with every batch: the
+ * spool row of a batch then holds exactly the usage of its decisions, and
+ * a batch the full spool refuses takes its usage with it.
  */
 #define USAGE_FLUSH_BATCH 500
 #define USAGE_KEYS_MAX    40000
@@ -422,7 +465,7 @@ static void usage_reset(struct activity *act, time_t now)
 static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last, time_t now)
 {
 	int rc = -1;
-	int flush = last || n < USAGE_FLUSH_BATCH ||
+	int flush = last || n < USAGE_FLUSH_BATCH || act->fleet != NULL ||
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 	            usage_sums_count(act->usage) >= USAGE_KEYS_MAX;
 	int64_t id = 0;
@@ -432,6 +475,8 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 		goto fail;
 	if (len > 0 && activity_store_next_decision_id(act->store, &id, &err) < 0)
 		goto fail;
+	if (act->fleet != NULL && spool_batch(act, &id, len > 0 ? n : 0, now, &err) < 0)
+		goto fail;
 	for (size_t off = 0; off < len;)
 		if (write_decisions(act, data, len, &off, &id, &err) < 0)
 			goto fail;
@@ -439,6 +484,8 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 		goto fail;
 	if (activity_store_commit(act->store, &err) == 0)
 		rc = 0;
+	if (rc == 0 && act->spool_seq > 0)
+		fleet_ship_kick(act->fleet);
 fail:
 	if (rc < 0) {
 		log_error("activity.db: cannot record %zu decisions: %s", n, err.text);
@@ -446,6 +493,7 @@ fail:
 	}
 	if (flush || rc < 0)
 		usage_reset(act, now);
+	act->spool_seq = 0;
 	return rc;
 }
 
@@ -524,6 +572,8 @@ static void write_heartbeat(struct activity *act, int stopped)
 	if (activity_store_put_heartbeat(act->store, &h, &err) < 0)
 		log_error("activity.db: cannot write heartbeat: %s", err.text);
 	write_auth_results(act);
+	if (act->fleet != NULL)
+		fleet_ship_kick(act->fleet);
 }
 
 /* Opens activity.db if it is not open; retried every 5 s while it fails. */
@@ -655,6 +705,21 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+static int start_fleet(struct activity *act, const struct activity_options *opt, struct sg_err *err)
+{
+	struct fleet_ship_options fo = {
+	    .conninfo = opt->fleet_store,
+	    .dir = act->dir,
+	    .host = act->host,
+	    .program = opt->fleet_program != NULL ? opt->fleet_program : act->program,
+	    .interval_s = act->heartbeat_s,
+	};
+
+	act->spool_max = opt->fleet_spool_max ? (int64_t)opt->fleet_spool_max : 1000000;
+	act->fleet = fleet_ship_start(&fo, err);
+	return act->fleet != NULL ? 0 : -1;
+}
+
 struct activity *activity_open(const struct activity_options *opt, struct sg_err *err)
 {
 	struct activity *act = xcalloc(1, sizeof(*act));
@@ -674,13 +739,24 @@ struct activity *activity_open(const struct activity_options *opt, struct sg_err
 	act->usage = usage_sums_new(0);
 	act->started = time(NULL);
 	act->usage_flushed = act->started;
-	if (gethostname(act->host, sizeof(act->host)) < 0)
+	if (opt->host_name != NULL && *opt->host_name != '\0')
+		sg_strlcpy(act->host, opt->host_name, sizeof(act->host));
+	else if (gethostname(act->host, sizeof(act->host)) < 0)
 		sg_strlcpy(act->host, "localhost", sizeof(act->host));
 	act->host[sizeof(act->host) - 1] = '\0';
 	ensure_open(act, act->started);
+	if (opt->fleet_store != NULL && start_fleet(act, opt, err) < 0) {
+		activity_store_close(&act->store);
+		usage_sums_free(&act->usage);
+		free(act->fill.data);
+		free(act->dir);
+		free(act);
+		return NULL;
+	}
 	rc = pthread_create(&act->thread, NULL, writer_main, act);
 	if (rc != 0) {
 		sg_err_set(err, "cannot start the activity writer: %s", strerror(rc));
+		fleet_ship_stop(&act->fleet);
 		activity_store_close(&act->store);
 		usage_sums_free(&act->usage);
 		free(act->fill.data);
@@ -702,6 +778,7 @@ void activity_close(struct activity **actp)
 	pthread_cond_signal(&act->wake);
 	pthread_mutex_unlock(&act->lock);
 	pthread_join(act->thread, NULL);
+	fleet_ship_stop(&act->fleet); /* after the writer's last batch and heartbeat */
 	activity_store_close(&act->store);
 	usage_sums_free(&act->usage);
 	pthread_cond_destroy(&act->wake);

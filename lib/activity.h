@@ -38,6 +38,12 @@ struct activity_options {
 	int nice;                /* the writer thread's nice level (0..19) */
 	unsigned retention_days; /* not applied by the writer; recorded for status */
 	int log_decisions;       /* 1: one syslog line per decision */
+	const char *host_name;   /* in heartbeats and the fleet's tables (NULL, "": gethostname) */
+	/* A fleet host (PostgreSQL store): activity.db is also the spool of what
+	 * fleet_ship.h delivers there. NULL: a single host, no spool. */
+	const char *fleet_store;       /* the connection string */
+	const char *fleet_program;     /* its application_name ("saslgate-policyd") */
+	unsigned long fleet_spool_max; /* decisions spooled before dropping (e.g. 1000000) */
 };
 
 /* Counters shown in heartbeats. Updated by the daemon; read by the writer. */

@@ -36,6 +36,20 @@ enum {
 	ST_HEARTBEATS,
 	ST_PUT_AUTH,
 	ST_AUTH_RESULTS,
+	/* the fleet spool (at the end of this file) */
+	ST_SPOOL_STATE,
+	ST_SPOOL_ADD,
+	ST_SPOOL_SET_STATE,
+	ST_SPOOL_ADD_USAGE,
+	ST_SPOOL_ROWS,
+	ST_SPOOL_USAGE,
+	ST_SPOOL_BATCHES,
+	ST_SPOOL_HEARTBEATS,
+	ST_SPOOL_AUTH,
+	ST_SPOOL_DELIVERED,
+	ST_SPOOL_DELETE_USAGE,
+	ST_SPOOL_DELETE,
+	ST_SPOOL_UNCOUNT,
 	N_STATEMENTS
 };
 
@@ -122,6 +136,37 @@ static const char *const sql_of[N_STATEMENTS] = {
         "WHERE h.program = a.program AND h.host = a.host "
         "ORDER BY h.started_at DESC, h.rowid DESC LIMIT 1) "
         "ORDER BY a.program, a.host, a.service, a.mech_class, a.result",
+    /* the fleet spool */
+    [ST_SPOOL_STATE] = "SELECT token, next_id, pending FROM fleet_spool_state",
+    [ST_SPOOL_ADD] = "INSERT INTO fleet_spool (host, first_id, n, at) VALUES (?, ?, ?, ?)",
+    [ST_SPOOL_SET_STATE] = "UPDATE fleet_spool_state SET next_id = max(next_id, ?1), "
+                           "pending = pending + ?2",
+    [ST_SPOOL_ADD_USAGE] =
+        "INSERT INTO fleet_spool_usage (seq, user, mech, network, mech_class, first_seen, "
+        "last_seen, count, last_outcome, last_client, last_tls, last_service) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_SPOOL_ROWS] = "SELECT seq, first_id, n, at FROM fleet_spool WHERE host = ?1 "
+                      "ORDER BY seq LIMIT ?2",
+    [ST_SPOOL_USAGE] = "SELECT user, mech, network, mech_class, first_seen, last_seen, count, "
+                       "last_outcome, last_client, last_tls, last_service "
+                       "FROM fleet_spool_usage WHERE seq = ?1",
+    [ST_SPOOL_BATCHES] = "SELECT id, daemon, first_at, last_at, data, n FROM decision_batches "
+                         "WHERE id >= ?1 AND id < ?2 ORDER BY id",
+    [ST_SPOOL_HEARTBEATS] =
+        "SELECT program, host, pid, started_at, last_seen, generation, degraded, "
+        "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
+        "dropped, rebuilds, last_rebuild_us, stopped, rowid FROM heartbeats "
+        "WHERE host = ?1 AND last_seen >= ?2",
+    [ST_SPOOL_AUTH] =
+        "SELECT a.program, a.pid, a.service, a.mech_class, a.result, a.count "
+        "FROM auth_results a JOIN heartbeats h USING (program, host, pid) "
+        "WHERE a.host = ?1 AND h.last_seen >= ?2",
+    [ST_SPOOL_DELIVERED] = "SELECT coalesce(sum(n), 0) FROM fleet_spool "
+                           "WHERE host = ?1 AND seq <= ?2",
+    [ST_SPOOL_DELETE_USAGE] = "DELETE FROM fleet_spool_usage WHERE seq IN "
+                              "(SELECT seq FROM fleet_spool WHERE host = ?1 AND seq <= ?2)",
+    [ST_SPOOL_DELETE] = "DELETE FROM fleet_spool WHERE host = ?1 AND seq <= ?2",
+    [ST_SPOOL_UNCOUNT] = "UPDATE fleet_spool_state SET pending = max(pending - ?1, 0)",
 };
 /* clang-format on */
 
@@ -912,4 +957,295 @@ int activity_store_auth_results(struct activity_store *as, struct activity_auth_
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* ---------------------------------------------------------------- the fleet spool */
+
+struct spool_state {
+	char *token;
+	size_t len;
+	int64_t next_id, pending;
+};
+
+static int spool_state_row(sqlite3_stmt *st, void *arg)
+{
+	struct spool_state *s = arg;
+
+	if (s->token != NULL)
+		sg_strlcpy(s->token, text_of(st, 0), s->len);
+	s->next_id = sqlite3_column_int64(st, 1);
+	s->pending = sqlite3_column_int64(st, 2);
+	return 1;
+}
+
+static int read_spool_state(struct activity_store *as, struct spool_state *s, struct sg_err *err)
+{
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_STATE, err);
+
+	return st != NULL ? each_row(as, st, spool_state_row, s, err) : -1;
+}
+
+int activity_store_spool_next_id(struct activity_store *as, int64_t *id, struct sg_err *err)
+{
+	struct spool_state s = {NULL, 0, 0, 0};
+
+	if (read_spool_state(as, &s, err) < 0)
+		return -1;
+	if (s.next_id > *id)
+		*id = s.next_id;
+	return 0;
+}
+
+int activity_store_spool_add(struct activity_store *as, const char *host, int64_t first_id,
+                             int64_t n, int64_t at, int64_t max, int64_t *seq, struct sg_err *err)
+{
+	struct spool_state s = {NULL, 0, 0, 0};
+	sqlite3_stmt *st;
+
+	*seq = 0;
+	if (read_spool_state(as, &s, err) < 0)
+		return -1;
+	if (s.pending + n <= max) {
+		if ((st = stmt(as, ST_SPOOL_ADD, err)) == NULL)
+			return -1;
+		bind_text(st, 1, host);
+		sqlite3_bind_int64(st, 2, first_id);
+		sqlite3_bind_int64(st, 3, n);
+		sqlite3_bind_int64(st, 4, at);
+		if (run(as, st, err) < 0)
+			return -1;
+		*seq = sqlite3_last_insert_rowid(as->db);
+	}
+	/* The ids are taken whether or not the spool had room. */
+	if ((st = stmt(as, ST_SPOOL_SET_STATE, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, first_id + n);
+	sqlite3_bind_int64(st, 2, *seq > 0 ? n : 0);
+	if (run(as, st, err) < 0)
+		return -1;
+	return *seq > 0;
+}
+
+int activity_store_spool_add_usage(struct activity_store *as, int64_t seq,
+                                   const struct activity_usage_row *u, struct sg_err *err)
+{
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_ADD_USAGE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	bind_text(st, 2, u->user);
+	bind_text(st, 3, u->mech);
+	bind_text(st, 4, u->network);
+	bind_text(st, 5, u->mech_class);
+	sqlite3_bind_int64(st, 6, u->first_seen);
+	sqlite3_bind_int64(st, 7, u->last_seen);
+	sqlite3_bind_int64(st, 8, u->count);
+	bind_text(st, 9, u->last_outcome);
+	bind_text_or_null(st, 10, u->last_client);
+	sqlite3_bind_int(st, 11, u->last_tls);
+	bind_text_or_null(st, 12, u->last_service);
+	return run(as, st, err);
+}
+
+int activity_store_spool_state(struct activity_store *as, char *token, size_t len, int64_t *pending,
+                               struct sg_err *err)
+{
+	struct spool_state s = {token, len, 0, 0};
+
+	token[0] = '\0';
+	if (read_spool_state(as, &s, err) < 0)
+		return -1;
+	if (token[0] == '\0')
+		return sg_err_set(err, "fleet_spool_state has no row");
+	*pending = s.pending;
+	return 0;
+}
+
+struct spool_rows_state {
+	int (*fn)(const struct activity_spool_row *r, void *arg);
+	void *arg;
+};
+
+static int spool_row(sqlite3_stmt *st, void *arg)
+{
+	struct spool_rows_state *s = arg;
+	struct activity_spool_row r = {
+	    .seq = sqlite3_column_int64(st, 0),
+	    .first_id = sqlite3_column_int64(st, 1),
+	    .n = sqlite3_column_int64(st, 2),
+	    .at = sqlite3_column_int64(st, 3),
+	};
+
+	return s->fn(&r, s->arg);
+}
+
+int activity_store_spool_rows(struct activity_store *as, const char *host, int64_t limit,
+                              int (*fn)(const struct activity_spool_row *r, void *arg), void *arg,
+                              struct sg_err *err)
+{
+	struct spool_rows_state s = {fn, arg};
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_ROWS, err);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, host);
+	sqlite3_bind_int64(st, 2, limit);
+	return each_row(as, st, spool_row, &s, err);
+}
+
+int activity_store_spool_usage(struct activity_store *as, int64_t seq,
+                               int (*fn)(const struct activity_usage_row *u, void *arg), void *arg,
+                               struct sg_err *err)
+{
+	static const struct activity_usage_query all = {0, NULL, NULL, NULL, NULL};
+	struct usage_state s = {&all, fn, arg};
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_USAGE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	return each_row(as, st, usage_row, &s, err);
+}
+
+struct raw_batch_state {
+	int (*fn)(const struct activity_raw_batch *b, void *arg);
+	void *arg;
+};
+
+static int raw_batch_row(sqlite3_stmt *st, void *arg)
+{
+	struct raw_batch_state *s = arg;
+	struct activity_raw_batch b = {
+	    .id = sqlite3_column_int64(st, 0),
+	    .daemon = text_of(st, 1),
+	    .first_at = sqlite3_column_int64(st, 2),
+	    .last_at = sqlite3_column_int64(st, 3),
+	    .n = sqlite3_column_int(st, 5),
+	};
+
+	/* As a blob: the bytes as stored, whatever their encoding. */
+	b.data = sqlite3_column_blob(st, 4);
+	b.len = (size_t)sqlite3_column_bytes(st, 4);
+	if (b.data == NULL)
+		b.data = "";
+	return s->fn(&b, s->arg);
+}
+
+int activity_store_spool_batches(struct activity_store *as, int64_t first_id, int64_t n,
+                                 int (*fn)(const struct activity_raw_batch *b, void *arg),
+                                 void *arg, struct sg_err *err)
+{
+	struct raw_batch_state s = {fn, arg};
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_BATCHES, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, first_id);
+	sqlite3_bind_int64(st, 2, first_id + n);
+	return each_row(as, st, raw_batch_row, &s, err);
+}
+
+struct spool_heartbeat_state {
+	int (*fn)(const struct activity_heartbeat *h, void *arg);
+	void *arg;
+	struct activity_heartbeat h;
+	struct rows one;
+};
+
+static int spool_heartbeat_row(sqlite3_stmt *st, void *arg)
+{
+	struct spool_heartbeat_state *s = arg;
+
+	/* heartbeat_row() fills the next element of a rows array: one, reused. */
+	s->one.n = 0;
+	heartbeat_row(st, &s->one);
+	return s->fn(s->one.v, s->arg);
+}
+
+int activity_store_spool_heartbeats(struct activity_store *as, const char *host, int64_t since,
+                                    int (*fn)(const struct activity_heartbeat *h, void *arg),
+                                    void *arg, struct sg_err *err)
+{
+	struct spool_heartbeat_state s;
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_HEARTBEATS, err);
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	memset(&s, 0, sizeof(s));
+	s.fn = fn;
+	s.arg = arg;
+	s.one = (struct rows){&s.h, 0, 1, sizeof(s.h)};
+	bind_text(st, 1, host);
+	sqlite3_bind_int64(st, 2, since);
+	rc = each_row(as, st, spool_heartbeat_row, &s, err);
+	return rc;
+}
+
+struct spool_auth_state {
+	int (*fn)(const char *program, int64_t pid, const struct activity_auth_count *c, void *arg);
+	void *arg;
+};
+
+static int spool_auth_row(sqlite3_stmt *st, void *arg)
+{
+	struct spool_auth_state *s = arg;
+	struct activity_auth_count c;
+
+	memset(&c, 0, sizeof(c));
+	sg_strlcpy(c.service, text_of(st, 2), sizeof(c.service));
+	sg_strlcpy(c.mech_class, text_of(st, 3), sizeof(c.mech_class));
+	sg_strlcpy(c.result, text_of(st, 4), sizeof(c.result));
+	c.n = (uint64_t)sqlite3_column_int64(st, 5);
+	return s->fn(text_of(st, 0), sqlite3_column_int64(st, 1), &c, s->arg);
+}
+
+int activity_store_spool_auth(struct activity_store *as, const char *host, int64_t since,
+                              int (*fn)(const char *program, int64_t pid,
+                                        const struct activity_auth_count *c, void *arg),
+                              void *arg, struct sg_err *err)
+{
+	struct spool_auth_state s = {fn, arg};
+	sqlite3_stmt *st = stmt(as, ST_SPOOL_AUTH, err);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, host);
+	sqlite3_bind_int64(st, 2, since);
+	return each_row(as, st, spool_auth_row, &s, err);
+}
+
+int activity_store_spool_delete(struct activity_store *as, const char *host, int64_t seq,
+                                int64_t *decisions, struct sg_err *err)
+{
+	static const int steps[] = {ST_SPOOL_DELETE_USAGE, ST_SPOOL_DELETE};
+	sqlite3_stmt *st;
+
+	*decisions = 0;
+	if (store_begin(as->db, err) < 0)
+		return -1;
+	if ((st = stmt(as, ST_SPOOL_DELIVERED, err)) == NULL)
+		goto fail;
+	bind_text(st, 1, host);
+	sqlite3_bind_int64(st, 2, seq);
+	if (one_int(as, st, decisions, err) < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if ((st = stmt(as, steps[i], err)) == NULL)
+			goto fail;
+		bind_text(st, 1, host);
+		sqlite3_bind_int64(st, 2, seq);
+		if (run(as, st, err) < 0)
+			goto fail;
+	}
+	if ((st = stmt(as, ST_SPOOL_UNCOUNT, err)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, *decisions);
+	if (run(as, st, err) < 0)
+		goto fail;
+	return store_commit(as->db, err);
+fail:
+	store_rollback(as->db);
+	return -1;
 }

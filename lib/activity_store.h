@@ -265,4 +265,88 @@ struct activity_auth_result {
 int activity_store_auth_results(struct activity_store *as, struct activity_auth_result **out,
                                 size_t *n, struct sg_err *err);
 
+/* ------------------------------------------------------ the fleet spool */
+
+/*
+ * On a fleet host (a PostgreSQL store) activity.db is also the spool of
+ * what the daemons deliver to PostgreSQL (schema activity-005.sql,
+ * lib/fleet_ship.h): the writer adds a spool row, in the transaction of the
+ * decisions and usage it records, naming those decisions (by id) and
+ * holding that usage; the deliverer reads the rows of its host in order and
+ * deletes them once PostgreSQL has committed them. Texts a callback gets
+ * are borrowed for the call.
+ */
+
+/* Inside a write transaction, after activity_store_next_decision_id():
+ * raises *id to the spool's next id, so that a fleet host never gives a
+ * decision id twice, even after a prune emptied the log. */
+int activity_store_spool_next_id(struct activity_store *as, int64_t *id, struct sg_err *err);
+
+/* Inside a write transaction: a spool row of host for the n decisions
+ * first_id .. first_id + n - 1 (n may be 0: usage only), unless the spool
+ * would then hold more than max decisions. 1 with *seq the row's sequence
+ * number, 0 when full (nothing added), -1 with err. */
+int activity_store_spool_add(struct activity_store *as, const char *host, int64_t first_id,
+                             int64_t n, int64_t at, int64_t max, int64_t *seq, struct sg_err *err);
+
+/* Inside the same transaction: usage u, as added to the usage table, is
+ * part of spool row seq. */
+int activity_store_spool_add_usage(struct activity_store *as, int64_t seq,
+                                   const struct activity_usage_row *u, struct sg_err *err);
+
+/* The spool's token (which names this activity.db in PostgreSQL, with its
+ * directory; at least 17 bytes) and the decisions it holds. */
+int activity_store_spool_state(struct activity_store *as, char *token, size_t len, int64_t *pending,
+                               struct sg_err *err);
+
+/* A spool row. */
+struct activity_spool_row {
+	int64_t seq, first_id, n, at;
+};
+
+/* Calls fn for host's oldest spool rows, at most limit, in seq order;
+ * nonzero from fn stops. 0, or -1 with err. */
+int activity_store_spool_rows(struct activity_store *as, const char *host, int64_t limit,
+                              int (*fn)(const struct activity_spool_row *r, void *arg), void *arg,
+                              struct sg_err *err);
+
+/* Calls fn for each usage row of spool row seq. */
+int activity_store_spool_usage(struct activity_store *as, int64_t seq,
+                               int (*fn)(const struct activity_usage_row *u, void *arg), void *arg,
+                               struct sg_err *err);
+
+/* A decision batch as stored: its encoding undecoded (len bytes; kept as
+ * the writer gave them, invalid UTF-8 included). */
+struct activity_raw_batch {
+	int64_t id, first_at, last_at;
+	int n;
+	const char *daemon;
+	const char *data;
+	size_t len;
+};
+
+/* Calls fn for each batch whose first id is in first_id .. first_id + n -
+ * 1, in id order (a batch pruned meanwhile is not there). */
+int activity_store_spool_batches(struct activity_store *as, int64_t first_id, int64_t n,
+                                 int (*fn)(const struct activity_raw_batch *b, void *arg),
+                                 void *arg, struct sg_err *err);
+
+/* Calls fn for each heartbeat of host last seen at or after since (its seq
+ * and state are not set). */
+int activity_store_spool_heartbeats(struct activity_store *as, const char *host, int64_t since,
+                                    int (*fn)(const struct activity_heartbeat *h, void *arg),
+                                    void *arg, struct sg_err *err);
+
+/* Calls fn for each of Dovecot's report totals of a daemon of host whose
+ * heartbeat was last seen at or after since. */
+int activity_store_spool_auth(struct activity_store *as, const char *host, int64_t since,
+                              int (*fn)(const char *program, int64_t pid,
+                                        const struct activity_auth_count *c, void *arg),
+                              void *arg, struct sg_err *err);
+
+/* One transaction: deletes host's spool rows up to seq (delivered) with
+ * their usage; *decisions receives the decisions they named. */
+int activity_store_spool_delete(struct activity_store *as, const char *host, int64_t seq,
+                                int64_t *decisions, struct sg_err *err);
+
 #endif

@@ -265,6 +265,10 @@ static int resolve_settings(const struct settings *s, struct milter_settings *m,
 	m->activity.heartbeat_s = (unsigned)settings_int(s, "heartbeat_interval");
 	m->activity.retention_days = 0;
 	m->activity.log_decisions = settings_bool(s, "log_decisions");
+	m->activity.host_name = settings_str(s, "host_name");
+	m->activity.fleet_store = m->store;
+	m->activity.fleet_program = PROGRAM;
+	m->activity.fleet_spool_max = (unsigned long)settings_int(s, "fleet_spool_max");
 	return 0;
 }
 

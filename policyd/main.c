@@ -372,7 +372,7 @@ static void free_events(struct server *srv)
 	}
 }
 
-static int open_activity(struct server *srv, const char *dir, struct sg_err *err)
+static int open_activity(struct server *srv, const char *dir, const char *store, struct sg_err *err)
 {
 	struct activity_options ao;
 
@@ -385,6 +385,10 @@ static int open_activity(struct server *srv, const char *dir, struct sg_err *err
 	ao.nice = (int)settings_int(&srv->settings, "activity_nice");
 	ao.retention_days = 0; /* a policy.db setting; the daemon does not apply it */
 	ao.log_decisions = settings_bool(&srv->settings, "log_decisions");
+	ao.host_name = settings_str(&srv->settings, "host_name");
+	ao.fleet_store = store;
+	ao.fleet_program = POLICYD_PROGRAM;
+	ao.fleet_spool_max = (unsigned long)settings_int(&srv->settings, "fleet_spool_max");
 	srv->gate.activity = activity_open(&ao, err);
 	return srv->gate.activity != NULL ? 0 : -1;
 }
@@ -422,7 +426,7 @@ static int serve(struct server *srv)
 		log_error("policy store %s: %s", dir, err.text);
 		goto out_pid;
 	}
-	if (open_activity(srv, dir, &err) < 0) {
+	if (open_activity(srv, dir, store, &err) < 0) {
 		log_error("activity: %s", err.text);
 		goto out_source;
 	}

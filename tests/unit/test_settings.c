@@ -39,6 +39,8 @@ static const struct {
     {"activity_nice", SETTING_INT, "19", 0, 19, P | M},
     {"activity_flush_ms", SETTING_INT, "200", 10, 10000, P | M},
     {"heartbeat_interval", SETTING_DURATION, "5s", 1, 3600, P | M},
+    {"host_name", SETTING_STRING, "", 0, 0, P | M},
+    {"fleet_spool_max", SETTING_INT, "1000000", 1000, 100000000, P | M},
     {"socket_mode", SETTING_STRING, "0660", 0, 0, P | M},
     {"socket_owner", SETTING_STRING, "", 0, 0, P | M},
     {"socket_group", SETTING_STRING, "", 0, 0, P | M},
