@@ -334,3 +334,46 @@ def test_decision_ids_go_on_after_a_prune_emptied_the_log(pg, tmp_path):
     finally:
         assert p.stop() == 0
     assert "in PostgreSQL already" not in p.log_text()
+
+
+def ctl_fleet(pg, *args):
+    """saslgatectl --store URI ARGS, as an administrator on any host runs it."""
+    proc = subprocess.run([CTL, "-d", "/nonexistent", "--store", pg.uri(ADMIN), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc
+
+
+def test_what_the_daemons_delivered_is_what_the_fleet_reports_show(pg, tmp_path):
+    """Both halves together: decisions made by two hosts' daemons, delivered
+    by them, answered by saslgatectl --store from PostgreSQL with the host
+    that decided (report legacy, log, stats, status)."""
+    import json
+
+    d1, d2 = tmp_path / "a1", tmp_path / "a2"
+    d1.mkdir()
+    d2.mkdir()
+    h1, h2 = policyd(pg, d1, "imap-a"), policyd(pg, d2, "imap-b")
+    try:
+        ask(h1, b"dora@example.org", 3)
+        ask(h2, b"dora@example.org", 2)
+        ask(h2, b"eve@example.org", 4)
+        wait_until(lambda: usage_of(pg, "imap-a").get(b"dora@example.org") == 3 and
+                   usage_of(pg, "imap-b").get(b"eve@example.org") == 4 and
+                   spooled(str(d1)) == 0 and spooled(str(d2)) == 0, what="delivery")
+        report = json.loads(ctl_fleet(pg, "--json", "report", "legacy").stdout)
+        users = {u["user"]: u for u in report["users"]}
+        assert users["dora@example.org"]["count"] == 5
+        assert users["dora@example.org"]["hosts"] == ["imap-a", "imap-b"]
+        assert (users["eve@example.org"]["count"], users["eve@example.org"]["hosts"]) == \
+            (4, ["imap-b"])
+        log = json.loads(ctl_fleet(pg, "--json", "log", "--user", "dora@example.org").stdout)
+        assert sorted(d["host"] for d in log) == ["imap-a"] * 3 + ["imap-b"] * 2
+        assert {d["outcome"] for d in log} == {"block"}
+        prom = ctl_fleet(pg, "stats", "--format", "prometheus").stdout
+        assert 'host="imap-a"' in prom and 'host="imap-b"' in prom
+        status = ctl_fleet(pg, "--json", "status").stdout
+        assert '"imap-a"' in status and '"imap-b"' in status
+    finally:
+        h1.stop()
+        h2.stop()
