@@ -64,6 +64,13 @@ def fields(line):
     return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
+def cpu_ticks(pid):
+    """User + system CPU of the process so far, all threads, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read().rsplit(")", 1)[1].split()
+    return int(stat[11]) + int(stat[12])
+
+
 def loadavg():
     return "load=%.2f/%.2f/%.2f" % os.getloadavg()
 
@@ -151,6 +158,17 @@ class Bench:
             raise RuntimeError("policyd_load: %s%s" % (out.stdout, out.stderr))
         return fields(out.stdout)
 
+    def measured_load(self, proc, connections, seconds):
+        """A second of warm-up, then a measured run; adds cpu_us: the
+        daemon's CPU (all threads, user + system) per request of that run."""
+        self.load(proc.sock, connections, 1, 0)
+        t0 = cpu_ticks(proc.pid)
+        out = self.load(proc.sock, connections, seconds, 0)
+        ticks = cpu_ticks(proc.pid) - t0
+        out["cpu_us"] = "%.1f" % (ticks * 1e6 / os.sysconf("SC_CLK_TCK") /
+                                  max(1, int(out["requests"])))
+        return out
+
     def heartbeat(self, proc):
         """(generation, last_rebuild_us) of the daemon's newest heartbeat."""
         try:
@@ -209,7 +227,7 @@ class Bench:
         print("\n== pg throughput: saslgate-policyd --store postgresql:// vs the SQLite store, "
               "100 connections, %gs x %d rounds (%s)" % (self.secs, self.rounds, loadavg()))
         uri = self.pg.uri(DAEMON)
-        ratios, pairs = [], []
+        ratios, cpus, pairs = [], [], []
         for r in range(1, self.rounds + 1):
             got = {}
             order = ("sqlite", "pg") if r % 2 else ("pg", "sqlite")
@@ -218,20 +236,24 @@ class Bench:
                     p = self.start("saslgate-policyd", "tp-pg", uri)
                 else:
                     p = self.start("saslgate-policyd", "sqlite", None)
-                got[which] = self.load(p.sock, 100, self.secs)
+                got[which] = self.measured_load(p, 100, self.secs)
                 self.stop(p)
             s, g = got["sqlite"], got["pg"]
             ratio = float(g["rps"]) / float(s["rps"])
+            cpu = float(g["cpu_us"]) / max(0.1, float(s["cpu_us"]))
             ratios.append(ratio)
+            cpus.append(cpu)
             pairs.append((float(g["rps"]), float(s["rps"])))
-            print("round %d (%s first): sqlite rps=%s p50_us=%s p99_us=%s | pg rps=%s p50_us=%s "
-                  "p99_us=%s | ratio=%.2f (%s)" % (r, order[0], s["rps"], s["p50_us"],
-                                                   s["p99_us"], g["rps"], g["p50_us"],
-                                                   g["p99_us"], ratio, loadavg()))
+            print("round %d (%s first): sqlite rps=%s p50_us=%s p99_us=%s cpu_us=%s | pg rps=%s "
+                  "p50_us=%s p99_us=%s cpu_us=%s | ratio=%.2f cpu_ratio=%.2f (%s)" % (
+                      r, order[0], s["rps"], s["p50_us"], s["p99_us"], s["cpu_us"], g["rps"],
+                      g["p50_us"], g["p99_us"], g["cpu_us"], ratio, cpu, loadavg()))
         print("pg vs sqlite: median ratio %.2f over %d rounds (lowest %.2f, highest %.2f), "
-              "summed rates %.2f; goal >= 0.95" % (
+              "summed rates %.2f; goal >= 0.95. CPU a request, pg / sqlite: median %.2f "
+              "(%.2f-%.2f)" % (
                   statistics.median(ratios), len(ratios), min(ratios), max(ratios),
-                  sum(a for a, _ in pairs) / sum(b for _, b in pairs)))
+                  sum(a for a, _ in pairs) / sum(b for _, b in pairs),
+                  statistics.median(cpus), min(cpus), max(cpus)))
 
     # --- 2. pickup --------------------------------------------------------
 
