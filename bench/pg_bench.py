@@ -170,7 +170,8 @@ class Bench:
         return out
 
     def heartbeat(self, proc):
-        """(generation, last_rebuild_us) of the daemon's newest heartbeat."""
+        """(generation, last_rebuild_us) of the daemon's newest heartbeat: in
+        DIR/activity.db, else in PostgreSQL's fleet_heartbeats."""
         try:
             db = sqlite3.connect("file:%s?mode=ro" % os.path.join(proc.dir, "activity.db"),
                                  uri=True, timeout=5)
@@ -182,6 +183,11 @@ class Bench:
                 db.close()
         except sqlite3.OperationalError:  # not created yet
             row = None
+        if row is None:  # a daemon that sends its heartbeats to PostgreSQL instead
+            got = self.pg.psql("SELECT generation, last_rebuild_us FROM fleet_heartbeats "
+                               "WHERE pid = %d ORDER BY last_seen DESC LIMIT 1" % proc.pid,
+                               check=False).stdout.strip()
+            row = tuple(int(v) if v else None for v in got.split("|")) if got else None
         return row if row else (None, None)
 
     def wait_generation(self, proc, timeout):
