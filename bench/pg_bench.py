@@ -305,6 +305,8 @@ class Bench:
                     if seen <= t1:
                         already += 1
                     samples[p.daemon.name].append(max(0.0, seen - t1))
+            if exc_id is not None:  # an odd number of changes: leave the policy as found
+                self.ctl("exception", "remove", str(exc_id))
         finally:
             for p in probers:
                 p.stop()
@@ -464,9 +466,18 @@ class Loader(threading.Thread):
         self.args = (sock, connections, seconds, warmup)
         self.bench = bench
         self.result = None
+        self.error = None
 
     def run(self):
-        self.result = self.bench.load(*self.args)
+        try:
+            self.result = self.bench.load(*self.args)
+        except Exception as e:  # raised again by join()
+            self.error = e
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.error is not None:
+            raise RuntimeError("bench/policyd_load: %s" % self.error)
 
 
 class Psql:
