@@ -312,7 +312,12 @@ class Bench:
                 p.stop()
             for d in daemons:
                 self.stop(d)
+        self.log_problems(daemons)
         every = [s for v in samples.values() for s in v]
+        worst = max(range(changes), key=lambda i: max(v[i] for v in samples.values()))
+        print("slowest change: #%d (saslgatectl %s ms): %s" % (
+            worst + 1, ms(ctl_s[worst]),
+            ", ".join("%s %s ms" % (n, ms(v[worst])) for n, v in samples.items())))
         for name, v in samples.items():
             print("%-8s p50_ms=%s p99_ms=%s max_ms=%s probes=%d" % (
                 name, ms(pct(v, 0.5)), ms(pct(v, 0.99)), ms(max(v)),
@@ -323,6 +328,17 @@ class Bench:
                   len(every), changes, len(daemons), ms(pct(every, 0.5)), ms(pct(every, 0.9)),
                   ms(pct(every, 0.99)), ms(max(every)), already, ms(pct(ctl_s, 0.5)),
                   ms(max(ctl_s)), loadavg()))
+
+    def log_problems(self, daemons):
+        """The daemons' complaints (an outage of the store, an error): a
+        pickup that waited for a reconnect shows here."""
+        for d in daemons:
+            path = [os.path.join(d.dir, f) for f in os.listdir(d.dir) if f.endswith(".log")][0]
+            with open(path, errors="replace") as f:
+                bad = [line.strip() for line in f
+                       if "unavailable" in line or "error" in line.lower()]
+            if bad:
+                print("%s logged %d problem(s), the first: %s" % (d.name, len(bad), bad[0]))
 
     # --- 3. rebuild with 100,000 exceptions ---------------------------------
 
@@ -450,6 +466,7 @@ class Bench:
             probe.stop()
             admin.close()
             self.stop(p)
+            self.log_problems([p])
 
     def close(self):
         for p in list(self.procs):
