@@ -4,8 +4,11 @@
 # Run from the build directory after `make` (make bench does both):
 #   sh bench/run.sh [ROUNDS] [SECONDS]
 # Prints the figures recorded in bench/README.md. BENCH_ONLY=engine, writer,
-# policyd, http or milter runs one part; HTTP_LOAD adds options to the http
+# policyd, http, milter or pg runs one part; HTTP_LOAD adds options to the http
 # part's bench/authpolicy_load (e.g. HTTP_LOAD="-R 100": a report after every login).
+# The pg part (bench/pg_bench.py) runs its own PostgreSQL, and is skipped
+# with the reason when PostgreSQL's binaries are missing; PG_PARTS and
+# PG_CHANGES select its rounds and the number of pickup changes.
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-5}
@@ -193,4 +196,10 @@ for store in default 100k; do
 	summary "saslgate-milter vs no-op ($store store)" "$W/ratios.milter.$store"
 	summary "saslgate-milter p99 vs no-op p99 ($store store)" "$W/p99.milter.$store"
 done
+fi
+
+if part pg; then
+echo
+# 77: PostgreSQL cannot run here (pg_bench.py printed why): not a failure.
+SASLGATE_BUILDDIR=$B python3 "$SRC/bench/pg_bench.py" "$B" "$W/pg" "$ROUNDS" "$SECS" || [ $? -eq 77 ]
 fi
