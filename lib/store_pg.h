@@ -131,9 +131,7 @@ int store_pg_cache_open(const char *dir, sqlite3 **db, int *exists, struct sg_er
  * reconnects (non-blocking, with backoff) while PostgreSQL is away. On a
  * hot standby, which has no LISTEN, the link reports STORE_PG_CHANGED at
  * most once a second instead, for the caller to compare generations.
- * store_pg_link_quiet() may run in many threads at once, concurrently with
- * nothing else (a read lock); everything else needs exclusive use (the
- * source's write lock).
+ * A link is used by one thread at a time (the source's refresh thread).
  */
 struct store_pg_link;
 
@@ -151,10 +149,11 @@ struct store_pg_link *store_pg_link_new(const char *conninfo, const char *progra
  * the first reconnect is scheduled STORE_PG_BACKOFF_MIN_S from now. */
 int store_pg_link_connect(struct store_pg_link *link, struct sg_err *err);
 
-/* 1 if nothing can have happened: the connection is up and its socket has
- * nothing to read (one poll() with a zero timeout), or it is down and the
- * next reconnect is not due at now. Then store_pg_link_poll() need not run. */
-int store_pg_link_quiet(struct store_pg_link *link, time_t now);
+/* Blocks until store_pg_link_poll() may have something to do (the socket
+ * has data, a reconnect is due or in progress, a hot standby's generation
+ * is due), wake_fd is readable, or max_ms passed. 1 if wake_fd is readable,
+ * else 0. For a thread that owns the link. */
+int store_pg_link_wait(struct store_pg_link *link, int wake_fd, int max_ms);
 
 /* Reads what arrived without blocking (PQconsumeInput, PQnotifies) or
  * advances a reconnect; see enum store_pg_event. */

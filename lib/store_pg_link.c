@@ -120,15 +120,27 @@ static int readable(int fd, short events, int timeout_ms)
 	return poll(&p, 1, timeout_ms) != 0;
 }
 
-int store_pg_link_quiet(struct store_pg_link *link, time_t now)
+int store_pg_link_wait(struct store_pg_link *link, int wake_fd, int max_ms)
 {
-	if (link->pending)
+	struct pollfd p[2] = {{wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+	time_t now = time(NULL);
+	int timeout = max_ms;
+
+	if (link->pending || link->connecting) {
+		timeout = 0; /* an attempt waits for its socket itself */
+	} else if (link->pg == NULL) {
+		if (link->next_attempt <= now)
+			timeout = 0;
+		else if ((link->next_attempt - now) * 1000 < max_ms)
+			timeout = (int)(link->next_attempt - now) * 1000;
+	} else {
+		p[1].fd = PQsocket(link->pg);
+		if (!link->listening && timeout > 1000)
+			timeout = 1000; /* the generation, once a second */
+	}
+	if (poll(p, 2, timeout) < 0)
 		return 0;
-	if (link->pg == NULL)
-		return now < link->next_attempt;
-	if (link->connecting || (!link->listening && now != link->last_check))
-		return 0;
-	return !readable(PQsocket(link->pg), POLLIN, 0);
+	return (p[0].revents & POLLIN) != 0;
 }
 
 /* Starts an attempt without waiting for it. */
