@@ -3,6 +3,7 @@
  * are prepared once per handle, on first use, and every read runs through
  * one row loop (each_row).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +96,9 @@ static const char *const sql_of[N_STATEMENTS] = {
     [ST_PUT_HEARTBEAT] =
         "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, "
         "degraded, degraded_reason, requests, blocks, allows, would_blocks, "
-        "not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped, "
+        "snapshot_source, snapshot_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
         "generation = excluded.generation, degraded = excluded.degraded, "
         "degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
@@ -104,11 +106,13 @@ static const char *const sql_of[N_STATEMENTS] = {
         "would_blocks = excluded.would_blocks, "
         "not_authenticated = excluded.not_authenticated, "
         "errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
-        "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped",
+        "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped, "
+        "snapshot_source = excluded.snapshot_source, snapshot_at = excluded.snapshot_at",
     [ST_HEARTBEATS] =
         "SELECT program, host, pid, started_at, last_seen, generation, degraded, "
         "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-        "dropped, rebuilds, last_rebuild_us, stopped, rowid FROM heartbeats "
+        "dropped, rebuilds, last_rebuild_us, stopped, rowid, snapshot_source, snapshot_at "
+        "FROM heartbeats "
         "ORDER BY program, host, started_at, rowid",
     [ST_PUT_AUTH] =
         "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
@@ -631,6 +635,46 @@ int activity_store_usage_moved(struct activity_store *as, time_t since,
 
 /* ---------------------------------------------------------------- heartbeats */
 
+/* The process's note of its serving snapshot (activity_store_note_snapshot). */
+static pthread_mutex_t snapshot_note_lock = PTHREAD_MUTEX_INITIALIZER;
+static char snapshot_note_source[16];
+static int64_t snapshot_note_at;
+
+void activity_store_note_snapshot(const char *source, int64_t at)
+{
+	pthread_mutex_lock(&snapshot_note_lock);
+	sg_strlcpy(snapshot_note_source, source != NULL ? source : "",
+	           sizeof(snapshot_note_source));
+	snapshot_note_at = at;
+	pthread_mutex_unlock(&snapshot_note_lock);
+}
+
+/* snapshot_source and snapshot_at at i, i + 1: h's own, else the note;
+ * NULL for neither. */
+static void bind_snapshot(sqlite3_stmt *st, int i, const struct activity_heartbeat *h)
+{
+	char source[sizeof(h->snapshot_source)];
+	int64_t at = h->snapshot_at;
+
+	sg_strlcpy(source, h->snapshot_source, sizeof(source));
+	if (source[0] == '\0') {
+		pthread_mutex_lock(&snapshot_note_lock);
+		sg_strlcpy(source, snapshot_note_source, sizeof(source));
+		at = snapshot_note_at;
+		pthread_mutex_unlock(&snapshot_note_lock);
+	}
+	if (source[0] == '\0') {
+		sqlite3_bind_null(st, i);
+		sqlite3_bind_null(st, i + 1);
+		return;
+	}
+	sqlite3_bind_text(st, i, source, -1, SQLITE_TRANSIENT);
+	if (at > 0)
+		sqlite3_bind_int64(st, i + 1, at);
+	else
+		sqlite3_bind_null(st, i + 1);
+}
+
 int activity_store_put_heartbeat(struct activity_store *as, const struct activity_heartbeat *h,
                                  struct sg_err *err)
 {
@@ -656,6 +700,7 @@ int activity_store_put_heartbeat(struct activity_store *as, const struct activit
 	sqlite3_bind_int64(st, 16, h->rebuilds);
 	sqlite3_bind_int64(st, 17, h->last_rebuild_us);
 	sqlite3_bind_int(st, 18, h->stopped);
+	bind_snapshot(st, 19, h);
 	return run(as, st, err);
 }
 
@@ -717,6 +762,8 @@ static int heartbeat_row(sqlite3_stmt *st, void *arg)
 	h->last_rebuild_us = sqlite3_column_int64(st, 16);
 	h->stopped = sqlite3_column_int(st, 17);
 	h->seq = sqlite3_column_int64(st, 18);
+	sg_strlcpy(h->snapshot_source, text_of(st, 19), sizeof(h->snapshot_source));
+	h->snapshot_at = sqlite3_column_int64(st, 20);
 	return 0;
 }
 

@@ -183,11 +183,23 @@ struct activity_heartbeat {
 	int64_t requests, blocks, allows, would_blocks, not_authenticated, errors, dropped;
 	int64_t rebuilds, last_rebuild_us;
 	int stopped;
+	/* Where the serving snapshot came from: "postgresql", "cache" or
+	 * "policy.db" ("" unknown: a row of an older saslgate), and when its
+	 * policy was read (Unix seconds, 0 unknown); see source_stats(). */
+	char snapshot_source[16];
+	int64_t snapshot_at;
 	/* read only: */
 	int64_t seq;                      /* insertion order */
 	enum activity_daemon_state state; /* see activity_store_heartbeats */
 	int64_t age;                      /* now - last_seen, at least 0 */
 };
+
+/* The serving snapshot's origin as the process last noted it (the gate's
+ * heartbeat does, lib/gate.c): a heartbeat written with an empty
+ * snapshot_source gets these. One per process, as a daemon has one policy
+ * source; thread-safe. (A bridge while the activity writer, lib/activity.c,
+ * does not carry the two fields itself.) */
+void activity_store_note_snapshot(const char *source, int64_t at);
 
 /* Writes h as the heartbeat of (program, host, pid), replacing the last. */
 int activity_store_put_heartbeat(struct activity_store *as, const struct activity_heartbeat *h,
