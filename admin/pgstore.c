@@ -348,6 +348,45 @@ static int run_check(struct pg_run *r, int argc, char **argv)
 	return ok ? CTL_OK : CTL_FAIL;
 }
 
+/* status --nagios: a failure to read the store is the plugin's UNKNOWN
+ * (the reason went to standard error). */
+static int status_unknown(const struct pg_run *r, int argc, char **argv, int rc)
+{
+	int nagios = 0;
+
+	for (int i = 1; i < argc; i++)
+		nagios |= strcmp(argv[i], "--nagios") == 0;
+	if (!nagios || rc == CTL_OK)
+		return rc;
+	printf("SASLGATE UNKNOWN - cannot read the policy store %s\n", r->label);
+	return 3;
+}
+
+/* status reads and writes nothing: the policy a daemon can read (so that
+ * the daemons' role will do, for a monitoring check) is pulled into the
+ * temporary copy, and activity.db is the host's. */
+static int run_status(struct pg_run *r, int argc, char **argv, pgstore_dispatch dispatch)
+{
+	struct sg_err err = {{0}};
+	const char *dir = r->ctl->dir;
+	int v = store_pg_schema_version(r->pg, &err), rc;
+
+	if (v < 0)
+		return status_unknown(r, argc, argv, ctl_fail("%s: %s", r->label, err.text));
+	if (v != store_pg_newest_version())
+		return status_unknown(r, argc, argv,
+		                      ctl_fail("%s has policy schema version %d, this "
+		                               "saslgatectl needs %d",
+		                               r->label, v, store_pg_newest_version()));
+	if ((rc = pull(r, STORE_PG_CACHE)) != CTL_OK)
+		return status_unknown(r, argc, argv, rc);
+	link_activity(r, dir);
+	r->ctl->dir = r->tmp;
+	rc = dispatch(r->ctl, argc, argv);
+	r->ctl->dir = dir;
+	return rc;
+}
+
 /* Help needs no database. */
 static int wants_help(int argc, char **argv)
 {
@@ -362,7 +401,7 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 {
 	struct pg_run r;
 	struct sg_err err = {{0}};
-	int rc;
+	int rc, status;
 
 	if (wants_help(argc, argv))
 		return dispatch(ctl, argc, argv);
@@ -373,13 +412,19 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 	r.saved[0] = r.saved[1] = -1;
 	store_pg_label(store, r.label, sizeof(r.label));
 	ctl->store_label = r.label;
-	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL)
-		return ctl_fail("%s: %s", r.label, err.text);
+	status = strcmp(argv[0], "status") == 0;
+	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL) {
+		rc = ctl_fail("%s: %s", r.label, err.text);
+		ctl->store_label = NULL;
+		return status ? status_unknown(&r, argc, argv, rc) : rc;
+	}
 	if ((rc = make_tmp(&r)) == CTL_OK) {
 		if (strcmp(argv[0], "init") == 0)
 			rc = run_init(&r, argc, argv, dispatch);
 		else if (strcmp(argv[0], "check") == 0)
 			rc = run_check(&r, argc, argv);
+		else if (status)
+			rc = run_status(&r, argc, argv, dispatch);
 		else
 			rc = run_command(&r, argc, argv, dispatch);
 		release_output(&r, 1);
