@@ -387,6 +387,42 @@ static int run_status(struct pg_run *r, int argc, char **argv, pgstore_dispatch 
 	return rc;
 }
 
+/* status while PostgreSQL cannot be reached from here: the daemons go on
+ * with their cached copy, and so does status, on the host's
+ * DIR/policy-cache.db (their heartbeats say which daemon serves it). */
+static int run_status_cached(struct pg_run *r, int argc, char **argv, pgstore_dispatch dispatch,
+                             const char *why)
+{
+	struct sg_err err = {{0}};
+	const char *dir = r->ctl->dir;
+	char copy[PATH_MAX + 16], *sql = NULL;
+	sqlite3 *db = NULL;
+	int exists, rc;
+	size_t len;
+
+	if (store_pg_cache_open(dir, &db, &exists, &err) < 0)
+		return status_unknown(r, argc, argv,
+		                      ctl_fail("%s: %s; and no cached copy here (%s)", r->label,
+		                               why, exists ? err.text : STORE_PG_CACHE_DB));
+	if ((rc = make_tmp(r)) == CTL_OK && tmp_path(r, STORE_POLICY_DB, copy, sizeof(copy)) == 0 &&
+	    ((sql = sqlite3_mprintf("VACUUM INTO %Q", copy)) == NULL ||
+	     store_exec(db, sql, &err) < 0))
+		rc = ctl_fail("%s: %s", copy, sql ? err.text : "out of memory");
+	sqlite3_free(sql);
+	store_close(&db);
+	if (rc != CTL_OK)
+		return status_unknown(r, argc, argv, rc);
+	fprintf(stderr, "saslgatectl: warning: %s: %s; showing this host's cached copy (%s/%s)\n",
+	        r->label, why, dir, STORE_PG_CACHE_DB);
+	len = strlen(r->label);
+	sg_snprintf(r->label + len, sizeof(r->label) - len, " (unreachable: this host's cached copy)");
+	link_activity(r, dir);
+	r->ctl->dir = r->tmp;
+	rc = dispatch(r->ctl, argc, argv);
+	r->ctl->dir = dir;
+	return rc;
+}
+
 /* Help needs no database. */
 static int wants_help(int argc, char **argv)
 {
@@ -414,9 +450,11 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 	ctl->store_label = r.label;
 	status = strcmp(argv[0], "status") == 0;
 	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL) {
-		rc = ctl_fail("%s: %s", r.label, err.text);
+		rc = status ? run_status_cached(&r, argc, argv, dispatch, err.text)
+		            : ctl_fail("%s: %s", r.label, err.text);
+		remove_tmp(&r);
 		ctl->store_label = NULL;
-		return status ? status_unknown(&r, argc, argv, rc) : rc;
+		return rc;
 	}
 	if ((rc = make_tmp(&r)) == CTL_OK) {
 		if (strcmp(argv[0], "init") == 0)
