@@ -415,7 +415,8 @@ static int run_status_cached(struct pg_run *r, int argc, char **argv, pgstore_di
 	fprintf(stderr, "saslgatectl: warning: %s: %s; showing this host's cached copy (%s/%s)\n",
 	        r->label, why, dir, STORE_PG_CACHE_DB);
 	len = strlen(r->label);
-	sg_snprintf(r->label + len, sizeof(r->label) - len, " (unreachable: this host's cached copy)");
+	sg_snprintf(r->label + len, sizeof(r->label) - len,
+	            " (unreachable: this host's cached copy)");
 	link_activity(r, dir);
 	r->ctl->dir = r->tmp;
 	rc = dispatch(r->ctl, argc, argv);

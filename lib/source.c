@@ -320,8 +320,7 @@ static int64_t cache_written_at(const char *dir)
 	char path[4096];
 	struct stat sb;
 
-	if (store_path(dir, STORE_PG_CACHE_DB, path, sizeof(path), NULL) < 0 ||
-	    stat(path, &sb) < 0)
+	if (store_path(dir, STORE_PG_CACHE_DB, path, sizeof(path), NULL) < 0 || stat(path, &sb) < 0)
 		return 0;
 	return (int64_t)sb.st_mtime;
 }

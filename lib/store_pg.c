@@ -466,13 +466,9 @@ int store_pg_pull(PGconn *pg, sqlite3 *dst, enum store_pg_scope scope, int64_t u
 	return 1;
 }
 
-#ifndef LIBPQ_HAS_PIPELINING
-#error "saslgate needs libpq 14 or newer (pipeline mode)"
-#endif
-
-/* Statements sent in one pipeline before their results are read: one round
- * trip per PIPELINE_ROWS rows, and few enough results waiting that neither
- * side blocks on a full socket buffer. */
+/* Statements sent in one pipeline (libpq 14 or newer) before their results
+ * are read: one round trip per PIPELINE_ROWS rows, and few enough results
+ * waiting that neither side blocks on a full socket buffer. */
 #define PIPELINE_ROWS 1000
 
 /* Reads the results of the n statements of a pipeline up to its sync; the
