@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,8 @@ struct source {
 	time_t pg_outage_since;   /* 0: no outage */
 	pthread_t refresher;      /* the refresh thread, if refreshing */
 	int refreshing;
-	int wake[2]; /* a byte in wake[1] stops the refresh thread */
+	atomic_int stopping; /* set before the refresh thread is stopped */
+	int wake[2];         /* a byte in wake[1] stops the refresh thread */
 };
 
 static uint64_t now_us(void)
@@ -419,6 +421,8 @@ static void refresh_turn(struct source *src)
 	/* Only this thread replaces src->current: it may read it unlocked. */
 	was = snapshot_generation(src->current);
 	rc = pg_fetch(src, was, &snap, &us, &err);
+	if (rc < 0 && atomic_load(&src->stopping))
+		return; /* cancelled by refresh_stop(): not an outage */
 	pthread_rwlock_wrlock(&src->lock);
 	if (rc < 0) {
 		pg_outage_begin(src, err.text);
@@ -469,10 +473,24 @@ static int refresh_start(struct source *src, struct sg_err *err)
 static void refresh_stop(struct source *src)
 {
 	if (src->refreshing) {
-		/* A pull in progress finishes first (see source.h). */
+		struct timespec deadline;
+
+		atomic_store(&src->stopping, 1);
 		if (write(src->wake[1], "", 1) < 0)
 			log_error("cannot stop the policy refresh thread: %s", strerror(errno));
-		pthread_join(src->refresher, NULL);
+		/* A pull in progress may wait for a lock, or a server gone
+		 * silent: cancel what it runs until the thread sees the stop. */
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_nsec += 100 * 1000000L;
+			if (deadline.tv_nsec >= 1000000000L) {
+				deadline.tv_sec++;
+				deadline.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(src->refresher, NULL, &deadline) != ETIMEDOUT)
+				break;
+			store_pg_link_cancel(src->pg);
+		}
 		src->refreshing = 0;
 	}
 	for (int i = 0; i < 2; i++)

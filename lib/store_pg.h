@@ -131,7 +131,8 @@ int store_pg_cache_open(const char *dir, sqlite3 **db, int *exists, struct sg_er
  * reconnects (non-blocking, with backoff) while PostgreSQL is away. On a
  * hot standby, which has no LISTEN, the link reports STORE_PG_CHANGED at
  * most once a second instead, for the caller to compare generations.
- * A link is used by one thread at a time (the source's refresh thread).
+ * A link is used by one thread at a time (the source's refresh thread),
+ * except for store_pg_link_cancel(), which any thread may call.
  */
 struct store_pg_link;
 
@@ -167,6 +168,11 @@ enum store_pg_event store_pg_link_poll(struct store_pg_link *link, time_t now, s
  * again from STORE_PG_BACKOFF_MIN_S, and it returns 0. */
 PGconn *store_pg_link_conn(struct store_pg_link *link);
 int store_pg_link_used(struct store_pg_link *link, int failed, time_t now);
+
+/* Asks PostgreSQL to cancel what the link's connection is running (a pull
+ * that waits for a lock, say): that statement then fails. Nothing if the
+ * link is down. Thread-safe, for stopping the link's thread. */
+void store_pg_link_cancel(struct store_pg_link *link);
 
 void store_pg_link_free(struct store_pg_link **link);
 

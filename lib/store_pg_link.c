@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,32 @@ struct store_pg_link {
 	int pending;         /* a notification read while the connection was in use */
 	int listening;       /* 0: a hot standby, which has no LISTEN */
 	time_t last_check;   /* without LISTEN: when the generation was last asked */
+	/* For store_pg_link_cancel() from another thread: the connection's
+	 * cancel request, NULL while down. */
+	pthread_mutex_t cancel_lock;
+	PGcancel *cancel;
 };
+
+/* Replaces the cancel request (NULL: none). */
+static void set_cancel(struct store_pg_link *link, PGconn *pg)
+{
+	PGcancel *c = pg != NULL ? PQgetCancel(pg) : NULL;
+
+	pthread_mutex_lock(&link->cancel_lock);
+	PQfreeCancel(link->cancel);
+	link->cancel = c;
+	pthread_mutex_unlock(&link->cancel_lock);
+}
+
+void store_pg_link_cancel(struct store_pg_link *link)
+{
+	char buf[256];
+
+	pthread_mutex_lock(&link->cancel_lock);
+	if (link->cancel != NULL)
+		PQcancel(link->cancel, buf, sizeof(buf));
+	pthread_mutex_unlock(&link->cancel_lock);
+}
 
 struct store_pg_link *store_pg_link_new(const char *conninfo, const char *program)
 {
@@ -47,12 +73,14 @@ struct store_pg_link *store_pg_link_new(const char *conninfo, const char *progra
 	link->conninfo = xstrdup(conninfo);
 	link->program = xstrdup(program);
 	link->backoff = STORE_PG_BACKOFF_MIN_S;
+	pthread_mutex_init(&link->cancel_lock, NULL);
 	return link;
 }
 
 /* Drops the connection and schedules the next attempt. */
 static void link_down(struct store_pg_link *link, time_t now)
 {
+	set_cancel(link, NULL);
 	PQfinish(link->pg);
 	link->pg = NULL;
 	link->connecting = 0;
@@ -97,6 +125,7 @@ static int listen_channel(struct store_pg_link *link, struct sg_err *err)
 	}
 	link->pending = 0;
 	link->last_check = time(NULL);
+	set_cancel(link, link->pg);
 	return 0;
 }
 
@@ -258,6 +287,8 @@ void store_pg_link_free(struct store_pg_link **linkp)
 
 	if (link == NULL)
 		return;
+	set_cancel(link, NULL);
+	pthread_mutex_destroy(&link->cancel_lock);
 	PQfinish(link->pg);
 	free(link->conninfo);
 	free(link->program);

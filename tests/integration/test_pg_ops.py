@@ -314,6 +314,18 @@ def test_a_refresh_never_holds_a_request(store, tmp_path):
         print("%d requests during a refresh of %d exceptions: median %.2f ms, max %.2f ms" % (
             len(latencies), BULK, 1000 * latencies[len(latencies) // 2],
             1000 * latencies[-1]))
+
+        # a daemon stops even while its refresh waits: the pull is cancelled
+        lock = TableLock(pg, "location_nets")
+        sql_change(pg, office_exception_sql("at the stop"))
+        wait_for(lambda: waiting_for_lock(pg, "saslgate-policyd") == 1, timeout=10)
+        assert p.stop() == 0
+        if m:
+            wait_for(lambda: waiting_for_lock(pg, "saslgate-milter") == 1, timeout=10)
+            assert m.stop() == 0
+            assert "unavailable" not in m.output()
+        assert waiting_for_lock(pg, "saslgate-policyd") == 0
+        assert "unavailable" not in p.log_text()  # a stop, not an outage
     finally:
         if lock:
             lock.release()
