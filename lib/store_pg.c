@@ -152,8 +152,9 @@ void store_pg_label(const char *conninfo, char *buf, size_t len)
 
 PGconn *store_pg_connect(const char *conninfo, const char *program, struct sg_err *err)
 {
-	const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *const values[] = {"5", program, conninfo, NULL};
+	const char *const keys[] = {STORE_PG_DEFAULT_KEYS, "fallback_application_name", "dbname",
+	                            NULL};
+	const char *const values[] = {STORE_PG_DEFAULT_VALUES, program, conninfo, NULL};
 	PGconn *pg = PQconnectdbParams(keys, values, 1);
 
 	if (pg == NULL) {

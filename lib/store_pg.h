@@ -46,9 +46,17 @@ int store_pg_parse(const char *conninfo, struct sg_err *err);
  * left out). Always NUL-terminated. */
 void store_pg_label(const char *conninfo, char *buf, size_t len);
 
+/* The connection parameters every connection gets unless conninfo sets
+ * them: a connect_timeout of 5 s, and TCP keepalives that find a server
+ * gone silent (a network partition, no RST) within about a minute, as an
+ * outage, instead of a LISTEN connection that waits forever. */
+#define STORE_PG_DEFAULT_KEYS                                                                      \
+	"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count"
+#define STORE_PG_DEFAULT_VALUES "5", "30", "10", "3"
+
 /* A blocking connection for saslgatectl or a daemon's start-up; program is
- * the application_name PostgreSQL shows unless conninfo sets one; a
- * connect_timeout of 5 s applies unless conninfo sets one. NULL with err. */
+ * the application_name PostgreSQL shows unless conninfo sets one; the
+ * STORE_PG_DEFAULT_KEYS apply unless conninfo sets them. NULL with err. */
 PGconn *store_pg_connect(const char *conninfo, const char *program, struct sg_err *err);
 
 /* The policy schema version recorded in PostgreSQL: 0 if there is no

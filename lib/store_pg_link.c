@@ -175,8 +175,9 @@ int store_pg_link_wait(struct store_pg_link *link, int wake_fd, int max_ms)
 /* Starts an attempt without waiting for it. */
 static void start_attempt(struct store_pg_link *link, time_t now)
 {
-	const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *const values[] = {"5", link->program, link->conninfo, NULL};
+	const char *const keys[] = {STORE_PG_DEFAULT_KEYS, "fallback_application_name", "dbname",
+	                            NULL};
+	const char *const values[] = {STORE_PG_DEFAULT_VALUES, link->program, link->conninfo, NULL};
 
 	link->pg = PQconnectStartParams(keys, values, 1);
 	link->connecting = 1;
