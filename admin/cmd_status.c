@@ -12,7 +12,9 @@
  *             store fails its integrity check or has the wrong schema
  *   WARNING   a running daemon's policy generation is --lag-warning or more
  *             behind policy.db; a running daemon dropped --dropped-warning
- *             or more activity records since it started
+ *             or more activity records since it started; a running daemon
+ *             serves its cached copy of a PostgreSQL store (PostgreSQL is
+ *             unreachable: degraded, but enforcing), with the copy's age
  *   UNKNOWN   the check itself cannot read the store (or bad usage)
  * --integrity all|policy|none: which files get SQLite's integrity check;
  * default all, but policy with --nagios (seconds on a large activity.db).
@@ -101,6 +103,22 @@ static void problem(struct status *s, enum nagios_state sev, const char *fmt, ..
 	vsnprintf(s->problems[s->n_problems].text, sizeof(s->problems[0].text), fmt, ap);
 	va_end(ap);
 	s->n_problems++;
+}
+
+/* A running daemon's snapshot origin, as heartbeats name it. */
+#define SNAPSHOT_FROM_CACHE "cache"
+
+/* The age of a heartbeat's snapshot at now; -1 unknown. */
+static int64_t snapshot_age(const struct status *s, const struct activity_heartbeat *h)
+{
+	if (h->snapshot_source[0] == '\0' || h->snapshot_at <= 0)
+		return -1;
+	return (int64_t)s->ctl->now > h->snapshot_at ? (int64_t)s->ctl->now - h->snapshot_at : 0;
+}
+
+static int serves_cache(const struct activity_heartbeat *h)
+{
+	return strcmp(h->snapshot_source, SNAPSHOT_FROM_CACHE) == 0;
 }
 
 static int64_t file_size(const char *dir, const char *file, const char *suffix)
@@ -241,7 +259,13 @@ static void judge(struct status *s)
 			        h->program, (long long)h->pid, h->host, (long long)h->age);
 			continue;
 		}
-		if (h->degraded)
+		if (serves_cache(h))
+			problem(s, N_WARNING,
+			        "%s pid %lld on %s serves its cached policy, PostgreSQL "
+			        "unreachable (policy read %llds ago)",
+			        h->program, (long long)h->pid, h->host,
+			        (long long)snapshot_age(s, h));
+		else if (h->degraded)
 			problem(s, N_CRITICAL, "%s pid %lld on %s degraded: %s", h->program,
 			        (long long)h->pid, h->host, h->reason[0] ? h->reason : "no reason");
 		if (s->facts.ok && s->facts.generation - h->generation >= s->lag_warning)
@@ -265,7 +289,8 @@ static void judge(struct status *s)
 static void print_nagios(const struct status *s)
 {
 	int64_t age = 0, lag = 0, dropped = 0, requests = 0, blocks = 0, errors = 0;
-	size_t fresh = 0;
+	int64_t cache_age = 0;
+	size_t fresh = 0, cached = 0;
 
 	for (size_t i = 0; i < s->n_hb; i++) {
 		const struct activity_heartbeat *h = &s->hb[i];
@@ -276,6 +301,10 @@ static void print_nagios(const struct status *s)
 		age = h->age > age ? h->age : age;
 		if (s->facts.ok && s->facts.generation - h->generation > lag)
 			lag = s->facts.generation - h->generation;
+		if (serves_cache(h)) {
+			cached++;
+			cache_age = snapshot_age(s, h) > cache_age ? snapshot_age(s, h) : cache_age;
+		}
 		dropped += h->dropped;
 		requests += h->requests;
 		blocks += h->blocks;
@@ -293,11 +322,12 @@ static void print_nagios(const struct status *s)
 	       "generation_lag=%lld;%lld;;0 "
 	       "dropped=%lldc;%lld;;0 requests=%lldc;;;0 blocks=%lldc;;;0 "
 	       "errors=%lldc;;;0 "
-	       "exceptions_expiring_7d=%lld;;;0\n",
+	       "exceptions_expiring_7d=%lld;;;0 "
+	       "daemons_on_cache=%zu;0;;0 cache_age=%llds;;;0\n",
 	       fresh, (long long)age, (long long)s->stale, (long long)lag,
 	       (long long)s->lag_warning, (long long)dropped, (long long)s->dropped_warning,
 	       (long long)requests, (long long)blocks, (long long)errors,
-	       (long long)s->facts.exceptions_expiring);
+	       (long long)s->facts.exceptions_expiring, cached, (long long)cache_age);
 }
 
 static void db_json(struct json *j, const struct db_info *d)
@@ -342,6 +372,8 @@ static void print_json(const struct status *s)
 		json_kv_string(&j, "store", s->ctl->store_label);
 	else
 		json_kv_string(&j, "dir", s->ctl->dir);
+	/* the PostgreSQL store this status is of, if any (also its cached copy) */
+	json_kv_string(&j, "postgresql", s->ctl->store_label);
 	if (s->facts.ok) {
 		json_kv_int(&j, "generation", s->facts.generation);
 		json_kv_int(&j, "exceptions_active", s->facts.exceptions_active);
@@ -376,6 +408,13 @@ static void print_json(const struct status *s)
 		json_kv_bool(&j, "stopped", h->stopped);
 		json_kv_bool(&j, "degraded", h->degraded);
 		json_kv_string(&j, "degraded_reason", h->reason[0] ? h->reason : NULL);
+		json_kv_string(&j, "snapshot_source",
+		               h->snapshot_source[0] ? h->snapshot_source : NULL);
+		json_kv_time(&j, "snapshot_at", (time_t)h->snapshot_at);
+		if (snapshot_age(s, h) >= 0)
+			json_kv_int(&j, "snapshot_age", snapshot_age(s, h));
+		else
+			json_kv_string(&j, "snapshot_age", NULL);
 		json_key(&j, "counters");
 		json_object_begin(&j);
 		json_kv_int(&j, "requests", h->requests);
@@ -456,6 +495,11 @@ static void print_text(const struct status *s)
 		printf("    dropped records  %lld\n", (long long)h->dropped);
 		printf("    policy rebuilds  %lld (last %lld us)\n", (long long)h->rebuilds,
 		       (long long)h->last_rebuild_us);
+		if (h->snapshot_source[0] != '\0')
+			printf("    policy snapshot  from %s, read %s (%llds ago)\n",
+			       h->snapshot_source,
+			       ctl_time((time_t)h->snapshot_at, "-", t1, sizeof(t1)),
+			       (long long)snapshot_age(s, h));
 		printf("    degraded         %s%s\n", h->degraded ? "YES: " : "no",
 		       h->degraded ? h->reason : "");
 	}

@@ -348,16 +348,83 @@ static int run_check(struct pg_run *r, int argc, char **argv)
 	return ok ? CTL_OK : CTL_FAIL;
 }
 
-/* status --nagios: a plugin that cannot reach the store says UNKNOWN (3)
- * on its one line, as when it cannot read a local store. */
-static int nagios_status(int argc, char **argv)
+/* status --nagios: a failure to read the store is the plugin's UNKNOWN, on
+ * its one line with the reason (also on standard error). */
+static int status_unknown(const struct pg_run *r, int argc, char **argv, int rc,
+                          const char *why)
 {
-	if (strcmp(argv[0], "status") != 0)
-		return 0;
+	int nagios = 0;
+
 	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--nagios") == 0)
-			return 1;
-	return 0;
+		nagios |= strcmp(argv[i], "--nagios") == 0;
+	if (!nagios || rc == CTL_OK)
+		return rc;
+	printf("SASLGATE UNKNOWN - %s: %s\n", r->label, why ? why : "cannot read the policy store");
+	return 3;
+}
+
+/* status reads and writes nothing: the policy a daemon can read (so that
+ * the daemons' role will do, for a monitoring check) is pulled into the
+ * temporary copy, and activity.db is the host's. */
+static int run_status(struct pg_run *r, int argc, char **argv, pgstore_dispatch dispatch)
+{
+	struct sg_err err = {{0}};
+	const char *dir = r->ctl->dir;
+	int v = store_pg_schema_version(r->pg, &err), rc;
+
+	if (v < 0)
+		return status_unknown(r, argc, argv, ctl_fail("%s: %s", r->label, err.text), err.text);
+	if (v != store_pg_newest_version())
+		return status_unknown(r, argc, argv,
+		                      ctl_fail("%s has policy schema version %d, this "
+		                               "saslgatectl needs %d",
+		                               r->label, v, store_pg_newest_version()),
+		                      "wrong schema version");
+	if ((rc = pull(r, STORE_PG_CACHE)) != CTL_OK)
+		return status_unknown(r, argc, argv, rc, NULL);
+	link_activity(r, dir);
+	r->ctl->dir = r->tmp;
+	rc = dispatch(r->ctl, argc, argv);
+	r->ctl->dir = dir;
+	return rc;
+}
+
+/* status while PostgreSQL cannot be reached from here: the daemons go on
+ * with their cached copy, and so does status, on the host's
+ * DIR/policy-cache.db (their heartbeats say which daemon serves it). */
+static int run_status_cached(struct pg_run *r, int argc, char **argv, pgstore_dispatch dispatch,
+                             const char *why)
+{
+	struct sg_err err = {{0}};
+	const char *dir = r->ctl->dir;
+	char copy[PATH_MAX + 16], *sql = NULL;
+	sqlite3 *db = NULL;
+	int exists, rc;
+	size_t len;
+
+	if (store_pg_cache_open(dir, &db, &exists, &err) < 0)
+		return status_unknown(r, argc, argv,
+		                      ctl_fail("%s: %s; and no cached copy here (%s)", r->label,
+		                               why, exists ? err.text : STORE_PG_CACHE_DB),
+		                      why);
+	if ((rc = make_tmp(r)) == CTL_OK && tmp_path(r, STORE_POLICY_DB, copy, sizeof(copy)) == 0 &&
+	    ((sql = sqlite3_mprintf("VACUUM INTO %Q", copy)) == NULL ||
+	     store_exec(db, sql, &err) < 0))
+		rc = ctl_fail("%s: %s", copy, sql ? err.text : "out of memory");
+	sqlite3_free(sql);
+	store_close(&db);
+	if (rc != CTL_OK)
+		return status_unknown(r, argc, argv, rc, NULL);
+	fprintf(stderr, "saslgatectl: warning: %s: %s; showing this host's cached copy (%s/%s)\n",
+	        r->label, why, dir, STORE_PG_CACHE_DB);
+	len = strlen(r->label);
+	sg_snprintf(r->label + len, sizeof(r->label) - len,
+	            " (unreachable: this host's cached copy)");
+	link_activity(r, dir);
+	r->ctl->dir = r->tmp;
+	rc = dispatch(r->ctl, argc, argv);
+	r->ctl->dir = dir;
+	return rc;
 }
 
 /* Help needs no database. */
@@ -374,7 +441,7 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 {
 	struct pg_run r;
 	struct sg_err err = {{0}};
-	int rc;
+	int rc, status;
 
 	if (wants_help(argc, argv))
 		return dispatch(ctl, argc, argv);
@@ -385,20 +452,24 @@ int pgstore_run(struct ctl *ctl, const char *store, int argc, char **argv,
 	r.saved[0] = r.saved[1] = -1;
 	store_pg_label(store, r.label, sizeof(r.label));
 	ctl->store_label = r.label;
-	ctl->store = store;
+	status = strcmp(argv[0], "status") == 0;
 	if ((r.pg = store_pg_connect(store, "saslgatectl", &err)) == NULL) {
+		/* status goes on with this host's cached copy and heartbeats
+		 * (ctl->store unset: not the fleet's); the rest cannot. */
+		rc = status ? run_status_cached(&r, argc, argv, dispatch, err.text)
+		            : ctl_fail("%s: %s", r.label, err.text);
+		remove_tmp(&r);
 		ctl->store_label = NULL;
-		if (nagios_status(argc, argv)) {
-			printf("SASLGATE UNKNOWN - %s: %s\n", r.label, err.text);
-			return 3;
-		}
-		return ctl_fail("%s: %s", r.label, err.text);
+		return rc;
 	}
+	ctl->store = store;
 	if ((rc = make_tmp(&r)) == CTL_OK) {
 		if (strcmp(argv[0], "init") == 0)
 			rc = run_init(&r, argc, argv, dispatch);
 		else if (strcmp(argv[0], "check") == 0)
 			rc = run_check(&r, argc, argv);
+		else if (status)
+			rc = run_status(&r, argc, argv, dispatch);
 		else
 			rc = run_command(&r, argc, argv, dispatch);
 		release_output(&r, 1);

@@ -105,6 +105,8 @@ struct activity {
 	int degraded;
 	char reason[256];
 	uint64_t rebuilds, last_rebuild_us;
+	char snapshot_source[16];
+	int64_t snapshot_at;
 	struct activity_auth_count auth[ACTIVITY_AUTH_KEYS]; /* Dovecot's reports */
 	size_t n_auth;
 
@@ -324,6 +326,15 @@ void activity_set_rebuilds(struct activity *act, uint64_t rebuilds, uint64_t las
 	pthread_mutex_lock(&act->lock);
 	act->rebuilds = rebuilds;
 	act->last_rebuild_us = last_rebuild_us;
+	pthread_mutex_unlock(&act->lock);
+}
+
+void activity_set_snapshot(struct activity *act, const char *source, int64_t at)
+{
+	pthread_mutex_lock(&act->lock);
+	sg_strlcpy(act->snapshot_source, source != NULL ? source : "",
+	           sizeof(act->snapshot_source));
+	act->snapshot_at = at;
 	pthread_mutex_unlock(&act->lock);
 }
 
@@ -567,6 +578,8 @@ static void write_heartbeat(struct activity *act, int stopped)
 	h.dropped = (int64_t)act->dropped;
 	h.rebuilds = (int64_t)act->rebuilds;
 	h.last_rebuild_us = (int64_t)act->last_rebuild_us;
+	sg_strlcpy(h.snapshot_source, act->snapshot_source, sizeof(h.snapshot_source));
+	h.snapshot_at = act->snapshot_at;
 	pthread_mutex_unlock(&act->lock);
 	h.last_seen = (int64_t)time(NULL);
 	if (activity_store_put_heartbeat(act->store, &h, &err) < 0)

@@ -82,6 +82,11 @@ void activity_set_status(struct activity *act, int64_t generation, int degraded,
 /* Snapshot rebuild statistics shown in the next heartbeat. Thread-safe. */
 void activity_set_rebuilds(struct activity *act, uint64_t rebuilds, uint64_t last_rebuild_us);
 
+/* Where the serving snapshot came from ("policy.db", "postgresql",
+ * "cache") and when its policy was read (Unix seconds), shown in the next
+ * heartbeat. Thread-safe. */
+void activity_set_snapshot(struct activity *act, const char *source, int64_t at);
+
 /* Activity records dropped so far (queue full or activity.db unwritable). */
 uint64_t activity_dropped(struct activity *act);
 

@@ -3,6 +3,7 @@
  * are prepared once per handle, on first use, and every read runs through
  * one row loop (each_row).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,8 +111,9 @@ static const char *const sql_of[N_STATEMENTS] = {
     [ST_PUT_HEARTBEAT] =
         "INSERT INTO heartbeats (program, host, pid, started_at, last_seen, generation, "
         "degraded, degraded_reason, requests, blocks, allows, would_blocks, "
-        "not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped, "
+        "snapshot_source, snapshot_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = excluded.last_seen, "
         "generation = excluded.generation, degraded = excluded.degraded, "
         "degraded_reason = excluded.degraded_reason, requests = excluded.requests, "
@@ -119,11 +121,13 @@ static const char *const sql_of[N_STATEMENTS] = {
         "would_blocks = excluded.would_blocks, "
         "not_authenticated = excluded.not_authenticated, "
         "errors = excluded.errors, dropped = excluded.dropped, rebuilds = excluded.rebuilds, "
-        "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped",
+        "last_rebuild_us = excluded.last_rebuild_us, stopped = excluded.stopped, "
+        "snapshot_source = excluded.snapshot_source, snapshot_at = excluded.snapshot_at",
     [ST_HEARTBEATS] =
         "SELECT program, host, pid, started_at, last_seen, generation, degraded, "
         "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-        "dropped, rebuilds, last_rebuild_us, stopped, rowid FROM heartbeats "
+        "dropped, rebuilds, last_rebuild_us, stopped, rowid, snapshot_source, snapshot_at "
+        "FROM heartbeats "
         "ORDER BY program, host, started_at, rowid",
     [ST_PUT_AUTH] =
         "INSERT INTO auth_results (program, host, pid, service, mech_class, result, count) "
@@ -155,8 +159,8 @@ static const char *const sql_of[N_STATEMENTS] = {
     [ST_SPOOL_HEARTBEATS] =
         "SELECT program, host, pid, started_at, last_seen, generation, degraded, "
         "degraded_reason, requests, blocks, allows, would_blocks, not_authenticated, errors, "
-        "dropped, rebuilds, last_rebuild_us, stopped, rowid FROM heartbeats "
-        "WHERE host = ?1 AND last_seen >= ?2",
+        "dropped, rebuilds, last_rebuild_us, stopped, rowid, snapshot_source, snapshot_at "
+        "FROM heartbeats WHERE host = ?1 AND last_seen >= ?2",
     [ST_SPOOL_AUTH] =
         "SELECT a.program, a.pid, a.service, a.mech_class, a.result, a.count "
         "FROM auth_results a JOIN heartbeats h USING (program, host, pid) "
@@ -756,6 +760,25 @@ int activity_store_usage_moved(struct activity_store *as, time_t since,
 
 /* ---------------------------------------------------------------- heartbeats */
 
+/* snapshot_source and snapshot_at at i, i + 1; NULL when h has none (a
+ * heartbeat written before the daemon's first). */
+static void bind_snapshot(sqlite3_stmt *st, int i, const struct activity_heartbeat *h)
+{
+	const char *source = h->snapshot_source;
+	int64_t at = h->snapshot_at;
+
+	if (source[0] == '\0') {
+		sqlite3_bind_null(st, i);
+		sqlite3_bind_null(st, i + 1);
+		return;
+	}
+	sqlite3_bind_text(st, i, source, -1, SQLITE_TRANSIENT);
+	if (at > 0)
+		sqlite3_bind_int64(st, i + 1, at);
+	else
+		sqlite3_bind_null(st, i + 1);
+}
+
 int activity_store_put_heartbeat(struct activity_store *as, const struct activity_heartbeat *h,
                                  struct sg_err *err)
 {
@@ -781,6 +804,7 @@ int activity_store_put_heartbeat(struct activity_store *as, const struct activit
 	sqlite3_bind_int64(st, 16, h->rebuilds);
 	sqlite3_bind_int64(st, 17, h->last_rebuild_us);
 	sqlite3_bind_int(st, 18, h->stopped);
+	bind_snapshot(st, 19, h);
 	return run(as, st, err);
 }
 
@@ -842,6 +866,8 @@ static int heartbeat_row(sqlite3_stmt *st, void *arg)
 	h->last_rebuild_us = sqlite3_column_int64(st, 16);
 	h->stopped = sqlite3_column_int(st, 17);
 	h->seq = sqlite3_column_int64(st, 18);
+	sg_strlcpy(h->snapshot_source, text_of(st, 19), sizeof(h->snapshot_source));
+	h->snapshot_at = sqlite3_column_int64(st, 20);
 	return 0;
 }
 

@@ -220,6 +220,11 @@ struct activity_heartbeat {
 	int64_t requests, blocks, allows, would_blocks, not_authenticated, errors, dropped;
 	int64_t rebuilds, last_rebuild_us;
 	int stopped;
+	/* Where the serving snapshot came from: "postgresql", "cache" or
+	 * "policy.db" ("" unknown: a row of an older saslgate), and when its
+	 * policy was read (Unix seconds, 0 unknown); see source_stats(). */
+	char snapshot_source[16];
+	int64_t snapshot_at;
 	/* read only: */
 	int64_t seq;                      /* insertion order */
 	enum activity_daemon_state state; /* see activity_store_heartbeats */
@@ -269,7 +274,7 @@ int activity_store_auth_results(struct activity_store *as, struct activity_auth_
 
 /*
  * On a fleet host (a PostgreSQL store) activity.db is also the spool of
- * what the daemons deliver to PostgreSQL (schema activity-005.sql,
+ * what the daemons deliver to PostgreSQL (schema activity-006.sql,
  * lib/fleet_ship.h): the writer adds a spool row, in the transaction of the
  * decisions and usage it records, naming those decisions (by id) and
  * holding that usage; the deliverer reads the rows of its host in order and

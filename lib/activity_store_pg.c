@@ -515,7 +515,8 @@ int activity_store_pg_heartbeats(struct activity_store_pg *p, struct activity_he
 	                    "SELECT program, host, pid, started_at, last_seen, "
 	                    "coalesce(generation, 0), degraded, degraded_reason, requests, blocks, "
 	                    "allows, would_blocks, not_authenticated, errors, dropped, rebuilds, "
-	                    "last_rebuild_us, stopped FROM fleet_heartbeats "
+	                    "last_rebuild_us, stopped, coalesce(snapshot_source, ''), "
+	                    "coalesce(snapshot_at, 0) FROM fleet_heartbeats "
 	                    "ORDER BY program, host, started_at, pid",
 	                    0, NULL, err);
 	struct activity_heartbeat *hb;
@@ -548,6 +549,8 @@ int activity_store_pg_heartbeats(struct activity_store_pg *p, struct activity_he
 		h->rebuilds = int_at(r, i, 15);
 		h->last_rebuild_us = int_at(r, i, 16);
 		h->stopped = (int)int_at(r, i, 17);
+		sg_strlcpy(h->snapshot_source, text_at(r, i, 18), sizeof(h->snapshot_source));
+		h->snapshot_at = int_at(r, i, 19);
 		h->seq = i; /* no insertion order here: the start order, then pid */
 	}
 	PQclear(r);

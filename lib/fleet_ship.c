@@ -229,15 +229,17 @@ static int collect_row(const struct activity_spool_row *r, void *arg)
 #define SQL_PUT_HEARTBEAT                                                                          \
 	"INSERT INTO fleet_heartbeats AS h (program, host, pid, started_at, last_seen, "           \
 	"generation, degraded, degraded_reason, requests, blocks, allows, would_blocks, "          \
-	"not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped) "                 \
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) " \
+	"not_authenticated, errors, dropped, rebuilds, last_rebuild_us, stopped, snapshot_source, " \
+	"snapshot_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "  \
+	"$16, $17, $18, $19, $20) "                                                                 \
 	"ON CONFLICT (program, host, pid) DO UPDATE SET last_seen = EXCLUDED.last_seen, "          \
 	"generation = EXCLUDED.generation, degraded = EXCLUDED.degraded, "                         \
 	"degraded_reason = EXCLUDED.degraded_reason, requests = EXCLUDED.requests, "               \
 	"blocks = EXCLUDED.blocks, allows = EXCLUDED.allows, "                                     \
 	"would_blocks = EXCLUDED.would_blocks, not_authenticated = EXCLUDED.not_authenticated, "   \
 	"errors = EXCLUDED.errors, dropped = EXCLUDED.dropped, rebuilds = EXCLUDED.rebuilds, "     \
-	"last_rebuild_us = EXCLUDED.last_rebuild_us, stopped = EXCLUDED.stopped "                  \
+	"last_rebuild_us = EXCLUDED.last_rebuild_us, stopped = EXCLUDED.stopped, "                \
+	"snapshot_source = EXCLUDED.snapshot_source, snapshot_at = EXCLUDED.snapshot_at "          \
 	"WHERE EXCLUDED.last_seen >= h.last_seen"
 
 #define SQL_PUT_AUTH                                                                               \
@@ -316,6 +318,11 @@ static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
 	p_int(&p, h->rebuilds);
 	p_int(&p, h->last_rebuild_us);
 	p_int(&p, h->stopped);
+	p_text_or(&p, h->snapshot_source, 1);
+	if (h->snapshot_at > 0)
+		p_int(&p, h->snapshot_at);
+	else
+		p_text_or(&p, "", 1);
 	if (exec_params(rd->fs->pg, "fleet_heartbeats", SQL_PUT_HEARTBEAT, &p, NULL, rd->err) < 0)
 		return rd->failed = 1;
 	if (h->last_seen > rd->newest_hb)

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "activity_store.h"
 #include "gate.h"
 #include "log.h"
 
@@ -148,5 +149,6 @@ int gate_heartbeat(const struct gate *g)
 	source_stats(g->source, &st);
 	activity_set_status(g->activity, st.generation, degraded, degraded ? reason : NULL);
 	activity_set_rebuilds(g->activity, st.rebuilds, st.last_rebuild_us);
+	activity_set_snapshot(g->activity, source_origin_name(st.origin), st.snapshot_at);
 	return degraded;
 }

@@ -96,9 +96,10 @@ int gate_fail(const struct gate *g, const char *what, const char *client, const 
               struct decision *d);
 
 /* One heartbeat: picks up a committed change (or notices a broken store)
- * even when no request comes, and hands the source's generation, state and
- * rebuild figures to the activity writer for the next heartbeat row.
- * Returns 1 if the source is degraded, else 0. */
+ * even when no request comes, and hands the source's generation, state,
+ * rebuild figures and the snapshot's origin and age (source_stats()) to the
+ * activity writer for the next heartbeat row. Returns 1 if the source is
+ * degraded, else 0. */
 int gate_heartbeat(const struct gate *g);
 
 #endif

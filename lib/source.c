@@ -15,16 +15,22 @@
  *    good snapshot in service with the source marked degraded.
  *
  * With a PostgreSQL store (source_open_store), the snapshot is built from
- * the local cache DIR/policy-cache.db with the same loader, and the check on
- * every acquire is one poll() of the LISTEN connection's socket: a
- * notification (or a lost connection, or a reconnect that is due) takes the
- * slow path, which reads it without blocking, refreshes the cache when the
- * generation moved and rebuilds. While PostgreSQL is away the last good
- * snapshot stays in service; the outage is logged once, and its end once.
+ * the local cache DIR/policy-cache.db with the same loader, by a refresh
+ * thread of the source's own: it sleeps in poll() on the LISTEN
+ * connection's socket, and a notification (or a lost connection, or a
+ * reconnect that is due) wakes it; it reads the notification, refreshes the
+ * cache when the generation moved (the pull into a temporary file and the
+ * rename) and builds the new snapshot, all without the lock, then swaps it
+ * in. An acquire only takes a reference: a refresh of a large policy never
+ * holds a request (policyd's event loop, a milter callback). While
+ * PostgreSQL is away the last good snapshot stays in service; the outage is
+ * logged once, and its end once.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +63,13 @@ struct source {
 	char reason[256];
 	struct source_stats stats;
 	/* The PostgreSQL store; NULL for policy.db. */
-	struct store_pg_link *pg;
-	char label[256];        /* how the logs name it (no password) */
-	time_t pg_outage_since; /* 0: no outage */
+	struct store_pg_link *pg; /* the refresh thread's alone once it runs */
+	char label[256];          /* how the logs name it (no password) */
+	time_t pg_outage_since;   /* 0: no outage */
+	pthread_t refresher;      /* the refresh thread, if refreshing */
+	int refreshing;
+	atomic_int stopping; /* set before the refresh thread is stopped */
+	int wake[2];         /* a byte in wake[1] stops the refresh thread */
 };
 
 static uint64_t now_us(void)
@@ -114,7 +124,19 @@ static int read_data_version(struct source *src, int64_t *version, struct sg_err
 	return 0;
 }
 
-/* Builds a snapshot from the open connection and swaps it in. Lock held. */
+/* Swaps snap in, built in us microseconds; the source owns it. Lock held
+ * (or not yet shared). */
+static void install(struct source *src, struct snapshot *snap, uint64_t us)
+{
+	snapshot_unref(&src->current);
+	src->current = snap;
+	src->stats.generation = snapshot_generation(snap);
+	src->stats.rebuilds++;
+	src->stats.last_rebuild_us = us;
+}
+
+/* Builds a snapshot from the open connection (policy.db) and swaps it in.
+ * Lock held. */
 static int rebuild(struct source *src, struct sg_err *err)
 {
 	uint64_t start = now_us();
@@ -122,11 +144,9 @@ static int rebuild(struct source *src, struct sg_err *err)
 
 	if (snap == NULL)
 		return -1;
-	snapshot_unref(&src->current);
-	src->current = snap;
-	src->stats.generation = snapshot_generation(snap);
-	src->stats.rebuilds++;
-	src->stats.last_rebuild_us = now_us() - start;
+	install(src, snap, now_us() - start);
+	src->stats.origin = SOURCE_POLICY_DB;
+	src->stats.snapshot_at = (int64_t)time(NULL);
 	return 0;
 }
 
@@ -195,6 +215,7 @@ static struct source *source_new(const char *dir)
 	pthread_rwlockattr_destroy(&attr);
 	src->dir = xstrdup(dir);
 	src->notice_fd = -1;
+	src->wake[0] = src->wake[1] = -1;
 	return src;
 }
 
@@ -268,36 +289,60 @@ static struct snapshot *acquire_unchanged(struct source *src, time_t now)
 
 /* The PostgreSQL store. */
 
-/* Builds the snapshot from the cache file. Lock held (or not yet shared).
- * exists: whether there is a cache file at all (may be NULL). */
-static int load_cache(struct source *src, int *exists, struct sg_err *err)
+/* Longest the refresh thread sleeps between two looks at its link. */
+#define REFRESH_WAIT_MS 1000
+
+/* A snapshot of the cache file, in *us microseconds; *exists: whether there
+ * is a cache file at all (may be NULL). Reads only the file: no lock. NULL
+ * with err. */
+static struct snapshot *cache_snapshot(const char *dir, int *exists, uint64_t *us,
+                                       struct sg_err *err)
 {
+	uint64_t start = now_us();
+	struct snapshot *snap;
+	sqlite3 *db = NULL;
 	int there = 0;
 
-	if (store_pg_cache_open(src->dir, &src->db, &there, err) < 0) {
+	if (store_pg_cache_open(dir, &db, &there, err) < 0) {
 		if (exists != NULL)
 			*exists = there;
-		return -1;
+		return NULL;
 	}
 	if (exists != NULL)
 		*exists = 1;
-	if (rebuild(src, err) < 0) {
-		store_close(&src->db);
-		return -1;
-	}
-	store_close(&src->db);
-	return 0;
+	snap = snapshot_load(db, err);
+	store_close(&db);
+	*us = now_us() - start;
+	return snap;
 }
 
-/* Refreshes the cache from PostgreSQL if the generation moved, and builds
- * the snapshot from it. A failure takes the connection down: the reconnect
- * (with backoff) tries again. 0, or -1 with err. Lock held. */
-static int pg_refresh(struct source *src, struct sg_err *err)
+/* When the cache file was written (its pull from PostgreSQL); 0 unknown. */
+static int64_t cache_written_at(const char *dir)
+{
+	char path[4096];
+	struct stat sb;
+
+	if (store_path(dir, STORE_PG_CACHE_DB, path, sizeof(path), NULL) < 0 || stat(path, &sb) < 0)
+		return 0;
+	return (int64_t)sb.st_mtime;
+}
+
+/*
+ * Asks PostgreSQL for the generation and, when it is not unless, refreshes
+ * the cache and builds a snapshot from it into *snap. A failure takes the
+ * connection down: the reconnect (with backoff) tries again. 1 (a new
+ * snapshot), 0 (unchanged), or -1 with err. Touches only the link and the
+ * cache file, so it runs without the lock: in the refresh thread, which
+ * owns the link, or at start-up before there is one.
+ */
+static int pg_fetch(struct source *src, int64_t unless, struct snapshot **snap, uint64_t *us,
+                    struct sg_err *err)
 {
 	PGconn *pg = store_pg_link_conn(src->pg);
-	int64_t gen, unless = src->current ? snapshot_generation(src->current) : -1;
+	int64_t gen;
 	int rc = -1, v;
 
+	*snap = NULL;
 	if (pg == NULL)
 		return sg_err_set(err, "not connected");
 	v = store_pg_schema_version(pg, err);
@@ -311,7 +356,8 @@ static int pg_refresh(struct source *src, struct sg_err *err)
 		rc = sg_err_set(err, "lost the connection to PostgreSQL");
 	if (rc <= 0)
 		return rc;
-	return load_cache(src, NULL, err);
+	*snap = cache_snapshot(src->dir, NULL, us, err);
+	return *snap != NULL ? 1 : -1;
 }
 
 /* The outage, logged once however long it lasts. Lock held. */
@@ -319,6 +365,7 @@ static void pg_outage_begin(struct source *src, const char *why)
 {
 	long long gen = src->current ? (long long)snapshot_generation(src->current) : -1LL;
 
+	src->stats.origin = SOURCE_CACHE;
 	if (src->pg_outage_since != 0)
 		return;
 	src->pg_outage_since = time(NULL);
@@ -332,8 +379,12 @@ static void pg_outage_begin(struct source *src, const char *why)
 	src->stats.failures++;
 }
 
-static void pg_outage_end(struct source *src)
+/* PostgreSQL has just said that the snapshot in service is current. Lock
+ * held. */
+static void pg_current(struct source *src)
 {
+	src->stats.origin = SOURCE_POSTGRESQL;
+	src->stats.snapshot_at = (int64_t)time(NULL);
 	if (src->pg_outage_since == 0)
 		return;
 	log_info("policy store %s available again after %lld s (policy generation %lld)",
@@ -344,31 +395,108 @@ static void pg_outage_end(struct source *src)
 	src->reason[0] = '\0';
 }
 
-static struct snapshot *acquire_pg(struct source *src, time_t now)
+/*
+ * One turn of the refresh thread: what the link saw, and the refresh it
+ * calls for. The pull and the build run without the lock, the old snapshot
+ * serving meanwhile; the swap is one step under the write lock, so the next
+ * acquire after it gets the new snapshot.
+ */
+static void refresh_turn(struct source *src)
 {
-	struct snapshot *snap = NULL;
 	struct sg_err err = {{0}};
-	enum store_pg_event ev;
+	struct snapshot *snap = NULL;
+	enum store_pg_event ev = store_pg_link_poll(src->pg, time(NULL), &err);
+	uint64_t start = now_us(), us = 0;
+	int64_t was;
+	int rc;
 
-	pthread_rwlock_rdlock(&src->lock);
-	if (store_pg_link_quiet(src->pg, now))
-		snap = snapshot_ref(src->current);
-	pthread_rwlock_unlock(&src->lock);
-	if (snap != NULL)
-		return snap;
-	pthread_rwlock_wrlock(&src->lock);
-	ev = store_pg_link_poll(src->pg, now, &err);
 	if (ev == STORE_PG_LOST) {
+		pthread_rwlock_wrlock(&src->lock);
 		pg_outage_begin(src, err.text);
-	} else if (ev == STORE_PG_CHANGED || ev == STORE_PG_RESTORED) {
-		if (pg_refresh(src, &err) < 0)
-			pg_outage_begin(src, err.text);
-		else
-			pg_outage_end(src);
+		pthread_rwlock_unlock(&src->lock);
+		return;
 	}
-	snap = snapshot_ref(src->current);
+	if (ev != STORE_PG_CHANGED && ev != STORE_PG_RESTORED)
+		return;
+	/* Only this thread replaces src->current: it may read it unlocked. */
+	was = snapshot_generation(src->current);
+	rc = pg_fetch(src, was, &snap, &us, &err);
+	if (rc < 0 && atomic_load(&src->stopping))
+		return; /* cancelled by refresh_stop(): not an outage */
+	pthread_rwlock_wrlock(&src->lock);
+	if (rc < 0) {
+		pg_outage_begin(src, err.text);
+	} else {
+		if (rc > 0)
+			install(src, snap, us);
+		pg_current(src);
+	}
 	pthread_rwlock_unlock(&src->lock);
-	return snap;
+	if (rc > 0)
+		log_info("policy cache refreshed from %s: generation %lld in service (was %lld), "
+		         "%llu ms in all, snapshot built in %llu ms",
+		         src->label, (long long)snapshot_generation(snap), (long long)was,
+		         (unsigned long long)((now_us() - start) / 1000),
+		         (unsigned long long)(us / 1000));
+}
+
+static void *refresh_main(void *arg)
+{
+	struct source *src = arg;
+
+	while (!store_pg_link_wait(src->pg, src->wake[0], REFRESH_WAIT_MS))
+		refresh_turn(src);
+	return NULL;
+}
+
+/* Starts the refresh thread, with every signal blocked (the daemons take
+ * theirs on threads of their choosing). 0, or -1 with err. */
+static int refresh_start(struct source *src, struct sg_err *err)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (pipe2(src->wake, O_CLOEXEC) < 0) {
+		src->wake[0] = src->wake[1] = -1;
+		return sg_err_set(err, "pipe: %s", strerror(errno));
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&src->refresher, NULL, refresh_main, src);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return sg_err_set(err, "cannot start the policy refresh thread: %s", strerror(rc));
+	src->refreshing = 1;
+	return 0;
+}
+
+static void refresh_stop(struct source *src)
+{
+	if (src->refreshing) {
+		struct timespec deadline;
+
+		atomic_store(&src->stopping, 1);
+		if (write(src->wake[1], "", 1) < 0)
+			log_error("cannot stop the policy refresh thread: %s", strerror(errno));
+		/* A pull in progress may wait for a lock, or a server gone
+		 * silent: cancel what it runs until the thread sees the stop. */
+		for (;;) {
+			clock_gettime(CLOCK_REALTIME, &deadline);
+			deadline.tv_nsec += 100 * 1000000L;
+			if (deadline.tv_nsec >= 1000000000L) {
+				deadline.tv_sec++;
+				deadline.tv_nsec -= 1000000000L;
+			}
+			if (pthread_timedjoin_np(src->refresher, NULL, &deadline) != ETIMEDOUT)
+				break;
+			store_pg_link_cancel(src->pg);
+		}
+		src->refreshing = 0;
+	}
+	for (int i = 0; i < 2; i++)
+		if (src->wake[i] >= 0)
+			close(src->wake[i]);
+	src->wake[0] = src->wake[1] = -1;
 }
 
 struct source *source_open_store(const char *dir, const char *store, const char *program,
@@ -376,6 +504,8 @@ struct source *source_open_store(const char *dir, const char *store, const char 
 {
 	struct source *src;
 	struct sg_err pg_err = {{0}}, cache_err = {{0}};
+	struct snapshot *snap = NULL;
+	uint64_t us = 0;
 	int exists = 0;
 
 	if (store == NULL || *store == '\0')
@@ -385,11 +515,16 @@ struct source *source_open_store(const char *dir, const char *store, const char 
 	src = source_new(dir);
 	src->pg = store_pg_link_new(store, program);
 	store_pg_label(store, src->label, sizeof(src->label));
-	if (store_pg_link_connect(src->pg, &pg_err) == 0 && pg_refresh(src, &pg_err) == 0 &&
-	    (src->current != NULL || load_cache(src, NULL, &pg_err) == 0))
-		return src;
-	/* PostgreSQL is away (or unusable): start from the cache. */
-	if (load_cache(src, &exists, &cache_err) < 0) {
+	if (store_pg_link_connect(src->pg, &pg_err) == 0 &&
+	    pg_fetch(src, -1, &snap, &us, &pg_err) > 0) {
+		install(src, snap, us);
+		pg_current(src);
+	} else if ((snap = cache_snapshot(dir, &exists, &us, &cache_err)) != NULL) {
+		/* PostgreSQL is away (or unusable): start from the cache. */
+		install(src, snap, us);
+		src->stats.snapshot_at = cache_written_at(dir);
+		pg_outage_begin(src, pg_err.text);
+	} else {
 		sg_err_set(err,
 		           "%s: %s; and no usable cached policy (%s): a daemon does not start "
 		           "without a policy",
@@ -397,7 +532,10 @@ struct source *source_open_store(const char *dir, const char *store, const char 
 		source_close(&src);
 		return NULL;
 	}
-	pg_outage_begin(src, pg_err.text);
+	if (refresh_start(src, err) < 0) {
+		source_close(&src);
+		return NULL;
+	}
 	return src;
 }
 
@@ -408,8 +546,12 @@ struct snapshot *source_acquire(struct source *src)
 	int64_t version;
 	time_t now = time(NULL);
 
-	if (src->pg != NULL)
-		return acquire_pg(src, now);
+	if (src->pg != NULL) {
+		pthread_rwlock_rdlock(&src->lock);
+		snap = snapshot_ref(src->current);
+		pthread_rwlock_unlock(&src->lock);
+		return snap;
+	}
 	if ((snap = acquire_unchanged(src, now)) != NULL)
 		return snap;
 	pthread_rwlock_wrlock(&src->lock);
@@ -456,12 +598,26 @@ void source_stats(struct source *src, struct source_stats *out)
 	pthread_rwlock_unlock(&src->lock);
 }
 
+const char *source_origin_name(enum source_origin origin)
+{
+	switch (origin) {
+	case SOURCE_POLICY_DB:
+		return "policy.db";
+	case SOURCE_POSTGRESQL:
+		return "postgresql";
+	case SOURCE_CACHE:
+		return "cache";
+	}
+	return "?";
+}
+
 void source_close(struct source **srcp)
 {
 	struct source *src = *srcp;
 
 	if (src == NULL)
 		return;
+	refresh_stop(src);
 	snapshot_unref(&src->current);
 	if (src->notice_fd >= 0)
 		close(src->notice_fd);

@@ -152,8 +152,9 @@ void store_pg_label(const char *conninfo, char *buf, size_t len)
 
 PGconn *store_pg_connect(const char *conninfo, const char *program, struct sg_err *err)
 {
-	const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *const values[] = {"5", program, conninfo, NULL};
+	const char *const keys[] = {STORE_PG_DEFAULT_KEYS, "fallback_application_name", "dbname",
+	                            NULL};
+	const char *const values[] = {STORE_PG_DEFAULT_VALUES, program, conninfo, NULL};
 	PGconn *pg = PQconnectdbParams(keys, values, 1);
 
 	if (pg == NULL) {
@@ -466,29 +467,92 @@ int store_pg_pull(PGconn *pg, sqlite3 *dst, enum store_pg_scope scope, int64_t u
 	return 1;
 }
 
+/* Statements sent in one pipeline (libpq 14 or newer) before their results
+ * are read: one round trip per PIPELINE_ROWS rows, and few enough results
+ * waiting that neither side blocks on a full socket buffer. */
+#define PIPELINE_ROWS 1000
+
+/* Reads the results of the n statements of a pipeline up to its sync; the
+ * first failure goes into err (the others are aborted by it). 0 or -1. */
+static int pipeline_results(PGconn *pg, int n, const char *what, struct sg_err *err)
+{
+	int rc = 0, ends = 0;
+
+	for (;;) {
+		PGresult *r = PQgetResult(pg);
+		ExecStatusType st;
+
+		if (r == NULL) {
+			/* the end of one statement's results */
+			if (++ends > n)
+				return rc < 0 ? rc : pg_fail(err, pg, what);
+			continue;
+		}
+		st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			return rc;
+		}
+		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			sg_err_set(err, "%s: %s", what, PQresultErrorMessage(r));
+			store_pg_one_line(err->text);
+			rc = -1;
+		}
+		PQclear(r);
+	}
+}
+
 /* Runs sel on db (SQLite) and, for each row, stmt on pg with the row's
- * values as parameters ($1..). Counts the rows in *rows. */
+ * values as parameters ($1..), in pipeline mode: the rows are sent
+ * PIPELINE_ROWS at a time, one round trip each, not one per row (a
+ * 100,000-row import). Counts the rows in *rows. Inside the caller's
+ * transaction: a failure aborts it. */
 static int each_row_to_pg(sqlite3 *db, const char *sel, PGconn *pg, const char *stmt,
                           const char *what, long *rows, struct sg_err *err)
 {
 	const char *params[MAX_COLUMNS];
 	sqlite3_stmt *st;
-	int rc = 0, s, n;
+	PGresult *r;
+	int rc = 0, s = SQLITE_DONE, n, queued = 0;
 
 	if (sqlite3_prepare_v2(db, sel, -1, &st, NULL) != SQLITE_OK)
 		return sg_err_set(err, "%s: %s", what, sqlite3_errmsg(db));
 	n = sqlite3_column_count(st);
+	/* Parsed and planned once (the unnamed prepared statement), not per row. */
+	r = PQprepare(pg, "", stmt, n, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK || PQenterPipelineMode(pg) != 1) {
+		PQclear(r);
+		sqlite3_finalize(st);
+		return pg_fail(err, pg, what);
+	}
+	PQclear(r);
 	while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
-		PGresult *r;
-
 		for (int c = 0; c < n && c < MAX_COLUMNS; c++)
 			params[c] = (const char *)sqlite3_column_text(st, c);
-		r = PQexecParams(pg, stmt, n, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		/* libpq copies the parameters into its output buffer */
+		if (PQsendQueryPrepared(pg, "", n, params, NULL, NULL, 0) != 1) {
 			rc = pg_fail(err, pg, what);
-		PQclear(r);
+			break;
+		}
 		(*rows)++;
+		if (++queued == PIPELINE_ROWS) {
+			if (PQpipelineSync(pg) != 1)
+				rc = pg_fail(err, pg, what);
+			else
+				rc = pipeline_results(pg, queued, what, err);
+			queued = 0;
+		}
 	}
+	if (queued > 0) {
+		if (PQpipelineSync(pg) != 1) {
+			if (rc == 0)
+				rc = pg_fail(err, pg, what);
+		} else if (pipeline_results(pg, queued, what, err) < 0 && rc == 0) {
+			rc = -1;
+		}
+	}
+	if (PQexitPipelineMode(pg) != 1 && rc == 0)
+		rc = pg_fail(err, pg, what);
 	if (rc == 0 && s != SQLITE_DONE)
 		rc = sg_err_set(err, "%s: %s", what, sqlite3_errmsg(db));
 	sqlite3_finalize(st);

@@ -46,9 +46,17 @@ int store_pg_parse(const char *conninfo, struct sg_err *err);
  * left out). Always NUL-terminated. */
 void store_pg_label(const char *conninfo, char *buf, size_t len);
 
+/* The connection parameters every connection gets unless conninfo sets
+ * them: a connect_timeout of 5 s, and TCP keepalives that find a server
+ * gone silent (a network partition, no RST) within about a minute, as an
+ * outage, instead of a LISTEN connection that waits forever. */
+#define STORE_PG_DEFAULT_KEYS                                                                      \
+	"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count"
+#define STORE_PG_DEFAULT_VALUES "5", "30", "10", "3"
+
 /* A blocking connection for saslgatectl or a daemon's start-up; program is
- * the application_name PostgreSQL shows unless conninfo sets one; a
- * connect_timeout of 5 s applies unless conninfo sets one. NULL with err. */
+ * the application_name PostgreSQL shows unless conninfo sets one; the
+ * STORE_PG_DEFAULT_KEYS apply unless conninfo sets them. NULL with err. */
 PGconn *store_pg_connect(const char *conninfo, const char *program, struct sg_err *err);
 
 /* The policy schema version recorded in PostgreSQL: 0 if there is no
@@ -131,9 +139,8 @@ int store_pg_cache_open(const char *dir, sqlite3 **db, int *exists, struct sg_er
  * reconnects (non-blocking, with backoff) while PostgreSQL is away. On a
  * hot standby, which has no LISTEN, the link reports STORE_PG_CHANGED at
  * most once a second instead, for the caller to compare generations.
- * store_pg_link_quiet() may run in many threads at once, concurrently with
- * nothing else (a read lock); everything else needs exclusive use (the
- * source's write lock).
+ * A link is used by one thread at a time (the source's refresh thread),
+ * except for store_pg_link_cancel(), which any thread may call.
  */
 struct store_pg_link;
 
@@ -151,10 +158,11 @@ struct store_pg_link *store_pg_link_new(const char *conninfo, const char *progra
  * the first reconnect is scheduled STORE_PG_BACKOFF_MIN_S from now. */
 int store_pg_link_connect(struct store_pg_link *link, struct sg_err *err);
 
-/* 1 if nothing can have happened: the connection is up and its socket has
- * nothing to read (one poll() with a zero timeout), or it is down and the
- * next reconnect is not due at now. Then store_pg_link_poll() need not run. */
-int store_pg_link_quiet(struct store_pg_link *link, time_t now);
+/* Blocks until store_pg_link_poll() may have something to do (the socket
+ * has data, a reconnect is due or in progress, a hot standby's generation
+ * is due), wake_fd is readable, or max_ms passed. 1 if wake_fd is readable,
+ * else 0. For a thread that owns the link. */
+int store_pg_link_wait(struct store_pg_link *link, int wake_fd, int max_ms);
 
 /* Reads what arrived without blocking (PQconsumeInput, PQnotifies) or
  * advances a reconnect; see enum store_pg_event. */
@@ -168,6 +176,11 @@ enum store_pg_event store_pg_link_poll(struct store_pg_link *link, time_t now, s
  * again from STORE_PG_BACKOFF_MIN_S, and it returns 0. */
 PGconn *store_pg_link_conn(struct store_pg_link *link);
 int store_pg_link_used(struct store_pg_link *link, int failed, time_t now);
+
+/* Asks PostgreSQL to cancel what the link's connection is running (a pull
+ * that waits for a lock, say): that statement then fails. Nothing if the
+ * link is down. Thread-safe, for stopping the link's thread. */
+void store_pg_link_cancel(struct store_pg_link *link);
 
 void store_pg_link_free(struct store_pg_link **link);
 

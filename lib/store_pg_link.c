@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,32 @@ struct store_pg_link {
 	int pending;         /* a notification read while the connection was in use */
 	int listening;       /* 0: a hot standby, which has no LISTEN */
 	time_t last_check;   /* without LISTEN: when the generation was last asked */
+	/* For store_pg_link_cancel() from another thread: the connection's
+	 * cancel request, NULL while down. */
+	pthread_mutex_t cancel_lock;
+	PGcancel *cancel;
 };
+
+/* Replaces the cancel request (NULL: none). */
+static void set_cancel(struct store_pg_link *link, PGconn *pg)
+{
+	PGcancel *c = pg != NULL ? PQgetCancel(pg) : NULL;
+
+	pthread_mutex_lock(&link->cancel_lock);
+	PQfreeCancel(link->cancel);
+	link->cancel = c;
+	pthread_mutex_unlock(&link->cancel_lock);
+}
+
+void store_pg_link_cancel(struct store_pg_link *link)
+{
+	char buf[256];
+
+	pthread_mutex_lock(&link->cancel_lock);
+	if (link->cancel != NULL)
+		PQcancel(link->cancel, buf, sizeof(buf));
+	pthread_mutex_unlock(&link->cancel_lock);
+}
 
 struct store_pg_link *store_pg_link_new(const char *conninfo, const char *program)
 {
@@ -47,12 +73,14 @@ struct store_pg_link *store_pg_link_new(const char *conninfo, const char *progra
 	link->conninfo = xstrdup(conninfo);
 	link->program = xstrdup(program);
 	link->backoff = STORE_PG_BACKOFF_MIN_S;
+	pthread_mutex_init(&link->cancel_lock, NULL);
 	return link;
 }
 
 /* Drops the connection and schedules the next attempt. */
 static void link_down(struct store_pg_link *link, time_t now)
 {
+	set_cancel(link, NULL);
 	PQfinish(link->pg);
 	link->pg = NULL;
 	link->connecting = 0;
@@ -97,6 +125,7 @@ static int listen_channel(struct store_pg_link *link, struct sg_err *err)
 	}
 	link->pending = 0;
 	link->last_check = time(NULL);
+	set_cancel(link, link->pg);
 	return 0;
 }
 
@@ -120,22 +149,35 @@ static int readable(int fd, short events, int timeout_ms)
 	return poll(&p, 1, timeout_ms) != 0;
 }
 
-int store_pg_link_quiet(struct store_pg_link *link, time_t now)
+int store_pg_link_wait(struct store_pg_link *link, int wake_fd, int max_ms)
 {
-	if (link->pending)
+	struct pollfd p[2] = {{wake_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+	time_t now = time(NULL);
+	int timeout = max_ms;
+
+	if (link->pending || link->connecting) {
+		timeout = 0; /* an attempt waits for its socket itself */
+	} else if (link->pg == NULL) {
+		if (link->next_attempt <= now)
+			timeout = 0;
+		else if ((link->next_attempt - now) * 1000 < max_ms)
+			timeout = (int)(link->next_attempt - now) * 1000;
+	} else {
+		p[1].fd = PQsocket(link->pg);
+		if (!link->listening && timeout > 1000)
+			timeout = 1000; /* the generation, once a second */
+	}
+	if (poll(p, 2, timeout) < 0)
 		return 0;
-	if (link->pg == NULL)
-		return now < link->next_attempt;
-	if (link->connecting || (!link->listening && now != link->last_check))
-		return 0;
-	return !readable(PQsocket(link->pg), POLLIN, 0);
+	return (p[0].revents & POLLIN) != 0;
 }
 
 /* Starts an attempt without waiting for it. */
 static void start_attempt(struct store_pg_link *link, time_t now)
 {
-	const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *const values[] = {"5", link->program, link->conninfo, NULL};
+	const char *const keys[] = {STORE_PG_DEFAULT_KEYS, "fallback_application_name", "dbname",
+	                            NULL};
+	const char *const values[] = {STORE_PG_DEFAULT_VALUES, link->program, link->conninfo, NULL};
 
 	link->pg = PQconnectStartParams(keys, values, 1);
 	link->connecting = 1;
@@ -246,6 +288,8 @@ void store_pg_link_free(struct store_pg_link **linkp)
 
 	if (link == NULL)
 		return;
+	set_cancel(link, NULL);
+	pthread_mutex_destroy(&link->cancel_lock);
 	PQfinish(link->pg);
 	free(link->conninfo);
 	free(link->program);

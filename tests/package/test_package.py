@@ -48,6 +48,8 @@ MAN_PAGES = ("man8/saslgatectl.8.gz", "man8/saslgate-policyd.8.gz",
 EXAMPLES = ("postfix/main.cf.policyd", "postfix/main.cf.milter", "postfix/master.cf.policyd",
             "sendmail/saslgate.mc", "nagios/check_saslgate", "prometheus/saslgate.rules.yml",
             "cron/saslgate.cron", "dovecot/95-saslgate-policy.conf")
+# Data files under /usr/share/saslgate: the PostgreSQL store's roles.
+SHARED = ("roles.sql",)
 MTA_CONFIG = ("/etc/postfix", "/etc/dovecot", "/etc/mail")
 # The exposure score systemd-analyze security gives the shipped units
 # (SECURITY.md); a unit that loses its hardening fails here.
@@ -213,6 +215,17 @@ def test_install(pkg):
             assert owner_mode("/usr/share/man/" + page) == ("root", "root", 0o644), page
     for e in EXAMPLES:
         assert os.path.isfile("/usr/share/doc/saslgate/examples/" + e), e
+    for f in SHARED:
+        path = "/usr/share/saslgate/" + f
+        assert owner_mode(path) == ("root", "root", 0o644), f
+        with open(path) as got, open(os.path.join(SRCDIR, "schema", "pg", f)) as want:
+            assert got.read() == want.read(), f
+    readme = "/usr/share/doc/saslgate/README.Debian"
+    if not os.path.exists(readme):  # dh_compress compresses a large one
+        readme = run("zcat", readme + ".gz").stdout
+    else:
+        readme = open(readme).read()
+    assert "/usr/share/saslgate/roles.sql" in readme
     for u in UNITS:
         assert owner_mode(os.path.join(UNIT_DIR, u)) == ("root", "root", 0o644), u
     # Not enabled: the MTA is not configured to use them yet.

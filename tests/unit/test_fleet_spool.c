@@ -1,5 +1,5 @@
 /* Unit tests for the fleet spool of lib/activity_store.c (schema
- * activity-005.sql) on a real activity.db: what the writer adds in its
+ * activity-006.sql) on a real activity.db: what the writer adds in its
  * transaction, the cap, the next decision id, what the deliverer reads and
  * deletes. */
 #include <setjmp.h>
