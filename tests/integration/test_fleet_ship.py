@@ -372,8 +372,17 @@ def test_what_the_daemons_delivered_is_what_the_fleet_reports_show(pg, tmp_path)
         assert {d["outcome"] for d in log} == {"block"}
         prom = ctl_fleet(pg, "stats", "--format", "prometheus").stdout
         assert 'host="imap-a"' in prom and 'host="imap-b"' in prom
-        status = ctl_fleet(pg, "--json", "status").stdout
-        assert '"imap-a"' in status and '"imap-b"' in status
+        # every host's daemon, with where its snapshot came from (delivered
+        # with its heartbeat)
+        def fleet_daemons():
+            st = json.loads(ctl_fleet(pg, "--json", "status").stdout)
+            return {(d["host"], d["pid"]): d for d in st["daemons"]}
+
+        want = {("imap-a", h1.pid), ("imap-b", h2.pid)}
+        daemons = wait_until(lambda: (lambda ds: ds if want <= set(ds) and all(
+            ds[k]["snapshot_source"] == "postgresql" for k in want) else None)(fleet_daemons()),
+            what="both daemons' heartbeats with their snapshot source")
+        assert all(daemons[k]["snapshot_age"] >= 0 for k in want)
     finally:
         h1.stop()
         h2.stop()
