@@ -418,14 +418,10 @@ static int write_usage_all(struct activity *act, struct sg_err *err)
 	return usage_sums_foreach(act->usage, write_usage, &w) != 0 ? -1 : 0;
 }
 
-/* The next sums start with room for as many keys as the last ones had, so
- * that a busy writer does not grow the table again after every flush. */
+/* The next sums keep the table's room (see usage_sums_clear). */
 static void usage_reset(struct activity *act, time_t now)
 {
-	size_t last = usage_sums_count(act->usage);
-
-	usage_sums_free(&act->usage);
-	act->usage = usage_sums_new(last);
+	usage_sums_clear(act->usage);
 	act->usage_flushed = now;
 }
 

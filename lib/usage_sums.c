@@ -35,11 +35,65 @@ struct usage_slot {
 	struct usage_sum *u; /* NULL: empty */
 };
 
+/* The sums themselves are carved from blocks that live until the table is
+ * cleared: a key costs no malloc() and free() of its own, and a flush of
+ * tens of thousands of keys no free() each (the writer flushes often under
+ * a light load). */
+#define USAGE_BLOCK_BYTES 65536
+
+struct usage_block {
+	struct usage_block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
 struct usage_sums {
 	struct usage_slot *slots;
 	size_t cap; /* power of two, at most 70% full */
 	size_t count;
+	struct usage_block *blocks; /* newest first */
 };
+
+/* size zeroed bytes, aligned, from the newest block or a new one. */
+static void *usage_alloc(struct usage_sums *t, size_t size)
+{
+	struct usage_block *b = t->blocks;
+	size_t align = sizeof(max_align_t);
+	void *p;
+
+	size = (size + align - 1) / align * align;
+	if (b == NULL || b->cap - b->used < size) {
+		size_t cap = size > USAGE_BLOCK_BYTES ? size : USAGE_BLOCK_BYTES;
+
+		b = xmalloc(sizeof(*b) + cap);
+		b->next = t->blocks;
+		b->used = 0;
+		b->cap = cap;
+		t->blocks = b;
+	}
+	p = (char *)b->data + b->used;
+	b->used += size;
+	return memset(p, 0, size);
+}
+
+/* Frees the blocks after the newest, or all of them (keep_one 0). */
+static void usage_blocks_free(struct usage_sums *t, int keep_one)
+{
+	struct usage_block *b = t->blocks, *next;
+
+	if (keep_one && b != NULL) {
+		b->used = 0;
+		next = b->next;
+		b->next = NULL;
+		b = next;
+	} else {
+		t->blocks = NULL;
+	}
+	for (; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+}
 
 static size_t usage_cap_for(size_t n)
 {
@@ -55,12 +109,12 @@ static void table_init(struct usage_sums *t, size_t expected)
 	t->cap = usage_cap_for(expected);
 	t->slots = xcalloc(t->cap, sizeof(*t->slots));
 	t->count = 0;
+	t->blocks = NULL;
 }
 
 static void table_free(struct usage_sums *t)
 {
-	for (size_t i = 0; t->slots != NULL && i < t->cap; i++)
-		free(t->slots[i].u);
+	usage_blocks_free(t, 0);
 	free(t->slots);
 	t->slots = NULL;
 	t->cap = t->count = 0;
@@ -82,6 +136,7 @@ static void usage_grow(struct usage_sums *t)
 		bigger.slots[j] = t->slots[i];
 	}
 	bigger.count = t->count;
+	bigger.blocks = t->blocks; /* the sums stay where they are */
 	free(t->slots);
 	*t = bigger;
 }
@@ -106,7 +161,7 @@ static struct usage_sum *usage_get(struct usage_sums *t, const char *user, size_
 		    memcmp(u->key + user_len + 1, mech, mech_len) == 0)
 			return u;
 	}
-	u = xcalloc(1, sizeof(*u) + user_len + mech_len + 2);
+	u = usage_alloc(t, sizeof(*u) + user_len + mech_len + 2);
 	u->net_valid = (uint8_t)net_valid;
 	if (net_valid) {
 		u->net = net->net;
@@ -141,6 +196,13 @@ void usage_sums_free(struct usage_sums **tp)
 	table_free(*tp);
 	free(*tp);
 	*tp = NULL;
+}
+
+void usage_sums_clear(struct usage_sums *t)
+{
+	usage_blocks_free(t, 1);
+	memset(t->slots, 0, t->cap * sizeof(*t->slots));
+	t->count = 0;
 }
 
 size_t usage_sums_count(const struct usage_sums *t)

@@ -20,6 +20,10 @@ struct usage_sums;
 /* An empty table with room for about expected keys. Never fails. */
 struct usage_sums *usage_sums_new(size_t expected);
 
+/* Empties the table, keeping its room for as many keys as it had (a busy
+ * writer does not grow it again after every flush). */
+void usage_sums_clear(struct usage_sums *t);
+
 /* Frees the table (NULL-safe) and sets *t to NULL. */
 void usage_sums_free(struct usage_sums **t);
 
