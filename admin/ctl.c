@@ -99,6 +99,11 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
 	}
 }
 
+int ctl_opt_taken(int status)
+{
+	return status == CTL_OK ? CTL_OPT_CONTINUE : status;
+}
+
 int ctl_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
               const struct ctl_opts *opts, int min, int max)
 {

@@ -100,6 +100,9 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
  * CTL_OPT_NOT_MINE (ctl_opt_common() then reports the bad option) or a status
  * to return (a bad value; message printed). */
 #define CTL_OPT_NOT_MINE (-2)
+/* take()'s result for a value parsed by a function that returns CTL_OK or a
+ * status to return: CTL_OPT_CONTINUE for CTL_OK, else status. */
+int ctl_opt_taken(int status);
 struct ctl_opts {
 	const char *shortopts;         /* getopt_long's, starting with ":h" */
 	const struct option *longopts; /* ends with CTL_OPT_COMMON and a NULL entry */
