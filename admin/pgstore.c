@@ -350,8 +350,7 @@ static int run_check(struct pg_run *r, int argc, char **argv)
 
 /* status --nagios: a failure to read the store is the plugin's UNKNOWN, on
  * its one line with the reason (also on standard error). */
-static int status_unknown(const struct pg_run *r, int argc, char **argv, int rc,
-                          const char *why)
+static int status_unknown(const struct pg_run *r, int argc, char **argv, int rc, const char *why)
 {
 	int nagios = 0;
 
@@ -373,7 +372,8 @@ static int run_status(struct pg_run *r, int argc, char **argv, pgstore_dispatch 
 	int v = store_pg_schema_version(r->pg, &err), rc;
 
 	if (v < 0)
-		return status_unknown(r, argc, argv, ctl_fail("%s: %s", r->label, err.text), err.text);
+		return status_unknown(r, argc, argv, ctl_fail("%s: %s", r->label, err.text),
+		                      err.text);
 	if (v != store_pg_newest_version())
 		return status_unknown(r, argc, argv,
 		                      ctl_fail("%s has policy schema version %d, this "
