@@ -47,9 +47,7 @@ static int take_audit_opt(int c, const char *value, void *arg)
 
 	if (c != 's')
 		return CTL_OPT_NOT_MINE;
-	return ctl_parse_time(o->ctl, "--since", value, TIME_PAST, &o->since) == CTL_OK
-	           ? CTL_OPT_CONTINUE
-	           : CTL_USAGE;
+	return ctl_opt_taken(ctl_parse_time(o->ctl, "--since", value, TIME_PAST, &o->since));
 }
 
 int cmd_audit(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)

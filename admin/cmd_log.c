@@ -117,6 +117,46 @@ struct log_query {
 	enum aq_format format;
 };
 
+struct log_take {
+	const struct ctl *ctl;
+	struct log_query *q;
+};
+
+static int take_log_opt(int c, const char *value, void *arg)
+{
+	const struct log_take *t = arg;
+	struct log_query *q = t->q;
+
+	switch (c) {
+	case OPT_SINCE:
+		return ctl_opt_taken(
+		    ctl_parse_time(t->ctl, "--since", value, TIME_PAST, &q->since));
+	case OPT_UNTIL:
+		return ctl_opt_taken(
+		    ctl_parse_time(t->ctl, "--until", value, TIME_PAST, &q->until));
+	case OPT_USER:
+		if (*value == '\0')
+			return ctl_invalid("--user", "must not be empty");
+		q->user = value;
+		return CTL_OPT_CONTINUE;
+	case OPT_OUTCOME:
+		if (!aq_outcome_valid(value))
+			return ctl_invalid("--outcome", "'%s' is not one of " AQ_OUTCOMES, value);
+		q->outcome = value;
+		return CTL_OPT_CONTINUE;
+	case OPT_POLICY:
+		q->policy = value;
+		return ctl_opt_taken(ctl_check_name("--policy", value));
+	case OPT_LIMIT:
+		return ctl_opt_taken(aq_parse_count("--limit", value, 1, &q->limit));
+	case OPT_FORMAT:
+		q->format_given = 1;
+		return ctl_opt_taken(aq_parse_format(value, AQ_ALLOW_CSV, &q->format));
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+}
+
 static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
                      struct log_query *q)
 {
@@ -131,52 +171,15 @@ static int log_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, c
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	int c, rc = CTL_OK;
+	struct log_take t = {ctl, q};
+	const struct ctl_opts opts = {":h", longopts, take_log_opt, &t};
+	int rc;
 
 	q->since = 0;
 	q->until = ctl->now;
 	q->limit = LOG_DEFAULT_LIMIT;
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SINCE:
-			rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &q->since);
-			break;
-		case OPT_UNTIL:
-			rc = ctl_parse_time(ctl, "--until", optarg, TIME_PAST, &q->until);
-			break;
-		case OPT_USER:
-			if (*optarg == '\0')
-				return ctl_invalid("--user", "must not be empty");
-			q->user = optarg;
-			break;
-		case OPT_OUTCOME:
-			if (!aq_outcome_valid(optarg))
-				return ctl_invalid("--outcome", "'%s' is not one of " AQ_OUTCOMES,
-				                   optarg);
-			q->outcome = optarg;
-			break;
-		case OPT_POLICY:
-			rc = ctl_check_name("--policy", optarg);
-			q->policy = optarg;
-			break;
-		case OPT_LIMIT:
-			rc = aq_parse_count("--limit", optarg, 1, &q->limit);
-			break;
-		case OPT_FORMAT:
-			rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &q->format);
-			q->format_given = 1;
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
 	if (q->until < q->since)
 		return ctl_invalid("--until", "is before --since");
 	return CTL_OPT_CONTINUE;

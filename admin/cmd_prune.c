@@ -66,7 +66,6 @@ static int take_opt(int c, const char *value, void *arg)
 {
 	struct prune *p = arg;
 	struct sg_err err = {{0}};
-	int rc;
 
 	switch (c) {
 	case OPT_OLDER:
@@ -75,8 +74,7 @@ static int take_opt(int c, const char *value, void *arg)
 		p->source = "--older-than";
 		return CTL_OPT_CONTINUE;
 	case OPT_BATCH:
-		rc = aq_parse_count("--batch", value, 0, &p->batch);
-		return rc == CTL_OK ? CTL_OPT_CONTINUE : rc;
+		return ctl_opt_taken(aq_parse_count("--batch", value, 0, &p->batch));
 	case 'n':
 	case OPT_DRY_RUN:
 		p->dry_run = 1;

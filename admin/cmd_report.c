@@ -451,6 +451,51 @@ static void print_csv(const struct report *r)
 	}
 }
 
+struct report_take {
+	struct report *r;
+	int format_given;
+};
+
+static int take_report_opt(int c, const char *value, void *arg)
+{
+	struct report_take *t = arg;
+	struct report *r = t->r;
+	struct sg_err err = {{0}};
+	enum mech_class mc;
+
+	switch (c) {
+	case OPT_SINCE:
+		return ctl_opt_taken(
+		    ctl_parse_time(r->ctl, "--since", value, TIME_PAST, &r->since));
+	case OPT_USER:
+		if (pattern_parse(value, &r->pattern, &err) < 0)
+			return ctl_invalid("--user", "%s", err.text);
+		r->has_pattern = 1;
+		return CTL_OPT_CONTINUE;
+	case OPT_CLASS:
+		if (mech_class_parse(value, &mc) < 0 || mc == MECH_CLASS_MODERN)
+			return ctl_invalid("--class",
+			                   "'%s' is not legacy or password (the "
+			                   "report lists non-modern classes only)",
+			                   value);
+		r->mech_class = mech_class_name(mc);
+		return CTL_OPT_CONTINUE;
+	case OPT_MECH:
+		if (!mech_name_valid(value))
+			return ctl_invalid("--mech", "'%s' is not a SASL mechanism name", value);
+		sg_upper(r->mech_upper, value, sizeof(r->mech_upper));
+		r->mech = r->mech_upper;
+		return CTL_OPT_CONTINUE;
+	case OPT_FORMAT:
+		t->format_given = 1;
+		return ctl_opt_taken(aq_parse_format(value, AQ_ALLOW_CSV, &r->format));
+	case OPT_LIMIT:
+		return ctl_opt_taken(aq_parse_count("--limit", value, 1, &r->limit));
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+}
+
 static int parse(struct report *r, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -463,55 +508,14 @@ static int parse(struct report *r, const struct ctl_command *cmd, int argc, char
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	struct sg_err err = {{0}};
-	enum mech_class mc;
-	int c, rc = CTL_OK, format_given = 0;
+	struct report_take t = {r, 0};
+	const struct ctl_opts opts = {":h", longopts, take_report_opt, &t};
+	int rc;
 
 	time_parse(REPORT_DEFAULT_SINCE, r->ctl->now, TIME_PAST, &r->since, NULL);
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SINCE:
-			rc = ctl_parse_time(r->ctl, "--since", optarg, TIME_PAST, &r->since);
-			break;
-		case OPT_USER:
-			if (pattern_parse(optarg, &r->pattern, &err) < 0)
-				return ctl_invalid("--user", "%s", err.text);
-			r->has_pattern = 1;
-			break;
-		case OPT_CLASS:
-			if (mech_class_parse(optarg, &mc) < 0 || mc == MECH_CLASS_MODERN)
-				return ctl_invalid("--class",
-				                   "'%s' is not legacy or password (the "
-				                   "report lists non-modern classes only)",
-				                   optarg);
-			r->mech_class = mech_class_name(mc);
-			break;
-		case OPT_MECH:
-			if (!mech_name_valid(optarg))
-				return ctl_invalid("--mech", "'%s' is not a SASL mechanism name",
-				                   optarg);
-			sg_upper(r->mech_upper, optarg, sizeof(r->mech_upper));
-			r->mech = r->mech_upper;
-			break;
-		case OPT_FORMAT:
-			rc = aq_parse_format(optarg, AQ_ALLOW_CSV, &r->format);
-			format_given = 1;
-			break;
-		case OPT_LIMIT:
-			rc = aq_parse_count("--limit", optarg, 1, &r->limit);
-			break;
-		default:
-			if ((rc = ctl_opt_common(r->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	r->format = aq_format_of(r->ctl, format_given, r->format);
+	if ((rc = ctl_parse(r->ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
+	r->format = aq_format_of(r->ctl, t.format_given, r->format);
 	return CTL_OPT_CONTINUE;
 }
 

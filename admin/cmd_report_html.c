@@ -765,7 +765,7 @@ static int take_opt(int c, const char *value, void *arg)
 	default:
 		return CTL_OPT_NOT_MINE;
 	}
-	return rc == CTL_OK ? CTL_OPT_CONTINUE : rc;
+	return ctl_opt_taken(rc);
 }
 
 static int parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,

@@ -700,7 +700,39 @@ static void print_prometheus(const struct ctl *ctl, const struct stats *s,
 	prom_sample("saslgate_stats_timestamp_seconds", (int64_t)ctl->now, NULL);
 }
 
-int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+/* The command line of stats. */
+struct stats_opts {
+	const struct ctl *ctl;
+	struct stats *s;
+	enum aq_format format;
+	int format_given;
+	int64_t stale;
+};
+
+static int take_stats_opt(int c, const char *value, void *arg)
+{
+	struct stats_opts *o = arg;
+
+	switch (c) {
+	case OPT_SINCE:
+		return ctl_opt_taken(
+		    ctl_parse_time(o->ctl, "--since", value, TIME_PAST, &o->s->since));
+	case OPT_UNTIL:
+		return ctl_opt_taken(
+		    ctl_parse_time(o->ctl, "--until", value, TIME_PAST, &o->s->until));
+	case OPT_FORMAT:
+		o->format_given = 1;
+		return ctl_opt_taken(
+		    aq_parse_format(value, AQ_ALLOW_CSV | AQ_ALLOW_PROMETHEUS, &o->format));
+	case OPT_STALE:
+		return ctl_opt_taken(aq_parse_count("--stale", value, 0, &o->stale));
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+}
+
+static int stats_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+                       struct stats_opts *o)
 {
 	static const struct option longopts[] = {
 	    {"since", required_argument, NULL, OPT_SINCE},
@@ -710,47 +742,32 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
+	const struct ctl_opts opts = {":h", longopts, take_stats_opt, o};
+	int rc;
+
+	o->s->until = ctl->now;
+	time_parse(STATS_DEFAULT_SINCE, ctl->now, TIME_PAST, &o->s->since, NULL);
+	if ((rc = ctl_parse(ctl, cmd, argc, argv, &opts, 0, 0)) != CTL_OPT_CONTINUE)
+		return rc;
+	if (o->s->until < o->s->since)
+		return ctl_invalid("--until", "is before --since");
+	o->format = aq_format_of(ctl, o->format_given, o->format);
+	return CTL_OPT_CONTINUE;
+}
+
+int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+{
 	struct stats s;
 	struct activity_heartbeat *hb = NULL;
 	size_t n_hb = 0;
-	enum aq_format format = AQ_TEXT;
-	int format_given = 0, c, rc = CTL_OK;
-	int64_t stale = STATS_DEFAULT_STALE;
+	struct stats_opts o = {ctl, &s, AQ_TEXT, 0, STATS_DEFAULT_STALE};
+	int rc;
 	struct activity_store *as;
 	struct sg_err err = {{0}};
 
 	memset(&s, 0, sizeof(s));
-	s.until = ctl->now;
-	time_parse(STATS_DEFAULT_SINCE, ctl->now, TIME_PAST, &s.since, NULL);
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_SINCE:
-			rc = ctl_parse_time(ctl, "--since", optarg, TIME_PAST, &s.since);
-			break;
-		case OPT_UNTIL:
-			rc = ctl_parse_time(ctl, "--until", optarg, TIME_PAST, &s.until);
-			break;
-		case OPT_FORMAT:
-			rc = aq_parse_format(optarg, AQ_ALLOW_CSV | AQ_ALLOW_PROMETHEUS, &format);
-			format_given = 1;
-			break;
-		case OPT_STALE:
-			rc = aq_parse_count("--stale", optarg, 0, &stale);
-			break;
-		default:
-			if ((rc = ctl_opt_common(ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (s.until < s.since)
-		return ctl_invalid("--until", "is before --since");
-	format = aq_format_of(ctl, format_given, format);
+	if ((rc = stats_parse(ctl, cmd, argc, argv, &o)) != CTL_OPT_CONTINUE)
+		return rc;
 	if ((rc = aq_open_activity(ctl, ACTIVITY_STORE_READ, &as)) != CTL_OK)
 		return rc;
 	s.fleet = activity_store_fleet(as);
@@ -759,13 +776,13 @@ int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	rc = stats_query(as, &s);
 	if (rc == CTL_OK && activity_store_auth_results(as, &s.auth, &s.n_auth, &err) < 0)
 		rc = ctl_fail("%s: auth_results: %s", activity_store_name(as), err.text);
-	if (rc == CTL_OK && format == AQ_PROMETHEUS &&
-	    activity_store_heartbeats(as, ctl->now, stale, &hb, &n_hb, &err) < 0)
+	if (rc == CTL_OK && o.format == AQ_PROMETHEUS &&
+	    activity_store_heartbeats(as, ctl->now, o.stale, &hb, &n_hb, &err) < 0)
 		rc = ctl_fail("%s: heartbeats: %s", activity_store_name(as), err.text);
 	activity_store_read_end(as);
 	activity_store_close(&as);
 	if (rc == CTL_OK) {
-		switch (format) {
+		switch (o.format) {
 		case AQ_TEXT:
 			print_text(&s);
 			break;

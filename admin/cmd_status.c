@@ -505,6 +505,36 @@ static void print_text(const struct status *s)
 	}
 }
 
+static int take_status_opt(int c, const char *value, void *arg)
+{
+	struct status *s = arg;
+
+	switch (c) {
+	case OPT_STALE:
+		return ctl_opt_taken(aq_parse_count("--stale", value, 0, &s->stale));
+	case OPT_LAG:
+		return ctl_opt_taken(aq_parse_count("--lag-warning", value, 0, &s->lag_warning));
+	case OPT_DROPPED:
+		return ctl_opt_taken(
+		    aq_parse_count("--dropped-warning", value, 0, &s->dropped_warning));
+	case OPT_NAGIOS:
+		s->nagios = 1;
+		return CTL_OPT_CONTINUE;
+	case OPT_INTEGRITY:
+		if (strcmp(value, "all") == 0)
+			s->integrity = CHECK_ALL;
+		else if (strcmp(value, "policy") == 0)
+			s->integrity = CHECK_POLICY;
+		else if (strcmp(value, "none") == 0)
+			s->integrity = CHECK_NONE;
+		else
+			return ctl_invalid("--integrity", "'%s' is not all, policy or none", value);
+		return CTL_OPT_CONTINUE;
+	default:
+		return CTL_OPT_NOT_MINE;
+	}
+}
+
 static int parse(struct status *s, const struct ctl_command *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -516,45 +546,9 @@ static int parse(struct status *s, const struct ctl_command *cmd, int argc, char
 	    CTL_OPT_COMMON,
 	    {NULL, 0, NULL, 0},
 	};
-	int c, rc = CTL_OK;
+	const struct ctl_opts opts = {":h", longopts, take_status_opt, s};
 
-	ctl_opt_start();
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_STALE:
-			rc = aq_parse_count("--stale", optarg, 0, &s->stale);
-			break;
-		case OPT_LAG:
-			rc = aq_parse_count("--lag-warning", optarg, 0, &s->lag_warning);
-			break;
-		case OPT_DROPPED:
-			rc = aq_parse_count("--dropped-warning", optarg, 0, &s->dropped_warning);
-			break;
-		case OPT_NAGIOS:
-			s->nagios = 1;
-			break;
-		case OPT_INTEGRITY:
-			if (strcmp(optarg, "all") == 0)
-				s->integrity = CHECK_ALL;
-			else if (strcmp(optarg, "policy") == 0)
-				s->integrity = CHECK_POLICY;
-			else if (strcmp(optarg, "none") == 0)
-				s->integrity = CHECK_NONE;
-			else
-				return ctl_invalid("--integrity", "'%s' is not all, policy or none",
-				                   optarg);
-			break;
-		default:
-			if ((rc = ctl_opt_common(s->ctl, cmd, c, argv)) != CTL_OPT_CONTINUE)
-				return rc;
-			rc = CTL_OK;
-		}
-		if (rc != CTL_OK)
-			return rc;
-	}
-	if (optind != argc)
-		return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	return CTL_OPT_CONTINUE;
+	return ctl_parse(s->ctl, cmd, argc, argv, &opts, 0, 0);
 }
 
 int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)

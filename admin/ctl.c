@@ -75,13 +75,17 @@ int ctl_fail(const char *fmt, ...)
 	return CTL_FAIL;
 }
 
-void ctl_opt_start(void)
+/* getopt_long's state, reset for a new argv. */
+static void opt_start(void)
 {
 	optind = 0; /* glibc: full re-initialisation for the next argv */
 	opterr = 0;
 }
 
-int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char **argv)
+/* The getopt result c that the command itself does not know: --json (returns
+ * CTL_OPT_CONTINUE), -h/--help (prints the usage, returns CTL_OK) or a bad
+ * option (prints why, returns CTL_USAGE). */
+static int opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char **argv)
 {
 	switch (c) {
 	case CTL_OPT_JSON:
@@ -99,6 +103,11 @@ int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char *
 	}
 }
 
+int ctl_opt_taken(int status)
+{
+	return status == CTL_OK ? CTL_OPT_CONTINUE : status;
+}
+
 int ctl_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
               const struct ctl_opts *opts, int min, int max)
 {
@@ -107,13 +116,13 @@ int ctl_parse(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	const struct option *longopts = opts ? opts->longopts : common;
 	int c, rc, n;
 
-	ctl_opt_start();
+	opt_start();
 	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		rc = CTL_OPT_NOT_MINE;
 		if (opts && opts->take && c != 'h' && c != CTL_OPT_JSON && c != ':' && c != '?')
 			rc = opts->take(c, optarg, opts->arg);
 		if (rc == CTL_OPT_NOT_MINE)
-			rc = ctl_opt_common(ctl, cmd, c, argv);
+			rc = opt_common(ctl, cmd, c, argv);
 		if (rc != CTL_OPT_CONTINUE)
 			return rc;
 	}

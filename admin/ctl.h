@@ -4,7 +4,7 @@
  * data: main.c holds the table of nouns, each cmd_*.c file the table of its
  * verbs; a cmd_*.c file that shares more than its table has its own header.
  * A handler gets argv starting at its own name, parses its options with
- * getopt_long, and returns an exit status; nothing below main() exits.
+ * ctl_parse(), and returns an exit status; nothing below main() exits.
  *
  * Exit status: CTL_OK 0 success; CTL_FAIL 1 runtime failure (and, for
  * explain, "would be blocked"); CTL_USAGE 2 bad usage or invalid input, with a
@@ -78,9 +78,8 @@ int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **
 int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 
 /*
- * Option parsing. Every command accepts -h/--help and --json. A handler calls
- * ctl_opt_start() before its getopt_long loop and passes unknown results to
- * ctl_opt_common(), which handles help/json and bad options.
+ * Option parsing. Every command parses its options with ctl_parse(), which
+ * accepts -h/--help and --json for all of them and reports bad options.
  */
 #define CTL_OPT_JSON 0x1000
 #define CTL_OPT_COMMON                                                                             \
@@ -88,18 +87,16 @@ int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 	{                                                                                          \
 		"json", no_argument, NULL, CTL_OPT_JSON                                            \
 	}
-void ctl_opt_start(void);
-/* Handles the getopt result c that the command itself does not know: --json
- * (returns CTL_OPT_CONTINUE), -h/--help (prints the usage, returns CTL_OK) or a
- * bad option (prints why, returns CTL_USAGE). */
 #define CTL_OPT_CONTINUE (-1)
-int ctl_opt_common(struct ctl *ctl, const struct ctl_command *cmd, int c, char **argv);
 
 /* A command's own options. take(c, optarg, arg) gets each getopt_long result
  * c that is not -h, --help or --json, and returns CTL_OPT_CONTINUE (taken),
- * CTL_OPT_NOT_MINE (ctl_opt_common() then reports the bad option) or a status
+ * CTL_OPT_NOT_MINE (ctl_parse() then reports the bad option) or a status
  * to return (a bad value; message printed). */
 #define CTL_OPT_NOT_MINE (-2)
+/* take()'s result for a value parsed by a function that returns CTL_OK or a
+ * status to return: CTL_OPT_CONTINUE for CTL_OK, else status. */
+int ctl_opt_taken(int status);
 struct ctl_opts {
 	const char *shortopts;         /* getopt_long's, starting with ":h" */
 	const struct option *longopts; /* ends with CTL_OPT_COMMON and a NULL entry */

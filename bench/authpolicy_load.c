@@ -48,10 +48,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "loadgen.h"
 
 #define REQ_MAX  1024
 #define IN_MAX   8192
@@ -67,12 +67,10 @@ struct options {
 };
 
 struct conn {
-	int fd;
+	struct lg_conn lg; /* first: the loop's part */
 	char out[REQ_MAX];
-	size_t out_len, out_off;
 	char in[IN_MAX];
 	size_t in_len;
-	uint64_t sent_ns;
 	int is_report;     /* the outstanding request is a command=report */
 	int report_next;   /* the next request reports the login just answered */
 	int report_status; /* that login's answer */
@@ -87,30 +85,15 @@ struct counts {
 
 struct worker {
 	const struct options *opt;
-	int id, n_conns;
-	struct conn *conns;
+	int id;
+	struct lg_worker lg; /* connections, latencies, errors */
 	uint64_t rng;
-	uint32_t *lat; /* latencies in microseconds, measured phase only */
-	size_t n_lat, cap_lat;
 	struct counts c;
-	int failed;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t rnd(struct worker *w)
 {
-	/* xorshift64* */
-	w->rng ^= w->rng >> 12;
-	w->rng ^= w->rng << 25;
-	w->rng ^= w->rng >> 27;
-	return w->rng * 2685821657736338717ull;
+	return lg_rnd(&w->rng);
 }
 
 static int is_loopback(const struct sockaddr *sa)
@@ -195,8 +178,10 @@ static void new_login(struct worker *w, struct conn *c)
 	c->body_len = (size_t)n;
 }
 
-static void build_request(struct worker *w, struct conn *c)
+static void build_request(void *arg, struct lg_conn *lc)
 {
+	struct worker *w = arg;
+	struct conn *c = (struct conn *)lc;
 	char tail[64];
 	size_t tail_len;
 	int n;
@@ -222,36 +207,8 @@ static void build_request(struct worker *w, struct conn *c)
 	             "%.*s%.*s",
 	             c->is_report ? "report" : "allow", w->opt->host_header, c->body_len + tail_len,
 	             (int)c->body_len, c->body, (int)tail_len, tail);
-	c->out_len = (size_t)n;
-	c->out_off = 0;
-}
-
-/* Writes what is pending; -1 on a broken connection. */
-static int flush_out(struct conn *c)
-{
-	while (c->out_off < c->out_len) {
-		ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
-
-		if (n < 0 && errno == EAGAIN)
-			return 0;
-		if (n <= 0)
-			return -1;
-		c->out_off += (size_t)n;
-	}
-	return 0;
-}
-
-static void record(struct worker *w, uint64_t ns)
-{
-	if (w->n_lat == w->cap_lat) {
-		w->cap_lat = w->cap_lat ? w->cap_lat * 2 : 65536;
-		w->lat = realloc(w->lat, w->cap_lat * sizeof(*w->lat));
-		if (w->lat == NULL) {
-			perror("authpolicy_load");
-			exit(1);
-		}
-	}
-	w->lat[w->n_lat++] = (uint32_t)(ns / 1000u);
+	c->lg.out = c->out;
+	c->lg.out_len = (size_t)n;
 }
 
 /* A header line "Name: value" (no CRLF, len bytes): the value if the name is
@@ -390,10 +347,12 @@ static int classify(struct worker *w, struct conn *c, const struct reply *rp, in
 	return good ? 0 : -1;
 }
 
-/* Reads replies; returns the number of completed ones, -1 on failure. */
-static int on_readable(struct worker *w, struct conn *c, int measuring, int sending)
+/* Reads a reply: 1 complete, 0 not yet, -1 on failure. */
+static int on_readable(void *arg, struct lg_conn *lc, int measuring)
 {
-	ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+	struct worker *w = arg;
+	struct conn *c = (struct conn *)lc;
+	ssize_t n = read(c->lg.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
 	struct reply rp;
 	int rc;
 
@@ -410,7 +369,7 @@ static int on_readable(struct worker *w, struct conn *c, int measuring, int send
 		return -1;
 	}
 	if (measuring)
-		record(w, now_ns() - c->sent_ns);
+		lg_record_reply(&w->lg, &c->lg);
 	if (classify(w, c, &rp, measuring) < 0 && rp.closing)
 		return -1;
 	memmove(c->in, c->in + rp.total_len, c->in_len - rp.total_len);
@@ -419,136 +378,28 @@ static int on_readable(struct worker *w, struct conn *c, int measuring, int send
 		w->c.bad_replies++; /* bytes nobody asked for */
 		return -1;
 	}
-	if (!sending)
-		return 1;
-	build_request(w, c);
-	c->sent_ns = now_ns();
-	return flush_out(c) < 0 ? -1 : 1;
+	return 1;
 }
 
-/* Connects every connection and sends its first request. Returns how many
- * requests are outstanding, or -1 if a connection could not be made. */
-static int open_all(struct worker *w, int ep)
+static int open_conn(void *arg)
 {
-	const struct options *opt = w->opt;
-	int outstanding = 0;
+	const struct options *opt = ((const struct worker *)arg)->opt;
+	int fd = socket(opt->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	for (int i = 0; i < w->n_conns; i++) {
-		struct conn *c = &w->conns[i];
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	if (fd >= 0 && connect(fd, (const struct sockaddr *)&opt->ss, opt->sslen) < 0) {
+		int saved = errno;
 
-		c->fd = socket(opt->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (c->fd < 0 ||
-		    connect(c->fd, (const struct sockaddr *)&opt->ss, opt->sslen) < 0) {
-			fprintf(stderr, "authpolicy_load: connect %s: %s\n", opt->endpoint,
-			        strerror(errno));
-			w->failed = 1;
-			return -1;
-		}
-		if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) {
-			w->failed = 1;
-			return -1;
-		}
-		epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
-		build_request(w, c);
-		c->sent_ns = now_ns();
-		if (flush_out(c) < 0) {
-			w->c.errors++;
-			continue;
-		}
-		outstanding++;
+		close(fd);
+		errno = saved;
+		return -1;
 	}
-	return outstanding;
+	return fd;
 }
 
-static void *worker_run(void *arg)
-{
-	struct worker *w = arg;
-	const struct options *opt = w->opt;
-	int ep = epoll_create1(0);
-	struct epoll_event evs[256];
-	uint64_t start = now_ns();
-	uint64_t measure_from = start + (uint64_t)(opt->warmup * 1e9);
-	uint64_t stop_at = measure_from + (uint64_t)(opt->seconds * 1e9);
-	int outstanding = 0;
-
-	outstanding = open_all(w, ep);
-	if (outstanding < 0)
-		return NULL;
-	while (outstanding > 0) {
-		uint64_t t = now_ns();
-		int sending = t < stop_at;
-		int measuring = t >= measure_from && sending;
-		int n;
-
-		if (!sending && t > stop_at + 5000000000ull) {
-			fprintf(stderr, "authpolicy_load: %d replies missing after 5s\n",
-			        outstanding);
-			w->c.errors += (uint64_t)outstanding;
-			break;
-		}
-		n = epoll_wait(ep, evs, 256, 100);
-		for (int i = 0; i < n; i++) {
-			struct conn *c = evs[i].data.ptr;
-			int r;
-
-			if (c->fd < 0)
-				continue;
-			if (evs[i].events & EPOLLOUT) {
-				if (flush_out(c) < 0)
-					goto broken;
-				if (c->out_off == c->out_len) {
-					struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-
-					epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-				}
-			}
-			if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-				continue;
-			r = on_readable(w, c, measuring, sending);
-			if (r < 0)
-				goto broken;
-			if (r > 0 && !sending)
-				outstanding--;
-			if (r > 0 && sending && c->out_off < c->out_len) {
-				struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
-				                         .data.ptr = c};
-
-				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-			}
-			continue;
-		broken:
-			w->c.errors++;
-			outstanding--;
-			epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-			close(c->fd);
-			c->fd = -1;
-		}
-	}
-	for (int i = 0; i < w->n_conns; i++) {
-		if (w->conns[i].fd >= 0)
-			close(w->conns[i].fd);
-	}
-	close(ep);
-	return NULL;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static uint32_t pct(const uint32_t *v, size_t n, double p)
-{
-	size_t i;
-
-	if (n == 0)
-		return 0;
-	i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i];
-}
+/* Replies after the measured seconds are not measured. */
+static const struct lg_protocol authpolicy_protocol = {
+    "authpolicy_load", open_conn, build_request, on_readable, 0,
+};
 
 static void usage(void)
 {
@@ -621,8 +472,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 static void free_workers(struct worker *ws, int n, pthread_t *tids)
 {
 	for (int i = 0; i < n; i++) {
-		free(ws[i].lat);
-		free(ws[i].conns);
+		lg_worker_free(&ws[i].lg);
 	}
 	free(ws);
 	free(tids);
@@ -635,11 +485,18 @@ int main(int argc, char **argv)
 	struct worker *ws;
 	pthread_t *tids;
 	struct counts total = {0};
-	uint32_t *all;
-	size_t n_all = 0;
+	struct lg_load load;
+	struct lg_latencies all = {0};
 	int failed = 0;
 
 	parse_options(argc, argv, &opt);
+	load = (struct lg_load){.proto = &authpolicy_protocol,
+	                        .endpoint = opt.endpoint,
+	                        .connections = opt.connections,
+	                        .threads = opt.threads,
+	                        .warmup = opt.warmup,
+	                        .seconds = opt.seconds,
+	                        .conn_size = sizeof(struct conn)};
 	if (resolve_endpoint(&opt) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
@@ -653,18 +510,16 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.threads; i++) {
 		ws[i].opt = &opt;
 		ws[i].id = i;
-		ws[i].n_conns = opt.connections / opt.threads + (i < opt.connections % opt.threads);
-		ws[i].conns = calloc((size_t)ws[i].n_conns, sizeof(struct conn));
 		ws[i].rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) ^ (uint64_t)getpid();
-		if (ws[i].conns == NULL ||
-		    pthread_create(&tids[i], NULL, worker_run, &ws[i]) != 0) {
+		if (lg_worker_init(&ws[i].lg, &load, i, &ws[i]) < 0 ||
+		    pthread_create(&tids[i], NULL, lg_worker_thread, &ws[i].lg) != 0) {
 			perror("authpolicy_load"); /* threads may be running: no cleanup */
 			exit(1);
 		}
 	}
 	for (int i = 0; i < opt.threads; i++) {
 		pthread_join(tids[i], NULL);
-		failed |= ws[i].failed;
+		failed |= ws[i].lg.failed;
 		total.requests += ws[i].c.requests;
 		total.allows += ws[i].c.allows;
 		total.reports += ws[i].c.reports;
@@ -673,34 +528,26 @@ int main(int argc, char **argv)
 		total.delayed += ws[i].c.delayed;
 		total.http_errors += ws[i].c.http_errors;
 		total.bad_replies += ws[i].c.bad_replies;
-		total.errors += ws[i].c.errors;
-		n_all += ws[i].n_lat;
+		total.errors += ws[i].lg.errors;
+		if (lg_append(&all, &ws[i].lg.lat) < 0) {
+			lg_latencies_free(&all);
+			free_workers(ws, opt.threads, tids);
+			return 1;
+		}
 	}
-	all = malloc((n_all ? n_all : 1) * sizeof(*all));
-	if (all == NULL) {
-		free_workers(ws, opt.threads, tids);
-		return 1;
-	}
-	n_all = 0;
-	for (int i = 0; i < opt.threads; i++) {
-		if (ws[i].n_lat)
-			memcpy(all + n_all, ws[i].lat, ws[i].n_lat * sizeof(*all));
-		n_all += ws[i].n_lat;
-	}
-	qsort(all, n_all, sizeof(*all), cmp_u32);
+	lg_sort(&all);
 	printf("endpoint=%s connections=%d threads=%d report_pct=%d seconds=%.2f requests=%llu "
 	       "rps=%.0f p50_us=%u p90_us=%u p99_us=%u max_us=%u allow=%llu report=%llu "
 	       "status0=%llu refused=%llu delayed=%llu http_errors=%llu bad_replies=%llu "
 	       "errors=%llu\n",
 	       opt.endpoint, opt.connections, opt.threads, opt.report_pct, opt.seconds,
 	       (unsigned long long)total.requests, (double)total.requests / opt.seconds,
-	       pct(all, n_all, 0.50), pct(all, n_all, 0.90), pct(all, n_all, 0.99),
-	       n_all ? all[n_all - 1] : 0, (unsigned long long)total.allows,
-	       (unsigned long long)total.reports, (unsigned long long)total.go_on,
-	       (unsigned long long)total.refused, (unsigned long long)total.delayed,
-	       (unsigned long long)total.http_errors, (unsigned long long)total.bad_replies,
-	       (unsigned long long)total.errors);
-	free(all);
+	       lg_percentile(&all, 0.50), lg_percentile(&all, 0.90), lg_percentile(&all, 0.99),
+	       lg_max(&all), (unsigned long long)total.allows, (unsigned long long)total.reports,
+	       (unsigned long long)total.go_on, (unsigned long long)total.refused,
+	       (unsigned long long)total.delayed, (unsigned long long)total.http_errors,
+	       (unsigned long long)total.bad_replies, (unsigned long long)total.errors);
+	lg_latencies_free(&all);
 	free_workers(ws, opt.threads, tids);
 	return failed || total.errors || total.http_errors || total.bad_replies ? 1 : 0;
 }

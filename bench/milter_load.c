@@ -21,8 +21,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "loadgen.h"
 
 struct load_config {
 	const char *socket_spec;
@@ -41,8 +42,7 @@ struct worker {
 	pthread_t thread;
 	unsigned index;
 	const struct load_config *cfg;
-	uint32_t *latency_us;
-	size_t n, cap;
+	struct lg_latencies lat; /* whole sessions */
 	uint64_t replies[R_COUNT];
 	uint64_t errors;
 	uint32_t rng;
@@ -50,14 +50,6 @@ struct worker {
 
 static atomic_uint_fast64_t started_sessions;
 static double deadline;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int parse_socket(const char *spec, struct load_config *cfg)
 {
@@ -285,32 +277,17 @@ static void *worker_main(void *arg)
 		double t0;
 		uint32_t us;
 
-		if (cfg->sessions ? seq >= cfg->sessions : now_s() >= deadline)
+		if (cfg->sessions ? seq >= cfg->sessions : lg_now_s() >= deadline)
 			break;
-		t0 = now_s();
+		t0 = lg_now_s();
 		if (run_session(w, seq) != 0) {
 			w->errors++;
 			continue;
 		}
-		us = (uint32_t)((now_s() - t0) * 1e6);
-		if (w->n == w->cap) {
-			w->cap = w->cap ? w->cap * 2 : 4096;
-			w->latency_us = realloc(w->latency_us, w->cap * sizeof(*w->latency_us));
-			if (w->latency_us == NULL) {
-				perror("realloc");
-				exit(1);
-			}
-		}
-		w->latency_us[w->n++] = us;
+		us = (uint32_t)((lg_now_s() - t0) * 1e6);
+		lg_record(&w->lat, us, "realloc");
 	}
 	return NULL;
-}
-
-static int compare_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 static void usage(void)
@@ -326,8 +303,8 @@ int main(int argc, char **argv)
 	    .connections = 50, .seconds = 5, .users = 10000, .legacy_percent = 50};
 	struct worker *workers;
 	uint64_t replies[R_COUNT] = {0}, errors = 0;
-	uint32_t *all;
-	size_t total = 0, i, k;
+	struct lg_latencies all = {0};
+	size_t i, k;
 	double start, elapsed;
 	int c;
 
@@ -365,7 +342,7 @@ int main(int argc, char **argv)
 	workers = calloc(cfg.connections, sizeof(*workers));
 	if (workers == NULL)
 		return 1;
-	start = now_s();
+	start = lg_now_s();
 	deadline = start + cfg.seconds;
 	for (i = 0; i < cfg.connections; i++) {
 		workers[i].index = (unsigned)i;
@@ -378,31 +355,27 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < cfg.connections; i++) {
 		pthread_join(workers[i].thread, NULL);
-		total += workers[i].n;
 		errors += workers[i].errors;
 		for (k = 0; k < R_COUNT; k++)
 			replies[k] += workers[i].replies[k];
 	}
-	elapsed = now_s() - start;
-	all = malloc((total ? total : 1) * sizeof(*all));
-	if (all == NULL)
-		return 1;
-	for (i = 0, k = 0; i < cfg.connections; i++) {
-		memcpy(all + k, workers[i].latency_us, workers[i].n * sizeof(*all));
-		k += workers[i].n;
-		free(workers[i].latency_us);
+	elapsed = lg_now_s() - start;
+	for (i = 0; i < cfg.connections; i++) {
+		if (lg_append(&all, &workers[i].lat) < 0)
+			return 1;
+		lg_latencies_free(&workers[i].lat);
 	}
-	qsort(all, total, sizeof(*all), compare_u32);
+	lg_sort(&all);
 	printf("socket=%s connections=%u sessions=%zu errors=%llu seconds=%.2f "
 	       "sessions_per_s=%.0f p50_us=%u p99_us=%u max_us=%u "
 	       "accept=%llu continue=%llu replycode=%llu reject=%llu tempfail=%llu other=%llu\n",
-	       cfg.socket_spec, cfg.connections, total, (unsigned long long)errors, elapsed,
-	       (double)total / elapsed, total ? all[total / 2] : 0,
-	       total ? all[(size_t)((double)total * 0.99)] : 0, total ? all[total - 1] : 0,
-	       (unsigned long long)replies[R_ACCEPT], (unsigned long long)replies[R_CONTINUE],
-	       (unsigned long long)replies[R_REPLYCODE], (unsigned long long)replies[R_REJECT],
-	       (unsigned long long)replies[R_TEMPFAIL], (unsigned long long)replies[R_OTHER]);
-	free(all);
+	       cfg.socket_spec, cfg.connections, all.n, (unsigned long long)errors, elapsed,
+	       (double)all.n / elapsed, lg_percentile_floor(&all, 0.50),
+	       lg_percentile_floor(&all, 0.99), lg_max(&all), (unsigned long long)replies[R_ACCEPT],
+	       (unsigned long long)replies[R_CONTINUE], (unsigned long long)replies[R_REPLYCODE],
+	       (unsigned long long)replies[R_REJECT], (unsigned long long)replies[R_TEMPFAIL],
+	       (unsigned long long)replies[R_OTHER]);
+	lg_latencies_free(&all);
 	free(workers);
 	return errors ? 1 : 0;
 }

@@ -648,3 +648,102 @@ def test_policy_off_and_group_exclusion(store):
     rc, d = explain(store, "--user", "alice@example.com", "--ip", "192.0.2.1", "--mech",
                     "LOGIN")
     assert rc == 0 and d["policies"][0]["status"] == "off"
+
+
+# ---- the visibility commands' option errors, message for message ----
+
+TIME_EXPECTED = 'expected YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM], "now" or a duration such as 30d'
+
+# (command, options, exit status, the first line of stderr, whether the usage follows)
+VISIBILITY_USAGE_ERRORS = [
+    (["log"], ["--bogus"], 2, "saslgatectl: log: unknown option --bogus", True),
+    (["log"], ["-x"], 2, "saslgatectl: log: unknown option -x", True),
+    (["log"], ["--format"], 2, "saslgatectl: log: option --format needs a value", True),
+    (["log"], ["--limit", "1", "extra", "more"], 2,
+     "saslgatectl: log: unexpected argument 'extra'", True),
+    (["log"], ["--", "--since"], 2, "saslgatectl: log: unexpected argument '--since'", True),
+    (["log"], ["--bogus", "--help"], 2, "saslgatectl: log: unknown option --bogus", True),
+    (["log"], ["--format", "nope"], 2,
+     "saslgatectl: --format: 'nope' is not one of text, json, csv", False),
+    (["log"], ["--since", "bogus"], 2,
+     "saslgatectl: --since: 'bogus': invalid time \"bogus\": " + TIME_EXPECTED, False),
+    (["log"], ["--since", "1d", "--until", "2d"], 2,
+     "saslgatectl: --until: is before --since", False),
+    (["log"], ["--user="], 2, "saslgatectl: --user: must not be empty", False),
+    (["log"], ["--limit", "x", "--since", "bogus"], 2,
+     "saslgatectl: --limit: 'x' is not a non-negative number", False),
+    (["stats"], ["-q"], 2, "saslgatectl: stats: unknown option -q", True),
+    (["stats"], ["--stale"], 2, "saslgatectl: stats: option --stale needs a value", True),
+    (["stats"], ["extra"], 2, "saslgatectl: stats: unexpected argument 'extra'", True),
+    (["stats"], ["--until", "x"], 2,
+     "saslgatectl: --until: 'x': invalid time \"x\": " + TIME_EXPECTED, False),
+    (["stats"], ["--since", "2026-01-01", "--until", "2025-01-01"], 2,
+     "saslgatectl: --until: is before --since", False),
+    (["stats"], ["--format", "nope"], 2,
+     "saslgatectl: --format: 'nope' is not one of text, json, csv, prometheus", False),
+    (["stats"], ["--stale", "0", "--format", "prometheus"], 2,
+     "saslgatectl: --stale: '0' is not a positive number", False),
+    (["status"], ["--bogus"], 2, "saslgatectl: status: unknown option --bogus", True),
+    (["status"], ["-z"], 2, "saslgatectl: status: unknown option -z", True),
+    (["status"], ["--integrity"], 2, "saslgatectl: status: option --integrity needs a value",
+     True),
+    (["status"], ["extra"], 2, "saslgatectl: status: unexpected argument 'extra'", True),
+    (["status"], ["--stale", "-1"], 2, "saslgatectl: --stale: '-1' is not a positive number",
+     False),
+    (["status"], ["--lag-warning", "0"], 2,
+     "saslgatectl: --lag-warning: '0' is not a positive number", False),
+    (["status"], ["--dropped-warning", "x"], 2,
+     "saslgatectl: --dropped-warning: 'x' is not a positive number", False),
+    (["status"], ["--integrity", "bad"], 2,
+     "saslgatectl: --integrity: 'bad' is not all, policy or none", False),
+    # a monitoring plugin reports bad usage as UNKNOWN
+    (["status"], ["--nagios", "--integrity", "bad"], 3,
+     "saslgatectl: --integrity: 'bad' is not all, policy or none", False),
+    (["status"], ["--nagios", "--bogus"], 3, "saslgatectl: status: unknown option --bogus", True),
+    (["status"], ["--nagios", "extra"], 3, "saslgatectl: status: unexpected argument 'extra'",
+     True),
+    (["status"], ["--nagios", "--stale"], 3, "saslgatectl: status: option --stale needs a value",
+     True),
+    (["report", "legacy"], ["--bogus"], 2, "saslgatectl: report legacy: unknown option --bogus",
+     True),
+    (["report", "legacy"], ["extra"], 2,
+     "saslgatectl: report legacy: unexpected argument 'extra'", True),
+    (["report", "legacy"], ["--user"], 2,
+     "saslgatectl: report legacy: option --user needs a value", True),
+    (["report", "legacy"], ["--class", "nope"], 2,
+     "saslgatectl: --class: 'nope' is not legacy or password (the report lists non-modern "
+     "classes only)", False),
+    (["report", "legacy"], ["--limit", "-5"], 2,
+     "saslgatectl: --limit: '-5' is not a non-negative number", False),
+]
+
+
+@pytest.mark.parametrize("command,options,code,first,usage", VISIBILITY_USAGE_ERRORS)
+def test_visibility_usage_errors_exact(store, command, options, code, first, usage):
+    """Each bad command line: its exit status, nothing on stdout, and on stderr
+    exactly the message (plus the usage that --help prints, for bad usage
+    rather than a bad value)."""
+    before = fingerprint(store)
+    proc = run(store, *(command + options))
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == ""
+    expected = first + "\n"
+    if usage:
+        expected += ok(store, *(command + ["--help"]))
+    assert proc.stderr == expected
+    assert fingerprint(store) == before
+    assert not (store / "activity.db").exists()  # rejected before anything is opened
+
+
+@pytest.mark.parametrize("command,option", [
+    (["log"], ["--since", "1d"]), (["stats"], ["--format", "csv"]),
+    (["status"], ["--stale", "60"]), (["report", "legacy"], ["--class", "legacy"]),
+])
+def test_visibility_help_after_other_options(store, command, option):
+    """-h and --help print the usage on stdout with status 0, after other
+    options too, and open nothing."""
+    helps = {ok(store, *(command + [flag])) for flag in ("-h", "--help")}
+    assert len(helps) == 1 and helps.pop().startswith("usage: saslgatectl " + " ".join(command))
+    proc = run(store, *(command + ["--json"] + option + ["-h"]))
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:") and proc.stderr == ""
+    assert not (store / "activity.db").exists()
