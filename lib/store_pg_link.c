@@ -359,7 +359,7 @@ static int sync_file(const char *path, struct sg_err *err)
 }
 
 int store_pg_cache_refresh(PGconn *pg, const char *dir, int64_t unless_generation,
-                           int64_t *generation, struct sg_err *err)
+                           int64_t *generation, sqlite3 **written, struct sg_err *err)
 {
 	char path[4096], tmp[4200];
 	sqlite3 *db = NULL;
@@ -367,6 +367,8 @@ int store_pg_cache_refresh(PGconn *pg, const char *dir, int64_t unless_generatio
 	uint64_t t0, t1, t2;
 	int rc;
 
+	if (written != NULL)
+		*written = NULL;
 	if (g < 0)
 		return -1;
 	*generation = g;
@@ -382,16 +384,18 @@ int store_pg_cache_refresh(PGconn *pg, const char *dir, int64_t unless_generatio
 		return -1;
 	}
 	t0 = now_us();
+	/* With the connection still open: its COMMIT wrote every page. */
 	rc = store_pg_pull(pg, db, STORE_PG_CACHE, -1, generation, err);
-	store_close(&db);
 	t1 = now_us();
 	if (rc < 0 || sync_file(tmp, err) < 0) {
+		store_close(&db);
 		unlink(tmp);
 		return -1;
 	}
 	t2 = now_us();
 	if (rename(tmp, path) < 0) {
 		sg_err_set(err, "%s: %s", path, strerror(errno));
+		store_close(&db);
 		unlink(tmp);
 		return -1;
 	}
@@ -399,6 +403,10 @@ int store_pg_cache_refresh(PGconn *pg, const char *dir, int64_t unless_generatio
 	    "policy cache %s: generation %lld pulled in %llu ms, fsync %llu ms, rename %llu ms",
 	    path, (long long)*generation, (unsigned long long)((t1 - t0) / 1000),
 	    (unsigned long long)((t2 - t1) / 1000), (unsigned long long)((now_us() - t2) / 1000));
+	if (written != NULL)
+		*written = db;
+	else
+		store_close(&db);
 	return 1;
 }
 
