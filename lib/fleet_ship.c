@@ -655,17 +655,24 @@ static int prepare(PGconn *pg, struct sg_err *err)
  * The deliverer's connection: as store_pg_connect(), and so that a server
  * that stops answering (a network that drops everything) fails a round
  * instead of holding the thread, and with it the daemon's stop: TCP
- * keepalives and a TCP user timeout (values in conninfo win), and a
- * statement timeout.
+ * keepalives and a TCP user timeout, and a statement timeout. Delivery
+ * writes: of the hosts of a multi-host conninfo (the daemons may read the
+ * policy from a standby) it wants the primary, target_session_attrs =
+ * read-write. Values in conninfo win.
  */
 static PGconn *connect_pg(struct fleet_ship *fs, struct sg_err *err)
 {
-	const char *const keys[] = {"connect_timeout",  "fallback_application_name",
-	                            "keepalives_idle",  "keepalives_interval",
-	                            "keepalives_count", "tcp_user_timeout",
-	                            "dbname",           NULL};
-	const char *const values[] = {"5", fs->program, "30",         "10",
-	                              "3", "60000",     fs->conninfo, NULL};
+	const char *const keys[] = {"connect_timeout",
+	                            "fallback_application_name",
+	                            "keepalives_idle",
+	                            "keepalives_interval",
+	                            "keepalives_count",
+	                            "tcp_user_timeout",
+	                            "target_session_attrs",
+	                            "dbname",
+	                            NULL};
+	const char *const values[] = {"5",     fs->program,  "30",         "10", "3",
+	                              "60000", "read-write", fs->conninfo, NULL};
 	PGconn *pg = PQconnectdbParams(keys, values, 1);
 
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {

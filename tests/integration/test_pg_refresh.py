@@ -89,3 +89,29 @@ def test_escaped_values_arrive_as_they_are(pg, tmp_path):
         assert not [f for f in os.listdir(d) if ".tmp." in f]
     finally:
         p.stop()
+
+
+def test_delivery_finds_the_primary_of_a_multi_host_store(pg, tmp_path):
+    """store names a hot standby first and the primary second: the daemon
+    may read its policy from the standby, but its deliverer asks libpq for
+    a read-write session and delivers to the primary."""
+    pg.psql("CHECKPOINT")  # pg_basebackup's own checkpoint has nothing left to spread
+    standby = PostgresServer(primary=pg)
+    try:
+        standby.start()
+        assert standby.psql("SELECT pg_is_in_recovery()").stdout.strip() == "t"
+        uri = "postgresql://%s@127.0.0.1:%d,127.0.0.1:%d/saslgate" % (DAEMON, standby.port,
+                                                                      pg.port)
+        d = tmp_path / "mx-multi"
+        d.mkdir()
+        p = Policyd(d, str(d), extra_args=["--store", uri],
+                    settings={"heartbeat_interval": "1s", "host_name": "mx-multi"})
+        try:
+            assert wait_for(lambda: pg.psql("SELECT count(*) FROM fleet_heartbeats WHERE "
+                                            "host = 'mx-multi'").stdout.strip() != "0", 10), \
+                p.log_text()
+            assert "cannot deliver" not in p.log_text()
+        finally:
+            assert p.stop() == 0
+    finally:
+        standby.remove()
