@@ -201,8 +201,8 @@ struct round {
 	int64_t newest_hb; /* the newest heartbeat delivered */
 	int64_t decisions; /* decisions applied */
 	int failed;
-	int queued;                               /* statements sent since the last sync */
-	unsigned char batch[PIPELINE_STATEMENTS]; /* 1: that statement adds a batch */
+	int queued;                            /* statements sent since the last sync */
+	const char *sent[PIPELINE_STATEMENTS]; /* their prepared statements' names */
 };
 
 static int collect_row(const struct activity_spool_row *r, void *arg)
@@ -256,9 +256,9 @@ static int collect_row(const struct activity_spool_row *r, void *arg)
 /* clang-format on */
 
 /* Reads the results of the statements sent since the last sync, up to a
- * new sync: the first failure into rd->err (the rest of the pipeline is
- * aborted by it, and so is the transaction); a batch that added no row is a
- * conflict. 0 or -1. */
+ * new sync: the first failure into rd->err, named by its statement (the rest
+ * of the pipeline is aborted by it, and so is the transaction); a batch
+ * that added no row is a conflict. 0 or -1. */
 static int pipeline_sync(struct round *rd)
 {
 	PGconn *pg = rd->fs->pg;
@@ -284,10 +284,13 @@ static int pipeline_sync(struct round *rd)
 			break;
 		}
 		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			sg_err_set(rd->err, "%s", PQresultErrorMessage(r));
+			sg_err_set(rd->err, "%s: %s",
+			           done < rd->queued ? rd->sent[done] : "pipeline",
+			           PQresultErrorMessage(r));
 			store_pg_one_line(rd->err->text);
 			rc = -1;
-		} else if (st == PGRES_COMMAND_OK && done < rd->queued && rd->batch[done] &&
+		} else if (st == PGRES_COMMAND_OK && done < rd->queued &&
+		           strcmp(rd->sent[done], "add_batch") == 0 &&
 		           strcmp(PQcmdTuples(r), "0") == 0) {
 			/* Never a second delivery of this spool (last_seq says so): a
 			 * batch of another activity.db of the same host name. */
@@ -299,9 +302,9 @@ static int pipeline_sync(struct round *rd)
 	return rc;
 }
 
-/* Sends the prepared statement stmt with p (then reset) into the pipeline;
- * batch: it adds a decision batch. 0, or -1 with err (rd->failed set). */
-static int pipeline_send(struct round *rd, const char *stmt, struct params *p, int batch)
+/* Sends the prepared statement stmt (a string constant) with p (then
+ * reset) into the pipeline. 0, or 1 with err and rd->failed set. */
+static int pipeline_send(struct round *rd, const char *stmt, struct params *p)
 {
 	int sent = PQsendQueryPrepared(rd->fs->pg, stmt, p->n, p->v, p->len, p->fmt, 0);
 
@@ -310,7 +313,7 @@ static int pipeline_send(struct round *rd, const char *stmt, struct params *p, i
 		pg_error(rd->fs->pg, stmt, rd->err);
 		return rd->failed = 1;
 	}
-	rd->batch[rd->queued++] = (unsigned char)batch;
+	rd->sent[rd->queued++] = stmt;
 	if (rd->queued == PIPELINE_STATEMENTS && pipeline_sync(rd) < 0)
 		return rd->failed = 1;
 	return 0;
@@ -328,7 +331,7 @@ static int ship_batch(const struct activity_raw_batch *b, void *arg)
 	p_int(&p, b->last_at);
 	p_int(&p, b->n);
 	p_bytes(&p, b->data, b->len);
-	if (pipeline_send(rd, "add_batch", &p, 1) != 0)
+	if (pipeline_send(rd, "add_batch", &p) != 0)
 		return 1;
 	rd->decisions += b->n;
 	return 0;
@@ -351,7 +354,7 @@ static int ship_usage(const struct activity_usage_row *u, void *arg)
 	p_text_or(&p, u->last_client, 1);
 	p_int(&p, u->last_tls);
 	p_text_or(&p, u->last_service, 1);
-	return pipeline_send(rd, "add_usage", &p, 0);
+	return pipeline_send(rd, "add_usage", &p);
 }
 
 static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
@@ -382,7 +385,7 @@ static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
 		p_int(&p, h->snapshot_at);
 	else
 		p_text_or(&p, "", 1);
-	if (pipeline_send(rd, "put_heartbeat", &p, 0) != 0)
+	if (pipeline_send(rd, "put_heartbeat", &p) != 0)
 		return 1;
 	if (h->last_seen > rd->newest_hb)
 		rd->newest_hb = h->last_seen;
@@ -402,7 +405,7 @@ static int ship_auth(const char *program, int64_t pid, const struct activity_aut
 	p_text(&p, c->mech_class);
 	p_text(&p, c->result);
 	p_int(&p, (int64_t)c->n);
-	return pipeline_send(rd, "put_auth", &p, 0);
+	return pipeline_send(rd, "put_auth", &p);
 }
 
 /* Creates and locks fleet_delivery's row; its last_seq into rd. */
@@ -445,7 +448,7 @@ static int set_cursor(struct round *rd, int64_t seq, time_t now)
 	p_int(&p, (int64_t)now);
 	p_text(&p, fs->host);
 	p_text(&p, fs->spool);
-	return pipeline_send(rd, "set_cursor", &p, 0) != 0 ? -1 : 0;
+	return pipeline_send(rd, "set_cursor", &p) != 0 ? -1 : 0;
 }
 
 static int commit(PGconn *pg, struct sg_err *err)
