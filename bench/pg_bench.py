@@ -31,6 +31,7 @@ Exit status 0; 77 when PostgreSQL cannot be run here (the reason printed).
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -467,6 +468,19 @@ class Bench:
             admin.close()
             self.stop(p)
             self.log_problems([p])
+            self.log_refreshes(p)
+
+    def log_refreshes(self, proc):
+        """The daemon's own figures of each refresh: in all, the cache file
+        (the pull from PostgreSQL, its fsync and rename), the snapshot."""
+        path = os.path.join(proc.dir, "saslgate-policyd.log")
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = re.search(r"generation (\d+) in service.*?(\d+) ms in all, (?:cache written "
+                              r"in (\d+) ms, )?snapshot built in (\d+) ms", line)
+                if m:
+                    print("policyd refresh to generation %s: %s ms in all, cache written %s ms, "
+                          "snapshot built %s ms" % tuple(v or "?" for v in m.groups()))
 
     def close(self):
         for p in list(self.procs):

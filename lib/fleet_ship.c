@@ -31,6 +31,10 @@
  * and how long the last rounds at stop may take. */
 #define ROWS_PER_ROUND 64
 #define STOP_ROUNDS_S  5
+/* Statements of a round sent in one pipeline before their results are
+ * read: one round trip per PIPELINE_STATEMENTS, not one per statement, and
+ * few enough results waiting that neither side blocks on a full socket. */
+#define PIPELINE_STATEMENTS 1000
 /* activity.db reopen interval while it fails. */
 #define LOCAL_RETRY_S 5
 
@@ -197,6 +201,8 @@ struct round {
 	int64_t newest_hb; /* the newest heartbeat delivered */
 	int64_t decisions; /* decisions applied */
 	int failed;
+	int queued;                            /* statements sent since the last sync */
+	const char *sent[PIPELINE_STATEMENTS]; /* their prepared statements' names */
 };
 
 static int collect_row(const struct activity_spool_row *r, void *arg)
@@ -249,11 +255,74 @@ static int collect_row(const struct activity_spool_row *r, void *arg)
 	"DO UPDATE SET count = GREATEST(a.count, EXCLUDED.count)"
 /* clang-format on */
 
+/* Reads the results of the statements sent since the last sync, up to a
+ * new sync: the first failure into rd->err, named by its statement (the rest
+ * of the pipeline is aborted by it, and so is the transaction); a batch
+ * that added no row is a conflict. 0 or -1. */
+static int pipeline_sync(struct round *rd)
+{
+	PGconn *pg = rd->fs->pg;
+	int rc = 0, done = 0;
+
+	if (rd->queued == 0)
+		return 0;
+	if (PQpipelineSync(pg) != 1)
+		return pg_error(pg, "pipeline", rd->err);
+	for (;;) {
+		PGresult *r = PQgetResult(pg);
+		ExecStatusType st;
+
+		if (r == NULL) {
+			/* the end of one statement's results */
+			if (++done > rd->queued)
+				return rc < 0 ? rc : pg_error(pg, "pipeline", rd->err);
+			continue;
+		}
+		st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			sg_err_set(rd->err, "%s: %s",
+			           done < rd->queued ? rd->sent[done] : "pipeline",
+			           PQresultErrorMessage(r));
+			store_pg_one_line(rd->err->text);
+			rc = -1;
+		} else if (st == PGRES_COMMAND_OK && done < rd->queued &&
+		           strcmp(rd->sent[done], "add_batch") == 0 &&
+		           strcmp(PQcmdTuples(r), "0") == 0) {
+			/* Never a second delivery of this spool (last_seq says so): a
+			 * batch of another activity.db of the same host name. */
+			rd->fs->conflicts++;
+		}
+		PQclear(r);
+	}
+	rd->queued = 0;
+	return rc;
+}
+
+/* Sends the prepared statement stmt (a string constant) with p (then
+ * reset) into the pipeline. 0, or 1 with err and rd->failed set. */
+static int pipeline_send(struct round *rd, const char *stmt, struct params *p)
+{
+	int sent = PQsendQueryPrepared(rd->fs->pg, stmt, p->n, p->v, p->len, p->fmt, 0);
+
+	params_reset(p); /* libpq has copied the values */
+	if (sent != 1) {
+		pg_error(rd->fs->pg, stmt, rd->err);
+		return rd->failed = 1;
+	}
+	rd->sent[rd->queued++] = stmt;
+	if (rd->queued == PIPELINE_STATEMENTS && pipeline_sync(rd) < 0)
+		return rd->failed = 1;
+	return 0;
+}
+
 static int ship_batch(const struct activity_raw_batch *b, void *arg)
 {
 	struct round *rd = arg;
 	struct params p = {.n = 0};
-	PGresult *r = NULL;
 
 	p_text(&p, rd->fs->host);
 	p_int(&p, b->id);
@@ -262,13 +331,8 @@ static int ship_batch(const struct activity_raw_batch *b, void *arg)
 	p_int(&p, b->last_at);
 	p_int(&p, b->n);
 	p_bytes(&p, b->data, b->len);
-	if (exec_params(rd->fs->pg, "fleet_decision_batches", SQL_ADD_BATCH, &p, &r, rd->err) < 0)
-		return rd->failed = 1;
-	/* Never a second delivery of this spool (last_seq says so): a batch
-	 * of another activity.db of the same host name. */
-	if (strcmp(PQcmdTuples(r), "0") == 0)
-		rd->fs->conflicts++;
-	PQclear(r);
+	if (pipeline_send(rd, "add_batch", &p) != 0)
+		return 1;
 	rd->decisions += b->n;
 	return 0;
 }
@@ -290,9 +354,7 @@ static int ship_usage(const struct activity_usage_row *u, void *arg)
 	p_text_or(&p, u->last_client, 1);
 	p_int(&p, u->last_tls);
 	p_text_or(&p, u->last_service, 1);
-	if (exec_params(rd->fs->pg, "fleet_usage", SQL_ADD_USAGE, &p, NULL, rd->err) < 0)
-		return rd->failed = 1;
-	return 0;
+	return pipeline_send(rd, "add_usage", &p);
 }
 
 static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
@@ -323,8 +385,8 @@ static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
 		p_int(&p, h->snapshot_at);
 	else
 		p_text_or(&p, "", 1);
-	if (exec_params(rd->fs->pg, "fleet_heartbeats", SQL_PUT_HEARTBEAT, &p, NULL, rd->err) < 0)
-		return rd->failed = 1;
+	if (pipeline_send(rd, "put_heartbeat", &p) != 0)
+		return 1;
 	if (h->last_seen > rd->newest_hb)
 		rd->newest_hb = h->last_seen;
 	return 0;
@@ -343,9 +405,7 @@ static int ship_auth(const char *program, int64_t pid, const struct activity_aut
 	p_text(&p, c->mech_class);
 	p_text(&p, c->result);
 	p_int(&p, (int64_t)c->n);
-	if (exec_params(rd->fs->pg, "fleet_auth_results", SQL_PUT_AUTH, &p, NULL, rd->err) < 0)
-		return rd->failed = 1;
-	return 0;
+	return pipeline_send(rd, "put_auth", &p);
 }
 
 /* Creates and locks fleet_delivery's row; its last_seq into rd. */
@@ -388,10 +448,7 @@ static int set_cursor(struct round *rd, int64_t seq, time_t now)
 	p_int(&p, (int64_t)now);
 	p_text(&p, fs->host);
 	p_text(&p, fs->spool);
-	return exec_params(fs->pg, "fleet_delivery",
-	                   "UPDATE fleet_delivery SET last_seq = $1, delivered_at = $2 "
-	                   "WHERE host = $3 AND spool = $4",
-	                   &p, NULL, rd->err);
+	return pipeline_send(rd, "set_cursor", &p) != 0 ? -1 : 0;
 }
 
 static int commit(PGconn *pg, struct sg_err *err)
@@ -406,9 +463,10 @@ static int commit(PGconn *pg, struct sg_err *err)
 	return rc;
 }
 
-/* Inside the PostgreSQL transaction: the spool rows after last_seq, then the
- * heartbeats and report totals; the new last_seq into *top. */
-static int apply(struct round *rd, time_t now, int64_t *top, struct sg_err *err)
+/* Inside the PostgreSQL transaction, in pipeline mode: the spool rows after
+ * last_seq, then the heartbeats and report totals; the new last_seq into
+ * *top. */
+static int apply_rows(struct round *rd, time_t now, int64_t *top, struct sg_err *err)
 {
 	struct fleet_ship *fs = rd->fs;
 
@@ -436,6 +494,25 @@ static int apply(struct round *rd, time_t now, int64_t *top, struct sg_err *err)
 	    rd->failed)
 		return -1;
 	return *top > rd->last_seq ? set_cursor(rd, *top, now) : 0;
+}
+
+/* apply_rows() in one pipeline (libpq 14 or newer), every result read
+ * before it returns, so that the COMMIT after it is an ordinary statement:
+ * the statements of a round cost one round trip per PIPELINE_STATEMENTS,
+ * not one each, and still run in the round's one transaction (a failure
+ * aborts it and the rest of the pipeline). */
+static int apply(struct round *rd, time_t now, int64_t *top, struct sg_err *err)
+{
+	int rc;
+
+	if (PQenterPipelineMode(rd->fs->pg) != 1)
+		return pg_error(rd->fs->pg, "pipeline", err);
+	rc = apply_rows(rd, now, top, err);
+	if (pipeline_sync(rd) < 0)
+		rc = -1;
+	if (PQexitPipelineMode(rd->fs->pg) != 1 && rc == 0)
+		rc = pg_error(rd->fs->pg, "pipeline", err);
+	return rc;
 }
 
 /* One round. 1 if more spool rows may wait, 0 if not, -1 with err (the
@@ -553,21 +630,52 @@ static int still_up(PGconn *pg)
 	return 1;
 }
 
+/* The statements a round sends in its pipeline, parsed and planned once a
+ * connection. 0, or -1 with err. */
+static int prepare(PGconn *pg, struct sg_err *err)
+{
+	static const char *const statements[][2] = {
+	    {"add_batch", SQL_ADD_BATCH},
+	    {"add_usage", SQL_ADD_USAGE},
+	    {"put_heartbeat", SQL_PUT_HEARTBEAT},
+	    {"put_auth", SQL_PUT_AUTH},
+	    {"set_cursor", "UPDATE fleet_delivery SET last_seq = $1, delivered_at = $2 "
+	                   "WHERE host = $3 AND spool = $4"},
+	};
+
+	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+		PGresult *r = PQprepare(pg, statements[i][0], statements[i][1], 0, NULL);
+		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+		PQclear(r);
+		if (!ok)
+			return pg_error(pg, statements[i][0], err);
+	}
+	return 0;
+}
+
 /*
  * The deliverer's connection: as store_pg_connect(), and so that a server
  * that stops answering (a network that drops everything) fails a round
  * instead of holding the thread, and with it the daemon's stop: TCP
- * keepalives and a TCP user timeout (values in conninfo win), and a
- * statement timeout.
+ * keepalives and a TCP user timeout, and a statement timeout. Delivery
+ * writes: of the hosts of a multi-host conninfo (the daemons may read the
+ * policy from a standby) it wants the primary, target_session_attrs =
+ * read-write. Values in conninfo win.
  */
 static PGconn *connect_pg(struct fleet_ship *fs, struct sg_err *err)
 {
-	const char *const keys[] = {"connect_timeout",  "fallback_application_name",
-	                            "keepalives_idle",  "keepalives_interval",
-	                            "keepalives_count", "tcp_user_timeout",
-	                            "dbname",           NULL};
-	const char *const values[] = {"5", fs->program, "30",         "10",
-	                              "3", "60000",     fs->conninfo, NULL};
+	const char *const keys[] = {"connect_timeout",
+	                            "fallback_application_name",
+	                            "keepalives_idle",
+	                            "keepalives_interval",
+	                            "keepalives_count",
+	                            "tcp_user_timeout",
+	                            "target_session_attrs",
+	                            "dbname",
+	                            NULL};
+	const char *const values[] = {"5",     fs->program,  "30",         "10", "3",
+	                              "60000", "read-write", fs->conninfo, NULL};
 	PGconn *pg = PQconnectdbParams(keys, values, 1);
 
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
@@ -579,7 +687,7 @@ static PGconn *connect_pg(struct fleet_ship *fs, struct sg_err *err)
 		return NULL;
 	}
 	PQsetNoticeProcessor(pg, quiet_notices, NULL);
-	if (exec_plain(pg, "SET statement_timeout = '60s'", err) < 0) {
+	if (exec_plain(pg, "SET statement_timeout = '60s'", err) < 0 || prepare(pg, err) < 0) {
 		PQfinish(pg);
 		return NULL;
 	}

@@ -330,17 +330,172 @@ int64_t store_pg_generation(PGconn *pg, struct sg_err *err)
 	return g;
 }
 
-/* Copies one table's rows from pg into dst (whose rows are gone). */
+/* The byte a backslash escape of COPY's text format stands for; *r is past
+ * the backslash and moves past the escape. */
+static char copy_escape(const char *line, int len, int *r)
+{
+	char c = line[(*r)++];
+	int v = 0, k = 0;
+
+	switch (c) {
+	case 'b':
+		return '\b';
+	case 'f':
+		return '\f';
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	case 'v':
+		return '\v';
+	case 'x':
+		while (k < 2 && *r < len && strchr("0123456789abcdefABCDEF", line[*r]) != NULL) {
+			char h = line[(*r)++];
+
+			v = v * 16 + (h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+			k++;
+		}
+		return k > 0 ? (char)v : 'x';
+	default:
+		if (c < '0' || c > '7')
+			return c;
+		v = c - '0';
+		while (++k < 3 && *r < len && line[*r] >= '0' && line[*r] <= '7')
+			v = v * 8 + (line[(*r)++] - '0');
+		return (char)v;
+	}
+}
+
+/*
+ * One row of COPY's text format: fields separated by tabs, \N a NULL, a
+ * backslash before an escaped byte (PostgreSQL writes \b \f \n \r \t \v and
+ * \\). Decodes line (len bytes, NUL-terminated, as PQgetCopyData returns
+ * it) in place: field[i] points into it, NUL-terminated, flen[i] its length;
+ * NULL for a NULL. 0, or -1 when the row does not have n fields.
+ */
+static int copy_row(char *line, int len, int n, const char **field, int *flen)
+{
+	int r = 0, w = 0, f = 0;
+
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	for (;;) {
+		int start = w;
+
+		if (f == n)
+			return -1;
+		if (len - r >= 2 && line[r] == '\\' && line[r + 1] == 'N' &&
+		    (r + 2 == len || line[r + 2] == '\t')) {
+			field[f] = NULL;
+			flen[f] = 0;
+			r += 2;
+		} else {
+			while (r < len && line[r] != '\t') {
+				char c = line[r++];
+
+				line[w++] = c == '\\' && r < len ? copy_escape(line, len, &r) : c;
+			}
+			field[f] = line + start;
+			flen[f] = w - start;
+		}
+		f++;
+		if (r == len)
+			break;
+		r++;              /* the tab */
+		line[w++] = '\0'; /* w < r: nothing unread is overwritten */
+	}
+	line[w] = '\0';
+	return f == n ? 0 : -1;
+}
+
+/* Which of t's n columns have INTEGER affinity in dst (a type with "INT"
+ * in its name): bit c for column c. */
+static unsigned integer_columns(sqlite3 *dst, const struct pg_table *t, int n)
+{
+	char sql[128];
+	sqlite3_stmt *st;
+	unsigned mask = 0;
+
+	snprintf(sql, sizeof(sql), "PRAGMA main.table_info(%s)", t->name);
+	if (sqlite3_prepare_v2(dst, sql, -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *type = (const char *)sqlite3_column_text(st, 2);
+
+		for (int c = 0; c < n && name != NULL && type != NULL; c++)
+			if (strcmp(name, t->columns[c]) == 0 && strcasestr(type, "int") != NULL)
+				mask |= 1u << c;
+	}
+	sqlite3_finalize(st);
+	return mask;
+}
+
+/* An integer as PostgreSQL writes one (no sign but '-', no leading zero,
+ * few enough digits never to overflow) into *v: what SQLite's affinity
+ * would make of the text, without its conversion per value. */
+static int canonical_integer(const char *s, int len, int64_t *v)
+{
+	int i = s[0] == '-';
+	int64_t x = 0;
+
+	if (len - i < 1 || len - i > 18 || (s[i] == '0' && len - i > 1) || (i == 1 && s[1] == '0'))
+		return 0;
+	for (int k = i; k < len; k++) {
+		if (s[k] < '0' || s[k] > '9')
+			return 0;
+		x = x * 10 + (s[k] - '0');
+	}
+	*v = i ? -x : x;
+	return 1;
+}
+
+/* Inserts one COPY row with st (prepared once per table); integers: see
+ * integer_columns(). */
+static int insert_row(sqlite3 *dst, sqlite3_stmt *st, const struct pg_table *t, int n,
+                      unsigned integers, char *line, int len, struct sg_err *err)
+{
+	const char *field[MAX_COLUMNS];
+	int flen[MAX_COLUMNS], rc = 0;
+	int64_t v;
+
+	if (copy_row(line, len, n, field, flen) < 0)
+		return sg_err_set(err, "%s: COPY sent a row of another shape", t->name);
+	for (int c = 0; c < n; c++) {
+		if (field[c] == NULL)
+			sqlite3_bind_null(st, c + 1);
+		else if ((integers & (1u << c)) && canonical_integer(field[c], flen[c], &v))
+			sqlite3_bind_int64(st, c + 1, v);
+		else
+			sqlite3_bind_text(st, c + 1, field[c], flen[c], SQLITE_STATIC);
+	}
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sg_err_set(err, "%s: %s", t->name, sqlite3_errmsg(dst));
+	sqlite3_reset(st);
+	return rc;
+}
+
+/*
+ * Copies one table's rows from pg into dst (whose rows are gone) with COPY
+ * TO STDOUT: PostgreSQL streams the rows while they are inserted, one
+ * message per row, instead of a result of every row held in memory before
+ * the first insert. Values go in as text, as a SELECT's would (SQLite's
+ * column affinity makes the integers integers again).
+ */
 static int pull_table(PGconn *pg, sqlite3 *dst, const struct pg_table *t, struct sg_err *err)
 {
 	struct sql q = {{0}, 0, 0}, ins = {{0}, 0, 0};
-	int n = column_count(t), rc = 0;
+	int n = column_count(t), rc = 0, len;
+	unsigned integers;
 	sqlite3_stmt *st = NULL;
 	PGresult *r;
+	char *line;
 
-	sql_add(&q, "SELECT ");
+	sql_add(&q, "COPY %s (", t->name);
 	sql_columns(&q, t, 0, n, "");
-	sql_add(&q, " FROM %s", t->name);
+	sql_add(&q, ") TO STDOUT");
 	sql_add(&ins, "INSERT INTO %s (", t->name);
 	sql_columns(&ins, t, 0, n, "");
 	sql_add(&ins, ") VALUES (?");
@@ -350,26 +505,28 @@ static int pull_table(PGconn *pg, sqlite3 *dst, const struct pg_table *t, struct
 	if (q.overflow || ins.overflow)
 		return sg_err_set(err, "%s: statement too long", t->name);
 	r = PQexec(pg, q.text);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+	if (PQresultStatus(r) != PGRES_COPY_OUT) {
 		PQclear(r);
 		return pg_fail(err, pg, t->name);
 	}
+	PQclear(r);
 	if (sqlite3_prepare_v2(dst, ins.text, -1, &st, NULL) != SQLITE_OK)
 		rc = sg_err_set(err, "%s: %s", t->name, sqlite3_errmsg(dst));
-	for (int row = 0; rc == 0 && row < PQntuples(r); row++) {
-		for (int c = 0; c < n; c++) {
-			if (PQgetisnull(r, row, c))
-				sqlite3_bind_null(st, c + 1);
-			else
-				sqlite3_bind_text(st, c + 1, PQgetvalue(r, row, c), -1,
-				                  SQLITE_STATIC);
-		}
-		if (sqlite3_step(st) != SQLITE_DONE)
-			rc = sg_err_set(err, "%s: %s", t->name, sqlite3_errmsg(dst));
-		sqlite3_reset(st);
+	integers = integer_columns(dst, t, n);
+	/* After a failure the rest is read and dropped: the connection is
+	 * usable again only at the end of the COPY. */
+	while ((len = PQgetCopyData(pg, &line, 0)) > 0) {
+		if (rc == 0)
+			rc = insert_row(dst, st, t, n, integers, line, len, err);
+		PQfreemem(line);
 	}
 	sqlite3_finalize(st);
+	r = PQgetResult(pg);
+	if ((len == -2 || PQresultStatus(r) != PGRES_COMMAND_OK) && rc == 0)
+		rc = pg_fail(err, pg, t->name);
 	PQclear(r);
+	while ((r = PQgetResult(pg)) != NULL)
+		PQclear(r);
 	return rc;
 }
 

@@ -126,12 +126,15 @@ int store_pg_check_tables(PGconn *pg, struct sg_err *err);
  * store_pg_pull, STORE_PG_CACHE) into a new file beside it and rename()s it
  * into place: a reader sees the old file or the new one, never a mix. Two
  * daemons may share DIR. 1 refreshed, 0 unchanged, -1 with err (the cache is
- * unchanged). open opens it read-only and checks its schema version: 0, or
- * -1 with err (ENOENT-like errors say so in err; exists reports whether the
- * file is there at all).
+ * unchanged). With 1 and written not NULL, *written is the connection that
+ * wrote the new file (renamed into place, its pages still in that
+ * connection's cache), for a snapshot built without reading the file again;
+ * the caller closes it with store_close(); else *written is NULL. open opens it read-only and
+ * checks its schema version: 0, or -1 with err (ENOENT-like errors say so in err; exists reports
+ * whether the file is there at all).
  */
 int store_pg_cache_refresh(PGconn *pg, const char *dir, int64_t unless_generation,
-                           int64_t *generation, struct sg_err *err);
+                           int64_t *generation, sqlite3 **written, struct sg_err *err);
 int store_pg_cache_open(const char *dir, sqlite3 **db, int *exists, struct sg_err *err);
 
 /*
