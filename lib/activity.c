@@ -462,9 +462,12 @@ static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, 
  * batches until a heartbeat interval has passed or they hold USAGE_KEYS_MAX
  * keys (some 10 MB), and a busy user costs one upsert per interval instead
  * of one per submission. On failure the batch and the unwritten sums are
- * lost (and counted). A fleet host writes its sums with every batch: the
- * spool row of a batch then holds exactly the usage of its decisions, and
- * a batch the full spool refuses takes its usage with it.
+ * lost (and counted). On a fleet host the sums go into the spool with the
+ * row of the batch they are written with; they may count decisions of
+ * earlier rows, never of a batch the full spool refused: before such a
+ * batch's decisions are added, the pending sums are spooled in a row of
+ * their own, and the refused batch's usage is written to activity.db only,
+ * so that PostgreSQL's usage counts exactly the decisions it has.
  */
 #define USAGE_FLUSH_BATCH 500
 #define USAGE_KEYS_MAX    40000
@@ -472,7 +475,7 @@ static int spool_batch(struct activity *act, int64_t *id, size_t n, time_t now, 
 static int write_batch(struct activity *act, char *data, size_t len, size_t n, int last, time_t now)
 {
 	int rc = -1;
-	int flush = last || n < USAGE_FLUSH_BATCH || act->fleet != NULL ||
+	int flush = last || n < USAGE_FLUSH_BATCH ||
 	            now - act->usage_flushed >= (time_t)act->heartbeat_s ||
 	            usage_sums_count(act->usage) >= USAGE_KEYS_MAX;
 	int64_t id = 0;
@@ -484,6 +487,19 @@ static int write_batch(struct activity *act, char *data, size_t len, size_t n, i
 		goto fail;
 	if (act->fleet != NULL && spool_batch(act, &id, len > 0 ? n : 0, now, &err) < 0)
 		goto fail;
+	if (act->fleet != NULL && len > 0 && act->spool_seq == 0) {
+		/* refused by the full spool: the pending sums first, in a row of
+		 * their own; this batch's usage then stays in activity.db */
+		if (usage_sums_count(act->usage) > 0) {
+			if (activity_store_spool_add(act->store, act->host, id, 0, (int64_t)now,
+			                             act->spool_max, &act->spool_seq, &err) < 0 ||
+			    write_usage_all(act, &err) != 0)
+				goto fail;
+			usage_sums_clear(act->usage);
+			act->spool_seq = 0;
+		}
+		flush = 1;
+	}
 	for (size_t off = 0; off < len;)
 		if (write_decisions(act, data, len, &off, &id, &err) < 0)
 			goto fail;

@@ -259,6 +259,45 @@ def test_a_full_spool_drops_and_says_so(pg, tmp_path):
         assert p.stop() == 0
 
 
+def test_usage_spanning_batches_never_counts_a_refused_batch(pg, tmp_path):
+    """Under a heavy load the writer's usage sums span batches (one upsert
+    per key and heartbeat interval, not per batch); a batch the full spool
+    refuses must not take the pending sums' decisions with it, nor bring
+    its own to PostgreSQL."""
+    d = tmp_path / "mx8"
+    d.mkdir()
+    p = policyd(pg, d, "mx8", settings={"fleet_spool_max": "1000",
+                                        "activity_flush_ms": "1500",
+                                        "heartbeat_interval": "60s"})
+    try:
+        pg.stop()
+        try:
+            p.wait_log("fleet activity: cannot deliver")
+            # one batch of 600 (500 or more: its sums stay pending), then one
+            # of 600 that would take the spool beyond 1000: refused
+            ask(p, b"hank@example.com", 600)
+            wait_until(lambda: activity_rows(str(d), "SELECT coalesce(sum(n), 0) FROM "
+                                                     "decision_batches")[0][0] == 600,
+                       what="the first batch")
+            ask(p, b"hank@example.com", 600)
+            p.wait_log("is full (fleet_spool_max 1000 decisions)")
+            # the first batch's row and the pending sums' row of their own
+            # (had the load come in smaller batches, each would carry its
+            # sums, and this test would not test what it says)
+            assert activity_rows(str(d), "SELECT pending FROM fleet_spool_state")[0][0] == 600
+            assert spooled(str(d)) == 2
+        finally:
+            pg.start()
+        wait_until(lambda: spooled(str(d)) == 0 and decisions_of(pg, "mx8") == 600,
+                   timeout=90, what="the spool to empty")
+        assert usage_of(pg, "mx8") == {b"hank@example.com": 600}
+        # activity.db counts both batches
+        assert activity_rows(str(d), "SELECT sum(count) FROM usage")[0][0] == 1200
+    finally:
+        assert p.stop() == 0
+    assert usage_of(pg, "mx8") == {b"hank@example.com": 600}
+
+
 def test_daemon_role_appends_but_never_deletes(pg):
     # what the daemons wrote above, as the daemons' role: readable ...
     assert int(one(pg, "SELECT count(*) FROM fleet_delivery")) >= 0
