@@ -10,15 +10,15 @@
  * for that difference.
  *
  * -s KIB sets the stack of libmilter's worker threads, 256 KiB by default:
- * saslgate-milter's milter_thread_stack default (see set_thread_stack() in
- * milter/main.c). With glibc's 8 MiB default only five stacks stay cached
- * and nearly every connection maps and faults in a fresh one: the baseline
+ * saslgate-milter's milter_thread_stack default, set the same way
+ * (sg_set_default_thread_stack(); see set_thread_stack() in milter/main.c).
+ * With glibc's 8 MiB default only five stacks stay cached and nearly every
+ * connection maps and faults in a fresh one: the baseline
  * must not pay for what saslgate-milter avoids, or the ratio measures the
  * stack size instead of the filter.
  *
  * usage: noop_milter -p SOCKET [-t TIMEOUT_S] [-w USEC] [-s KIB]
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
+
+#include "util.h"
 
 #define STEPS_OFF                                                                                  \
 	(SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS | SMFIP_NOEOH |                 \
@@ -102,24 +104,6 @@ static struct smfiDesc noop_desc = {
     .xxfi_negotiate = noop_negotiate,
 };
 
-/* The default attributes of every thread created from now on (libmilter's
- * workers): a stack of kib KiB. 0, or -1 with a message. */
-static int set_thread_stack(long kib)
-{
-	pthread_attr_t attr;
-	int rc;
-
-	if ((rc = pthread_attr_init(&attr)) == 0) {
-		rc = pthread_attr_setstacksize(&attr, (size_t)kib * 1024);
-		if (rc == 0)
-			rc = pthread_setattr_default_np(&attr);
-		pthread_attr_destroy(&attr);
-	}
-	if (rc != 0)
-		fprintf(stderr, "noop_milter: stack of %ld KiB not applied\n", kib);
-	return rc == 0 ? 0 : -1;
-}
-
 #define USAGE "usage: noop_milter -p SOCKET [-t TIMEOUT_S] [-w USEC] [-s KIB]\n"
 
 int main(int argc, char **argv)
@@ -153,8 +137,10 @@ int main(int argc, char **argv)
 		fputs(USAGE, stderr);
 		return 2;
 	}
-	if (set_thread_stack(stack_kib) < 0)
+	if (sg_set_default_thread_stack((size_t)stack_kib) != 0) {
+		fprintf(stderr, "noop_milter: stack of %ld KiB not applied\n", stack_kib);
 		return 1;
+	}
 	if (work_usec > 0)
 		work_iterations = iterations_for(work_usec);
 	if (smfi_register(noop_desc) != MI_SUCCESS ||

@@ -1,6 +1,7 @@
 /*
  * util - error reasons, bounded strings, ASCII case.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -167,4 +168,18 @@ time_t sg_time_now(void)
 	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
 		return time(NULL);
 	return ts.tv_sec;
+}
+
+int sg_set_default_thread_stack(size_t kib)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	if ((rc = pthread_attr_init(&attr)) == 0) {
+		rc = pthread_attr_setstacksize(&attr, kib * 1024);
+		if (rc == 0)
+			rc = pthread_setattr_default_np(&attr);
+		pthread_attr_destroy(&attr);
+	}
+	return rc;
 }

@@ -58,4 +58,9 @@ int list_next(const char **cursor, char *item, size_t itemlen);
  * Decisions and their records are stamped with this. */
 time_t sg_time_now(void);
 
+/* Makes kib KiB the stack size of every thread created from now on with
+ * default attributes (libmilter's workers: see milter/main.c). 0, or an
+ * errno value. */
+int sg_set_default_thread_stack(size_t kib);
+
 #endif

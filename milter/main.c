@@ -312,15 +312,8 @@ static int check_config(const struct settings *s, const struct milter_settings *
  */
 static void set_thread_stack(int64_t kib)
 {
-	pthread_attr_t attr;
-	int rc;
+	int rc = sg_set_default_thread_stack((size_t)kib);
 
-	if ((rc = pthread_attr_init(&attr)) == 0) {
-		rc = pthread_attr_setstacksize(&attr, (size_t)kib * 1024);
-		if (rc == 0)
-			rc = pthread_setattr_default_np(&attr);
-		pthread_attr_destroy(&attr);
-	}
 	if (rc != 0)
 		log_warning("milter_thread_stack %lld KiB not applied: %s", (long long)kib,
 		            strerror(rc));

@@ -4,6 +4,7 @@ unprivileged user (PostgreSQL refuses to run as root, and CI runs as root:
 then the server runs as "nobody"), on a free loopback port, without fsync.
 No system service is touched."""
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -102,3 +103,23 @@ class PostgresServer:
         DBA makes them before "saslgatectl --store URI init"."""
         self.psql("CREATE DATABASE %s" % DATABASE, database="postgres")
         self.psql(file=ROLES_SQL)
+
+
+@contextlib.contextmanager
+def private_server(init_ctl=None):
+    """A started server with the saslgate database and the roles of
+    schema/pg/roles.sql; with init_ctl (saslgatectl's path) also
+    "saslgatectl --store URI init" as saslgate_admin. Removed at the end:
+    a module fixture is `with private_server(...) as server: yield server`."""
+    server = PostgresServer()
+    try:
+        server.start()
+        server.setup_database()
+        if init_ctl is not None:
+            proc = subprocess.run([init_ctl, "-d", "/nonexistent", "--store",
+                                   server.uri("saslgate_admin"), "init"],
+                                  capture_output=True, text=True, timeout=30)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield server
+    finally:
+        server.remove()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pg_util import PostgresServer, missing
+from pg_util import missing, private_server
 from policyd_util import CTL, Policyd, encode, free_port, postfix_request
 from visibility_util import FAST, ok, parse_prometheus, run, wait_for, wait_logged
 
@@ -34,16 +34,8 @@ FIELDS = ("at", "queue_id", "instance", "user", "client", "mech", "mech_class", 
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        server.start()
-        server.setup_database()
-        proc = subprocess.run([CTL, "-d", "/nonexistent", "--store", server.uri(ADMIN), "init"],
-                              capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0, proc.stderr
+    with private_server(init_ctl=CTL) as server:
         yield server
-    finally:
-        server.remove()
 
 
 def ctl(pg, *args, uri=None):

@@ -20,7 +20,7 @@ import pytest
 
 from milter_util import MILTER, Milter
 from milter_wire import SMFIR_REPLYCODE, session
-from pg_util import PostgresServer, missing
+from pg_util import missing, private_server
 from policyd_util import BLOCK_REPLY, CTL, Policyd, activity_rows, encode, postfix_request
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -34,16 +34,8 @@ KILL_HOOK = "SASLGATE_TEST_FLEET_KILL_AFTER_COMMIT"
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        server.start()
-        server.setup_database()
-        proc = subprocess.run([CTL, "-d", "/nonexistent", "--store", server.uri(ADMIN), "init"],
-                              capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0, proc.stderr
+    with private_server(init_ctl=CTL) as server:
         yield server
-    finally:
-        server.remove()
 
 
 def one(pg, sql):

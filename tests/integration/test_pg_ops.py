@@ -17,7 +17,7 @@ import pytest
 
 from milter_util import MILTER, Milter
 from milter_wire import SMFIR_ACCEPT, SMFIR_CONTINUE, SMFIR_REPLYCODE, session
-from pg_util import PG_BIN, PostgresServer, missing
+from pg_util import PG_BIN, missing, private_server
 from policyd_util import BLOCK_REPLY, CTL, DUNNO, Policyd, activity_rows, wait_for
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -31,13 +31,8 @@ BULK = 100000
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        server.start()
-        server.setup_database()
+    with private_server() as server:
         yield server
-    finally:
-        server.remove()
 
 
 def ctl(pg, *args, user=ADMIN, store_dir="/nonexistent", timeout=120):

@@ -7,11 +7,10 @@ integers and text as text, exactly as a SELECT of every row would give."""
 import json
 import os
 import sqlite3
-import subprocess
 
 import pytest
 
-from pg_util import PostgresServer, missing
+from pg_util import PostgresServer, missing, private_server
 from policyd_util import CTL, Policyd, wait_for
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -26,16 +25,8 @@ AWKWARD = ["tab\there", "new\nline", "cr\rlf\r\n", "back\\slash \\N \\t", "\\N",
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        server.start()
-        server.setup_database()
-        proc = subprocess.run([CTL, "-d", "/nonexistent", "--store", server.uri(ADMIN), "init"],
-                              capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    with private_server(init_ctl=CTL) as server:
         yield server
-    finally:
-        server.remove()
 
 
 def pg_rows(pg):

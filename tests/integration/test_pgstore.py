@@ -16,7 +16,7 @@ import pytest
 
 from milter_util import MILTER, Milter
 from milter_wire import SMFIR_ACCEPT, SMFIR_CONTINUE, SMFIR_REPLYCODE, reply_text, session
-from pg_util import PG_BIN, PostgresServer, missing
+from pg_util import PG_BIN, PostgresServer, missing, private_server
 from policyd_util import BLOCK_REPLY, CTL, DUNNO, Policyd, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -34,13 +34,8 @@ CONFLICT = ("another saslgatectl changed the policy in PostgreSQL database saslg
 
 @pytest.fixture(scope="module")
 def pg():
-    server = PostgresServer()
-    try:
-        server.start()
-        server.setup_database()
+    with private_server() as server:
         yield server
-    finally:
-        server.remove()
 
 
 def ctl(pg, *args, user=ADMIN, store_dir="/nonexistent", env=None):
