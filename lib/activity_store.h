@@ -8,7 +8,7 @@
  * (PostgreSQL, for a fleet) implements this header.
  *
  * The second backend is lib/activity_store_pg.c: the fleet's activity in
- * PostgreSQL (the fleet_* tables of schema/pg/policy-002.sql), which every
+ * PostgreSQL (the fleet_* tables of schema/pg/policy-002.sql and -003.sql), which every
  * host's daemons deliver their activity.db into. It implements the reads
  * and the pruning, not the daemons' writer (begin, commit, next_decision_id,
  * add_batch, add_usage, put_heartbeat and put_auth_counts are SQLite's

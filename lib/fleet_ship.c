@@ -198,6 +198,7 @@ struct round {
 	struct activity_spool_row rows[ROWS_PER_ROUND];
 	int n_rows;
 	int64_t last_seq;  /* PostgreSQL's, locked */
+	int64_t id_offset; /* added to this spool's decision ids (fleet_delivery) */
 	int64_t newest_hb; /* the newest heartbeat delivered */
 	int64_t decisions; /* decisions applied */
 	int failed;
@@ -325,7 +326,7 @@ static int ship_batch(const struct activity_raw_batch *b, void *arg)
 	struct params p = {.n = 0};
 
 	p_text(&p, rd->fs->host);
-	p_int(&p, b->id);
+	p_int(&p, b->id + rd->id_offset);
 	p_text(&p, b->daemon);
 	p_int(&p, b->first_at);
 	p_int(&p, b->last_at);
@@ -408,7 +409,9 @@ static int ship_auth(const char *program, int64_t pid, const struct activity_aut
 	return pipeline_send(rd, "put_auth", &p);
 }
 
-/* Creates and locks fleet_delivery's row; its last_seq into rd. */
+/* Creates and locks fleet_delivery's row; its last_seq and id_offset into
+ * rd. A spool new to PostgreSQL (a first activity.db, or one made anew) has
+ * its decision ids raised above the host's highest so far. */
 static int lock_cursor(struct round *rd, time_t now)
 {
 	struct fleet_ship *fs = rd->fs;
@@ -419,15 +422,17 @@ static int lock_cursor(struct round *rd, time_t now)
 	p_text(&p, fs->spool);
 	p_int(&p, (int64_t)now);
 	if (exec_params(fs->pg, "fleet_delivery",
-	                "INSERT INTO fleet_delivery (host, spool, last_seq, delivered_at) "
-	                "VALUES ($1, $2, 0, $3) ON CONFLICT (host, spool) DO NOTHING",
+	                "INSERT INTO fleet_delivery (host, spool, last_seq, delivered_at, id_offset) "
+	                "VALUES ($1, $2, 0, $3, COALESCE((SELECT id + n - 1 FROM "
+	                "fleet_decision_batches WHERE host = $1 ORDER BY id DESC LIMIT 1), 0)) "
+	                "ON CONFLICT (host, spool) DO NOTHING",
 	                &p, NULL, rd->err) < 0)
 		return -1;
 	p_text(&p, fs->host);
 	p_text(&p, fs->spool);
 	if (exec_params(fs->pg, "fleet_delivery",
-	                "SELECT last_seq FROM fleet_delivery WHERE host = $1 AND spool = $2 "
-	                "FOR UPDATE",
+	                "SELECT last_seq, id_offset FROM fleet_delivery WHERE host = $1 AND "
+	                "spool = $2 FOR UPDATE",
 	                &p, &r, rd->err) < 0)
 		return -1;
 	if (PQntuples(r) != 1) {
@@ -435,6 +440,7 @@ static int lock_cursor(struct round *rd, time_t now)
 		return sg_err_set(rd->err, "fleet_delivery: the row of %s is not there", fs->host);
 	}
 	rd->last_seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	rd->id_offset = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
 	PQclear(r);
 	return 0;
 }

@@ -2,7 +2,7 @@
  * fleet_ship - a fleet host's deliverer: what the daemon's activity writer
  * recorded in DIR/activity.db (decision batches, usage, heartbeats,
  * Dovecot's report totals) copied to the fleet_* tables of PostgreSQL
- * (schema/pg/policy-002.sql), keyed by host, each decision and each usage
+ * (schema/pg/policy-002.sql, -003.sql), keyed by host, each decision and each usage
  * count exactly once.
  *
  * activity.db is the spool (activity_store.h, "the fleet spool"): the

@@ -10,6 +10,7 @@ UTF-8 delivered byte for byte; a full spool; the daemons' role refused
 DELETE and policy writes. The suite runs its own PostgreSQL
 (tests/integration/pg_util.py)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -365,6 +366,41 @@ def test_decision_ids_go_on_after_a_prune_emptied_the_log(pg, tmp_path):
     finally:
         assert p.stop() == 0
     assert "in PostgreSQL already" not in p.log_text()
+
+
+def test_a_recreated_activity_db_keeps_its_decisions(pg, tmp_path):
+    """An activity.db removed (or lost) and made anew numbers its decisions
+    from 1 again: its spool's ids are raised above the host's (schema 3's
+    fleet_delivery.id_offset), so PostgreSQL keeps every decision."""
+    d = tmp_path / "mx10"
+    d.mkdir()
+    p = policyd(pg, d, "mx10")
+    try:
+        ask(p, b"ida@example.com", 3)
+        wait_until(lambda: decisions_of(pg, "mx10") == 3 and spooled(str(d)) == 0,
+                   what="the first delivery")
+    finally:
+        assert p.stop() == 0
+    for f in os.listdir(str(d)):
+        if f.startswith("activity.db"):
+            os.unlink(os.path.join(str(d), f))
+    p = policyd(pg, d, "mx10")
+    try:
+        ask(p, b"ida@example.com", 4)
+        # the new activity.db starts at 1 again; PostgreSQL has all 7
+        wait_until(lambda: decisions_of(pg, "mx10") == 7 and spooled(str(d)) == 0,
+                   what="the decisions of the new activity.db")
+        assert activity_rows(str(d), "SELECT min(id) FROM decision_batches")[0][0] == 1
+    finally:
+        assert p.stop() == 0
+    assert "in PostgreSQL already" not in p.log_text()
+    assert one(pg, "SELECT string_agg(id_offset::text, ' ' ORDER BY id_offset) "
+                   "FROM fleet_delivery WHERE host = 'mx10'") == "0 3"
+    assert int(one(pg, "SELECT max(id + n - 1) FROM fleet_decision_batches "
+                       "WHERE host = 'mx10'")) == 7
+    # the fleet's log names all seven, each id once
+    log = json.loads(ctl_fleet(pg, "--json", "log", "--user", "ida@example.com").stdout)
+    assert len(log) == 7 and len({e["id"] for e in log}) == 7
 
 
 def ctl_fleet(pg, *args):

@@ -70,7 +70,7 @@ def test_init_check_and_the_defaults(store):
     pg = store
     check = json.loads(ctl_ok(pg, "--json", "check"))
     assert check["ok"] is True and check["tables"] is True and check["compiles"] is True
-    assert check["schema_version"] == check["schema_version_expected"] == 2
+    assert check["schema_version"] == check["schema_version_expected"] == 3
     assert (check["policies"], check["locations"]) == (1, 2)
     # the same defaults as the SQLite init: policy, location, catalogue
     export = json.loads(ctl_ok(pg, "export"))
@@ -85,15 +85,45 @@ def test_init_check_and_the_defaults(store):
     before = generation(pg)
     again = ctl(pg, "init")
     assert again.returncode == 1
-    assert "has a saslgate store already (schema version 2); refusing to overwrite" in \
+    assert "has a saslgate store already (schema version 3); refusing to overwrite" in \
         again.stderr
     assert generation(pg) == before
     # the schema_version table, the tables of schema/pg/policy-001.sql and
     # the fleet's activity (policy-002.sql)
     assert pg.psql("SELECT version FROM schema_version WHERE name = 'policy'").stdout.strip() \
-        == "2"
+        == "3"
     assert pg.psql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'fleet_%'").stdout \
         .strip() == "5"
+
+
+def test_a_version_2_store_is_migrated(pg):
+    """A store made by schema version 2 (the fleet tables without
+    fleet_delivery.id_offset, pglz batches) is migrated to 3 by the next
+    saslgatectl, in place, its policy kept."""
+    from pg_util import ROLES_SQL
+    db = "saslgate_v2"
+    pg.psql("CREATE DATABASE %s" % db, database="postgres")
+    pg.psql(file=ROLES_SQL, database=db)
+    uri = pg.uri(ADMIN, database=db)
+    run = lambda *a: subprocess.run([CTL, "-d", "/nonexistent", "--store", uri, *a],
+                                    capture_output=True, text=True, timeout=30)
+    assert run("init").returncode == 0
+    assert run("location", "add", "office", OFFICE_IP + "/32").returncode == 0
+    # what version 2 left
+    pg.psql("ALTER TABLE fleet_delivery DROP COLUMN id_offset; "
+            "ALTER TABLE fleet_decision_batches ALTER COLUMN data SET COMPRESSION pglz; "
+            "UPDATE schema_version SET version = 2", user=ADMIN, database=db)
+    listed = run("location", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "office" in listed.stdout
+    one = lambda sql: pg.psql(sql, database=db).stdout.strip()
+    assert one("SELECT version FROM schema_version WHERE name = 'policy'") == "3"
+    assert one("SELECT attcompression FROM pg_attribute WHERE attname = 'data' AND "
+               "attrelid = 'fleet_decision_batches'::regclass") == "l"
+    assert one("SELECT count(*) FROM information_schema.columns WHERE "
+               "table_name = 'fleet_delivery' AND column_name = 'id_offset'") == "1"
+    check = json.loads(run("--json", "check").stdout)
+    assert check["ok"] is True and check["schema_version"] == 3
 
 
 def test_edits_and_explain(store):
