@@ -117,6 +117,8 @@ class Bench:
                 "-o", "socket_mode=0666"]
         for s in settings:
             argv += ["-o", s]
+        # each store directory its own host name, as a fleet's hosts have
+        argv += ["-o", "host_name=" + name]
         if store:
             argv += ["--store", store]
         log = open(os.path.join(d, program + ".log"), "ab")

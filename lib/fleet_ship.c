@@ -38,6 +38,23 @@
 /* activity.db reopen interval while it fails. */
 #define LOCAL_RETRY_S 5
 
+/* Usage rows in one statement: USAGE_CHUNK at most, in the sizes of
+ * USAGE_SIZES (largest first; 1 must be there). */
+#define USAGE_CHUNK   64
+#define USAGE_COLUMNS 11
+static const int USAGE_SIZES[] = {USAGE_CHUNK, 8, 1};
+
+/* The usage rows of one spool row waiting for their statement: their
+ * values copied into buf (the callback's texts live only for the call). */
+struct usage_chunk {
+	int rows, n;                             /* rows; values (rows x USAGE_COLUMNS) */
+	char *buf;                               /* the values, NUL-terminated each */
+	size_t used, cap;
+	size_t off[USAGE_CHUNK * USAGE_COLUMNS]; /* into buf; SIZE_MAX: NULL */
+	int len[1 + USAGE_CHUNK * USAGE_COLUMNS], fmt[1 + USAGE_CHUNK * USAGE_COLUMNS];
+	const char *v[1 + USAGE_CHUNK * USAGE_COLUMNS];
+};
+
 struct fleet_ship {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -59,6 +76,7 @@ struct fleet_ship {
 	time_t outage_since;      /* 0: delivering */
 	int64_t heartbeats_since; /* heartbeats last seen before it were delivered */
 	int64_t conflicts;        /* batches PostgreSQL had already (another spool) */
+	struct usage_chunk *usage; /* the round's usage rows not sent yet */
 };
 
 /* ------------------------------------------------------------ parameters */
@@ -100,24 +118,12 @@ static void p_int(struct params *p, int64_t v)
 	p->v[i] = p->num[i];
 }
 
-/* A text column: NULL stays NULL (and so does "" with null_empty). */
-static void p_text_or(struct params *p, const char *s, int null_empty)
+/* s (len bytes, not valid UTF-8) as a copy with '?' for each byte that
+ * does not start a valid character: PostgreSQL's text refuses them. */
+static char *valid_utf8_copy(const char *s, size_t len)
 {
-	size_t len;
-	char *copy;
-	int i;
+	char *copy = xmalloc(len + 1);
 
-	param_next(p, &i);
-	if (s == NULL || (null_empty && *s == '\0')) {
-		p->v[i] = NULL;
-		return;
-	}
-	len = strlen(s);
-	if (utf8_valid(s, len)) {
-		p->v[i] = s;
-		return;
-	}
-	copy = xmalloc(len + 1);
 	for (size_t k = 0; k < len;) {
 		size_t n = utf8_char_len((const unsigned char *)s + k, len - k);
 		uint32_t cp;
@@ -130,8 +136,27 @@ static void p_text_or(struct params *p, const char *s, int null_empty)
 		k += n;
 	}
 	copy[len] = '\0';
-	p->owned[i] = copy;
-	p->v[i] = copy;
+	return copy;
+}
+
+/* A text column: NULL stays NULL (and so does "" with null_empty). */
+static void p_text_or(struct params *p, const char *s, int null_empty)
+{
+	size_t len;
+	int i;
+
+	param_next(p, &i);
+	if (s == NULL || (null_empty && *s == '\0')) {
+		p->v[i] = NULL;
+		return;
+	}
+	len = strlen(s);
+	if (utf8_valid(s, len)) {
+		p->v[i] = s;
+		return;
+	}
+	p->owned[i] = valid_utf8_copy(s, len);
+	p->v[i] = p->owned[i];
 }
 
 static void p_text(struct params *p, const char *s)
@@ -222,11 +247,17 @@ static int collect_row(const struct activity_spool_row *r, void *arg)
 #define NEWER(col)                                                                                 \
 	col " = CASE WHEN EXCLUDED.last_seen >= u.last_seen THEN EXCLUDED." col " ELSE u." col " END"
 
-#define SQL_ADD_USAGE                                                                              \
+/* The usage rows of a spool row go in statements of USAGE_SIZES rows, each
+ * VALUES row ($1, the host, then USAGE_COLUMNS of its own): one execution
+ * for up to USAGE_CHUNK keys (the executor's start-up, per statement, was
+ * most of PostgreSQL's work on the usage). A spool row's keys are unique,
+ * so no statement updates a row twice. */
+#define SQL_USAGE_INSERT                                                                           \
 	"INSERT INTO fleet_usage AS u (host, user_name, mech, network, mech_class, first_seen, "   \
-	"last_seen, count, last_outcome, last_client, last_tls, last_service) "                    \
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "                              \
-	"ON CONFLICT (user_name, mech, network, host) DO UPDATE SET "                              \
+	"last_seen, count, last_outcome, last_client, last_tls, last_service) VALUES "
+
+#define SQL_USAGE_CONFLICT                                                                         \
+	" ON CONFLICT (user_name, mech, network, host) DO UPDATE SET "                             \
 	"first_seen = LEAST(u.first_seen, EXCLUDED.first_seen), "                                  \
 	"last_seen = GREATEST(u.last_seen, EXCLUDED.last_seen), "                                  \
 	"count = u.count + EXCLUDED.count, mech_class = EXCLUDED.mech_class, "                     \
@@ -303,14 +334,12 @@ static int pipeline_sync(struct round *rd)
 	return rc;
 }
 
-/* Sends the prepared statement stmt (a string constant) with p (then
- * reset) into the pipeline. 0, or 1 with err and rd->failed set. */
-static int pipeline_send(struct round *rd, const char *stmt, struct params *p)
+/* Sends the prepared statement stmt (a string constant) with n values
+ * into the pipeline. 0, or 1 with err and rd->failed set. */
+static int pipeline_send_values(struct round *rd, const char *stmt, int n,
+                                const char *const *v, const int *len, const int *fmt)
 {
-	int sent = PQsendQueryPrepared(rd->fs->pg, stmt, p->n, p->v, p->len, p->fmt, 0);
-
-	params_reset(p); /* libpq has copied the values */
-	if (sent != 1) {
+	if (PQsendQueryPrepared(rd->fs->pg, stmt, n, v, len, fmt, 0) != 1) {
 		pg_error(rd->fs->pg, stmt, rd->err);
 		return rd->failed = 1;
 	}
@@ -318,6 +347,15 @@ static int pipeline_send(struct round *rd, const char *stmt, struct params *p)
 	if (rd->queued == PIPELINE_STATEMENTS && pipeline_sync(rd) < 0)
 		return rd->failed = 1;
 	return 0;
+}
+
+/* pipeline_send_values() with p (then reset: libpq has copied the values). */
+static int pipeline_send(struct round *rd, const char *stmt, struct params *p)
+{
+	int rc = pipeline_send_values(rd, stmt, p->n, p->v, p->len, p->fmt);
+
+	params_reset(p);
+	return rc;
 }
 
 static int ship_batch(const struct activity_raw_batch *b, void *arg)
@@ -338,24 +376,108 @@ static int ship_batch(const struct activity_raw_batch *b, void *arg)
 	return 0;
 }
 
+/* Appends a value to the chunk: len bytes of b (a bytea when binary, else
+ * text made valid UTF-8), or NULL when b is NULL. */
+static void chunk_put(struct usage_chunk *c, const char *b, size_t len, int binary)
+{
+	char *copy = NULL;
+
+	if (b == NULL) {
+		c->off[c->n] = SIZE_MAX;
+		c->len[1 + c->n] = c->fmt[1 + c->n] = 0;
+		c->n++;
+		return;
+	}
+	if (!binary && !utf8_valid(b, len))
+		b = copy = valid_utf8_copy(b, len);
+	if (c->used + len + 1 > c->cap) {
+		c->cap = (c->used + len + 1) * 2;
+		c->buf = xrealloc(c->buf, c->cap);
+	}
+	memcpy(c->buf + c->used, b, len);
+	c->buf[c->used + len] = '\0';
+	free(copy);
+	c->off[c->n] = c->used;
+	c->len[1 + c->n] = binary ? (int)len : 0;
+	c->fmt[1 + c->n] = binary;
+	c->used += len + 1;
+	c->n++;
+}
+
+static void chunk_text(struct usage_chunk *c, const char *s, int null_empty)
+{
+	chunk_put(c, s == NULL || (null_empty && *s == '\0') ? NULL : s, s ? strlen(s) : 0, 0);
+}
+
+static void chunk_int(struct usage_chunk *c, int64_t v)
+{
+	char num[24];
+
+	chunk_put(c, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v), 0);
+}
+
+static const char *usage_statement(int rows)
+{
+	static char names[sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0])][24];
+
+	for (size_t i = 0; i < sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0]); i++)
+		if (USAGE_SIZES[i] == rows) {
+			if (names[i][0] == '\0')
+				snprintf(names[i], sizeof(names[i]), "add_usage_%d", rows);
+			return names[i];
+		}
+	return NULL;
+}
+
+/* Sends the chunk's rows, in statements of USAGE_SIZES rows. 0, or 1 with
+ * err and rd->failed set. */
+static int chunk_send(struct round *rd)
+{
+	struct usage_chunk *c = rd->fs->usage;
+	int first = 0, rc = 0;
+
+	while (rc == 0 && first < c->rows) {
+		size_t k = 0;
+		int rows, n;
+
+		while (USAGE_SIZES[k] > c->rows - first)
+			k++;
+		rows = USAGE_SIZES[k];
+		n = rows * USAGE_COLUMNS;
+		c->v[0] = rd->fs->host;
+		c->len[0] = c->fmt[0] = 0;
+		for (int i = 0; i < n; i++) {
+			size_t at = (size_t)first * USAGE_COLUMNS + (size_t)i;
+
+			c->v[1 + i] = c->off[at] == SIZE_MAX ? NULL : c->buf + c->off[at];
+			c->len[1 + i] = c->len[1 + at];
+			c->fmt[1 + i] = c->fmt[1 + at];
+		}
+		rc = pipeline_send_values(rd, usage_statement(rows), 1 + n, c->v, c->len, c->fmt);
+		first += rows;
+	}
+	c->rows = c->n = 0;
+	c->used = 0;
+	return rc;
+}
+
 static int ship_usage(const struct activity_usage_row *u, void *arg)
 {
 	struct round *rd = arg;
-	struct params p = {.n = 0};
+	struct usage_chunk *c = rd->fs->usage;
 
-	p_text(&p, rd->fs->host);
-	p_bytes(&p, u->user, strlen(u->user));
-	p_text(&p, u->mech);
-	p_text(&p, u->network);
-	p_text(&p, u->mech_class);
-	p_int(&p, u->first_seen);
-	p_int(&p, u->last_seen);
-	p_int(&p, u->count);
-	p_text(&p, u->last_outcome);
-	p_text_or(&p, u->last_client, 1);
-	p_int(&p, u->last_tls);
-	p_text_or(&p, u->last_service, 1);
-	return pipeline_send(rd, "add_usage", &p);
+	chunk_put(c, u->user, strlen(u->user), 1);
+	chunk_text(c, u->mech, 0);
+	chunk_text(c, u->network, 0);
+	chunk_text(c, u->mech_class, 0);
+	chunk_int(c, u->first_seen);
+	chunk_int(c, u->last_seen);
+	chunk_int(c, u->count);
+	chunk_text(c, u->last_outcome, 0);
+	chunk_text(c, u->last_client, 1);
+	chunk_int(c, u->last_tls);
+	chunk_text(c, u->last_service, 1);
+	return ++c->rows == USAGE_CHUNK ? chunk_send(rd) : 0;
 }
 
 static int ship_heartbeat(const struct activity_heartbeat *h, void *arg)
@@ -476,6 +598,8 @@ static int apply_rows(struct round *rd, time_t now, int64_t *top, struct sg_err 
 {
 	struct fleet_ship *fs = rd->fs;
 
+	fs->usage->rows = fs->usage->n = 0; /* nothing left from a failed round */
+	fs->usage->used = 0;
 	*top = rd->last_seq;
 	for (int i = 0; i < rd->n_rows; i++) {
 		const struct activity_spool_row *row = &rd->rows[i];
@@ -488,6 +612,8 @@ static int apply_rows(struct round *rd, time_t now, int64_t *top, struct sg_err 
 		if (!rd->failed &&
 		    activity_store_spool_usage(fs->local, row->seq, ship_usage, rd, err) < 0)
 			return -1;
+		if (!rd->failed)
+			chunk_send(rd); /* the next spool row may have the same keys */
 		if (rd->failed)
 			return -1;
 		*top = row->seq;
@@ -642,7 +768,6 @@ static int prepare(PGconn *pg, struct sg_err *err)
 {
 	static const char *const statements[][2] = {
 	    {"add_batch", SQL_ADD_BATCH},
-	    {"add_usage", SQL_ADD_USAGE},
 	    {"put_heartbeat", SQL_PUT_HEARTBEAT},
 	    {"put_auth", SQL_PUT_AUTH},
 	    {"set_cursor", "UPDATE fleet_delivery SET last_seq = $1, delivered_at = $2 "
@@ -656,6 +781,30 @@ static int prepare(PGconn *pg, struct sg_err *err)
 		PQclear(r);
 		if (!ok)
 			return pg_error(pg, statements[i][0], err);
+	}
+	for (size_t i = 0; i < sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0]); i++) {
+		const char *name = usage_statement(USAGE_SIZES[i]);
+		size_t cap = sizeof(SQL_USAGE_INSERT) + sizeof(SQL_USAGE_CONFLICT) +
+		             (size_t)USAGE_SIZES[i] * (8 + USAGE_COLUMNS * 8);
+		char *sql = xmalloc(cap);
+		size_t at = (size_t)snprintf(sql, cap, "%s", SQL_USAGE_INSERT);
+		PGresult *r;
+		int ok;
+
+		for (int row = 0; row < USAGE_SIZES[i]; row++) {
+			at += (size_t)snprintf(sql + at, cap - at, "%s($1", row > 0 ? ", " : "");
+			for (int col = 0; col < USAGE_COLUMNS; col++)
+				at += (size_t)snprintf(sql + at, cap - at, ", $%d",
+				                       2 + row * USAGE_COLUMNS + col);
+			at += (size_t)snprintf(sql + at, cap - at, ")");
+		}
+		snprintf(sql + at, cap - at, "%s", SQL_USAGE_CONFLICT);
+		r = PQprepare(pg, name, sql, 0, NULL);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		free(sql);
+		if (!ok)
+			return pg_error(pg, name, err);
 	}
 	return 0;
 }
@@ -775,6 +924,7 @@ struct fleet_ship *fleet_ship_start(const struct fleet_ship_options *opt, struct
 	const char *hook = getenv("SASLGATE_TEST_FLEET_KILL_AFTER_COMMIT");
 	int rc;
 
+	fs->usage = xcalloc(1, sizeof(*fs->usage));
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->wake, NULL);
 	fs->conninfo = xstrdup(opt->conninfo);
@@ -824,6 +974,8 @@ void fleet_ship_stop(struct fleet_ship **fsp)
 	free(fs->dir);
 	free(fs->host);
 	free(fs->program);
+	free(fs->usage->buf);
+	free(fs->usage);
 	free(fs);
 	*fsp = NULL;
 }

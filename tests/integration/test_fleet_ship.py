@@ -403,6 +403,34 @@ def test_a_recreated_activity_db_keeps_its_decisions(pg, tmp_path):
     assert len(log) == 7 and len({e["id"] for e in log}) == 7
 
 
+def test_many_usage_keys_in_one_delivery(pg, tmp_path):
+    """Usage goes to PostgreSQL in statements of 64, 8 and 1 rows: 150 keys
+    (2 x 64 + 2 x 8 + 6 x 1) of one spool row, two of them twice, arrive as
+    activity.db has them, each count once."""
+    d = tmp_path / "mx11"
+    d.mkdir()
+    p = policyd(pg, d, "mx11", settings={"activity_flush_ms": "2000"})
+    users = [("u%03d@example.com" % i).encode() for i in range(150)]
+    try:
+        with p.client() as c:
+            for i, user in enumerate(users + users[:2]):
+                c.send(encode(postfix_request(sasl_method="PLAIN", client_address=OFFICE_IP,
+                                              sasl_username="@USER@",
+                                              instance="many-%d" % i)).replace(b"@USER@", user))
+                assert c.read_reply() == BLOCK_REPLY
+        wait_until(lambda: decisions_of(pg, "mx11") == 152 and spooled(str(d)) == 0,
+                   what="the delivery")
+    finally:
+        assert p.stop() == 0
+    local = sorted(activity_rows(str(d), "SELECT user, mech, network, count, last_outcome, "
+                                         "last_client, last_service FROM usage"))
+    fleet = sorted(tuple(line.split("|")) for line in one(
+        pg, "SELECT convert_from(user_name, 'UTF8'), mech, network, count, last_outcome, "
+            "last_client, last_service FROM fleet_usage WHERE host = 'mx11'").splitlines())
+    assert len(local) == 150 and [tuple(str(v) for v in row) for row in local] == fleet
+    assert usage_of(pg, "mx11")[users[0]] == 2 and usage_of(pg, "mx11")[users[2]] == 1
+
+
 def ctl_fleet(pg, *args):
     """saslgatectl --store URI ARGS, as an administrator on any host runs it."""
     proc = subprocess.run([CTL, "-d", "/nonexistent", "--store", pg.uri(ADMIN), *args],
