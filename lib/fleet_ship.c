@@ -47,8 +47,8 @@ static const int USAGE_SIZES[] = {USAGE_CHUNK, 8, 1};
 /* The usage rows of one spool row waiting for their statement: their
  * values copied into buf (the callback's texts live only for the call). */
 struct usage_chunk {
-	int rows, n;                             /* rows; values (rows x USAGE_COLUMNS) */
-	char *buf;                               /* the values, NUL-terminated each */
+	int rows, n; /* rows; values (rows x USAGE_COLUMNS) */
+	char *buf;   /* the values, NUL-terminated each */
 	size_t used, cap;
 	size_t off[USAGE_CHUNK * USAGE_COLUMNS]; /* into buf; SIZE_MAX: NULL */
 	int len[1 + USAGE_CHUNK * USAGE_COLUMNS], fmt[1 + USAGE_CHUNK * USAGE_COLUMNS];
@@ -73,9 +73,9 @@ struct fleet_ship {
 	time_t next_attempt, next_local_attempt;
 	int local_failed; /* activity.db could not be opened: logged once */
 	int backoff;
-	time_t outage_since;      /* 0: delivering */
-	int64_t heartbeats_since; /* heartbeats last seen before it were delivered */
-	int64_t conflicts;        /* batches PostgreSQL had already (another spool) */
+	time_t outage_since;       /* 0: delivering */
+	int64_t heartbeats_since;  /* heartbeats last seen before it were delivered */
+	int64_t conflicts;         /* batches PostgreSQL had already (another spool) */
 	struct usage_chunk *usage; /* the round's usage rows not sent yet */
 };
 
@@ -336,8 +336,8 @@ static int pipeline_sync(struct round *rd)
 
 /* Sends the prepared statement stmt (a string constant) with n values
  * into the pipeline. 0, or 1 with err and rd->failed set. */
-static int pipeline_send_values(struct round *rd, const char *stmt, int n,
-                                const char *const *v, const int *len, const int *fmt)
+static int pipeline_send_values(struct round *rd, const char *stmt, int n, const char *const *v,
+                                const int *len, const int *fmt)
 {
 	if (PQsendQueryPrepared(rd->fs->pg, stmt, n, v, len, fmt, 0) != 1) {
 		pg_error(rd->fs->pg, stmt, rd->err);
@@ -543,12 +543,13 @@ static int lock_cursor(struct round *rd, time_t now)
 	p_text(&p, fs->host);
 	p_text(&p, fs->spool);
 	p_int(&p, (int64_t)now);
-	if (exec_params(fs->pg, "fleet_delivery",
-	                "INSERT INTO fleet_delivery (host, spool, last_seq, delivered_at, id_offset) "
-	                "VALUES ($1, $2, 0, $3, COALESCE((SELECT id + n - 1 FROM "
-	                "fleet_decision_batches WHERE host = $1 ORDER BY id DESC LIMIT 1), 0)) "
-	                "ON CONFLICT (host, spool) DO NOTHING",
-	                &p, NULL, rd->err) < 0)
+	if (exec_params(
+	        fs->pg, "fleet_delivery",
+	        "INSERT INTO fleet_delivery (host, spool, last_seq, delivered_at, id_offset) "
+	        "VALUES ($1, $2, 0, $3, COALESCE((SELECT id + n - 1 FROM "
+	        "fleet_decision_batches WHERE host = $1 ORDER BY id DESC LIMIT 1), 0)) "
+	        "ON CONFLICT (host, spool) DO NOTHING",
+	        &p, NULL, rd->err) < 0)
 		return -1;
 	p_text(&p, fs->host);
 	p_text(&p, fs->spool);
