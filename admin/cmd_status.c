@@ -551,13 +551,23 @@ static int parse(struct status *s, const struct ctl_command *cmd, int argc, char
 	return ctl_parse(s->ctl, cmd, argc, argv, &opts, 0, 0);
 }
 
+int status_asks_nagios(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		size_t n = strlen(argv[i]);
+
+		/* no other option of status starts with "--n" */
+		if (n >= 3 && strncmp(argv[i], "--nagios", n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	struct status *s = xcalloc(1, sizeof(*s));
-	int rc, nagios = 0;
+	int rc, nagios = status_asks_nagios(argc, argv);
 
-	for (int i = 1; i < argc; i++)
-		nagios |= strcmp(argv[i], "--nagios") == 0;
 	s->ctl = ctl;
 	s->fleet = ctl->store != NULL;
 	s->stale = STATUS_DEFAULT_STALE;

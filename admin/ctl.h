@@ -75,6 +75,9 @@ int cmd_check(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **a
 int cmd_log(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 int cmd_stats(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 int cmd_status(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
+/* Whether status's arguments ask for --nagios (also as getopt_long's
+ * abbreviation, "--nag"): its bad usage is then the plugin's UNKNOWN. */
+int status_asks_nagios(int argc, char **argv);
 int cmd_prune(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv);
 
 /*

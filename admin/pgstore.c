@@ -352,11 +352,7 @@ static int run_check(struct pg_run *r, int argc, char **argv)
  * its one line with the reason (also on standard error). */
 static int status_unknown(const struct pg_run *r, int argc, char **argv, int rc, const char *why)
 {
-	int nagios = 0;
-
-	for (int i = 1; i < argc; i++)
-		nagios |= strcmp(argv[i], "--nagios") == 0;
-	if (!nagios || rc == CTL_OK)
+	if (!status_asks_nagios(argc, argv) || rc == CTL_OK)
 		return rc;
 	printf("SASLGATE UNKNOWN - %s: %s\n", r->label, why ? why : "cannot read the policy store");
 	return 3;

@@ -700,6 +700,10 @@ VISIBILITY_USAGE_ERRORS = [
     (["status"], ["--nagios", "--integrity", "bad"], 3,
      "saslgatectl: --integrity: 'bad' is not all, policy or none", False),
     (["status"], ["--nagios", "--bogus"], 3, "saslgatectl: status: unknown option --bogus", True),
+    # getopt_long's abbreviation of --nagios is --nagios
+    (["status"], ["--nag", "--bogus"], 3, "saslgatectl: status: unknown option --bogus", True),
+    (["status"], ["--n", "--stale"], 3, "saslgatectl: status: option --stale needs a value",
+     True),
     (["status"], ["--nagios", "extra"], 3, "saslgatectl: status: unexpected argument 'extra'",
      True),
     (["status"], ["--nagios", "--stale"], 3, "saslgatectl: status: option --stale needs a value",
