@@ -157,12 +157,22 @@ for r in $(seq "$ROUNDS"); do
 	t1=$(cpu_ticks $NP)
 	kill $NP; wait $NP 2>/dev/null || true
 	base=$(field rps "$out")
-	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$(cpu_us $((t1 - t0)) "$(field requests "$out")")"
+	noop_cpu=$(cpu_us $((t1 - t0)) "$(field requests "$out")")
+	echo "$noop_cpu" >>"$W/noop_cpu.http"
+	echo "noop       round $r: rps=$base p50_us=$(field p50_us "$out") p99_us=$(field p99_us "$out") cpu_us=$noop_cpu"
 	http_round http
 	http_round http/n0 -o activity_nice=0
 done
 summary "http vs noop" "$W/ratios.http"
 summary "http/n0 vs noop" "$W/ratios.http_n0"
+# What the JSON alone costs (bench/authpolicy_parse: Jansson's json_loadb and
+# the mapping, on bodies of the same shape), beside the no-op's whole request:
+# the highest ratio saslgate could reach if it decided and logged for free.
+parse_ns=$(field parse_ns "$("$B/bench/authpolicy_parse" -n 500000)")
+noop_cpu=$(sort -n "$W/noop_cpu.http" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+awk -v p="$parse_ns" -v c="$noop_cpu" 'BEGIN {
+	printf "JSON parse + mapping (bench/authpolicy_parse): %.2f us a request; the no-op: %.1f us of CPU a request (median);\n", p / 1000, c
+	printf "  ceiling of the ratio with the parse alone (nothing decided, nothing logged): %.2f\n", c / (c + p / 1000) }'
 fi
 
 if part milter; then
