@@ -126,6 +126,47 @@ def test_a_version_2_store_is_migrated(pg):
     assert check["ok"] is True and check["schema_version"] == 3
 
 
+def test_an_upgraded_daemon_before_the_schema_is(pg, tmp_path):
+    """A fleet upgraded host by host: a daemon of the new version on a store
+    still at the old schema serves its cached policy and says why (log,
+    status); once saslgatectl has migrated the store it reads PostgreSQL
+    again, and the next change is served."""
+    from pg_util import ROLES_SQL
+    db = "saslgate_upgrade"
+    pg.psql("CREATE DATABASE %s" % db, database="postgres")
+    pg.psql(file=ROLES_SQL, database=db)
+    run = lambda *a: subprocess.run([CTL, "-d", "/nonexistent", "--store",
+                                     pg.uri(ADMIN, database=db), *a],
+                                    capture_output=True, text=True, timeout=30)
+    assert run("init").returncode == 0
+    d = tmp_path / "mx"
+    d.mkdir()
+    store = ["--store", pg.uri(DAEMON, database=db)]
+    p = Policyd(d, str(d), extra_args=store, settings={"heartbeat_interval": "1s"})
+    assert policyd_decides(p) == BLOCK_REPLY  # and its cache is written
+    assert p.stop() == 0
+    pg.psql("ALTER TABLE fleet_delivery DROP COLUMN id_offset; "
+            "UPDATE schema_version SET version = 2", user=ADMIN, database=db)
+    p = Policyd(d, str(d), extra_args=store, settings={"heartbeat_interval": "1s"})
+    try:
+        assert policyd_decides(p) == BLOCK_REPLY
+        p.wait_log("PostgreSQL has policy schema version 2, this program needs 3")
+        def degraded():
+            out = subprocess.run([CTL, "-d", str(d), "--json", "status"], capture_output=True,
+                                 text=True, timeout=30)
+            beats = [h for h in json.loads(out.stdout)["daemons"] if h.get("pid") == p.pid]
+            return beats[0] if beats and beats[0]["degraded"] else None
+        beat = wait_for(degraded, timeout=10)
+        assert beat and "schema version 2" in beat["degraded_reason"]
+        # the administrator migrates the store; the daemon reads it again
+        assert run("location", "add", "office", OFFICE_IP + "/32").returncode == 0
+        assert run("exception", "add", "--location", "office", "--permanent",
+                   "--reason", "after the upgrade").returncode == 0
+        assert wait_for(lambda: policyd_decides(p) == DUNNO, timeout=15)
+    finally:
+        assert p.stop() == 0
+
+
 def test_edits_and_explain(store):
     pg = store
     explain = ["explain", "--user", "bob@example.com", "--ip", "198.51.100.7", "--mech", "PLAIN"]
