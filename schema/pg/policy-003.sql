@@ -20,3 +20,11 @@ EXCEPTION WHEN OTHERS THEN
 	ALTER TABLE fleet_decision_batches ALTER COLUMN data SET STORAGE EXTERNAL;
 END
 $$;
+
+-- Every delivery updates last_seen in fleet_usage: with an index on it no
+-- update could be a HOT one (each inserted into both indexes). The usage
+-- queries read every row of the range they report on anyway, as the SQLite
+-- usage table (which has no such index) is read; room is kept on each page
+-- for the updated rows.
+DROP INDEX IF EXISTS fleet_usage_last_seen;
+ALTER TABLE fleet_usage SET (fillfactor = 80);

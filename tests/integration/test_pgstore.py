@@ -96,6 +96,15 @@ def test_init_check_and_the_defaults(store):
         .strip() == "5"
 
 
+def back_to_version_2(pg, db):
+    """The store in database db as schema version 2 left it."""
+    pg.psql("ALTER TABLE fleet_delivery DROP COLUMN id_offset; "
+            "ALTER TABLE fleet_decision_batches ALTER COLUMN data SET COMPRESSION pglz; "
+            "CREATE INDEX fleet_usage_last_seen ON fleet_usage (last_seen); "
+            "ALTER TABLE fleet_usage RESET (fillfactor); "
+            "UPDATE schema_version SET version = 2", user=ADMIN, database=db)
+
+
 def test_a_version_2_store_is_migrated(pg):
     """A store made by schema version 2 (the fleet tables without
     fleet_delivery.id_offset, pglz batches) is migrated to 3 by the next
@@ -110,9 +119,7 @@ def test_a_version_2_store_is_migrated(pg):
     assert run("init").returncode == 0
     assert run("location", "add", "office", OFFICE_IP + "/32").returncode == 0
     # what version 2 left
-    pg.psql("ALTER TABLE fleet_delivery DROP COLUMN id_offset; "
-            "ALTER TABLE fleet_decision_batches ALTER COLUMN data SET COMPRESSION pglz; "
-            "UPDATE schema_version SET version = 2", user=ADMIN, database=db)
+    back_to_version_2(pg, db)
     listed = run("location", "list")
     assert listed.returncode == 0, listed.stderr
     assert "office" in listed.stdout
@@ -122,6 +129,11 @@ def test_a_version_2_store_is_migrated(pg):
                "attrelid = 'fleet_decision_batches'::regclass") == "l"
     assert one("SELECT count(*) FROM information_schema.columns WHERE "
                "table_name = 'fleet_delivery' AND column_name = 'id_offset'") == "1"
+    # usage updates can be HOT: no index on last_seen, room on each page
+    assert one("SELECT count(*) FROM pg_indexes WHERE indexname = 'fleet_usage_last_seen'") \
+        == "0"
+    assert one("SELECT reloptions FROM pg_class WHERE relname = 'fleet_usage'") == \
+        "{fillfactor=80}"
     check = json.loads(run("--json", "check").stdout)
     assert check["ok"] is True and check["schema_version"] == 3
 
@@ -145,8 +157,7 @@ def test_an_upgraded_daemon_before_the_schema_is(pg, tmp_path):
     p = Policyd(d, str(d), extra_args=store, settings={"heartbeat_interval": "1s"})
     assert policyd_decides(p) == BLOCK_REPLY  # and its cache is written
     assert p.stop() == 0
-    pg.psql("ALTER TABLE fleet_delivery DROP COLUMN id_offset; "
-            "UPDATE schema_version SET version = 2", user=ADMIN, database=db)
+    back_to_version_2(pg, db)
     p = Policyd(d, str(d), extra_args=store, settings={"heartbeat_interval": "1s"})
     try:
         assert policyd_decides(p) == BLOCK_REPLY
