@@ -130,8 +130,9 @@ def test_two_hosts_and_a_milter_sharing_a_spool(pg, tmp_path):
         local = activity_rows(str(d1), "SELECT id, n FROM decision_batches ORDER BY id")
         assert [tuple(map(int, r.split("|"))) for r in ids] == local
         # the user that is not UTF-8: byte for byte, in the usage and in the batch
+        # (its two submissions may fall into one writer batch or two)
         assert one(pg, "SELECT count(*) FROM fleet_decision_batches WHERE host = 'mx1' AND "
-                       "position('\\x%s'::bytea IN data) > 0" % NOT_UTF8.hex()) == "1"
+                       "position('\\x%s'::bytea IN data) > 0" % NOT_UTF8.hex()) in ("1", "2")
         assert one(pg, "SELECT mech, network, mech_class, last_outcome, last_client FROM "
                        "fleet_usage WHERE host = 'mx2'") == \
             "PLAIN|192.0.2.0/24|legacy|block|192.0.2.10"
