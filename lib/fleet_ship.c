@@ -38,11 +38,15 @@
 /* activity.db reopen interval while it fails. */
 #define LOCAL_RETRY_S 5
 
-/* Usage rows in one statement: USAGE_CHUNK at most, in the sizes of
- * USAGE_SIZES (largest first; 1 must be there). */
+/* Usage rows in one statement: USAGE_CHUNK at most, sent in statements of
+ * the sizes below (largest first, down to 1), each row USAGE_COLUMNS values
+ * (the host first). */
 #define USAGE_CHUNK   64
-#define USAGE_COLUMNS 11
-static const int USAGE_SIZES[] = {USAGE_CHUNK, 8, 1};
+#define USAGE_COLUMNS 12
+static const struct {
+	int rows;
+	const char *name;
+} USAGE_STATEMENTS[] = {{USAGE_CHUNK, "add_usage_64"}, {8, "add_usage_8"}, {1, "add_usage_1"}};
 
 /* The usage rows of one spool row waiting for their statement: their
  * values copied into buf (the callback's texts live only for the call). */
@@ -51,8 +55,8 @@ struct usage_chunk {
 	char *buf;   /* the values, NUL-terminated each */
 	size_t used, cap;
 	size_t off[USAGE_CHUNK * USAGE_COLUMNS]; /* into buf; SIZE_MAX: NULL */
-	int len[1 + USAGE_CHUNK * USAGE_COLUMNS], fmt[1 + USAGE_CHUNK * USAGE_COLUMNS];
-	const char *v[1 + USAGE_CHUNK * USAGE_COLUMNS];
+	int len[USAGE_CHUNK * USAGE_COLUMNS], fmt[USAGE_CHUNK * USAGE_COLUMNS];
+	const char *v[USAGE_CHUNK * USAGE_COLUMNS];
 };
 
 struct fleet_ship {
@@ -247,9 +251,9 @@ static int collect_row(const struct activity_spool_row *r, void *arg)
 #define NEWER(col)                                                                                 \
 	col " = CASE WHEN EXCLUDED.last_seen >= u.last_seen THEN EXCLUDED." col " ELSE u." col " END"
 
-/* The usage rows of a spool row go in statements of USAGE_SIZES rows, each
- * VALUES row ($1, the host, then USAGE_COLUMNS of its own): one execution
- * for up to USAGE_CHUNK keys (the executor's start-up, per statement, was
+/* The usage rows of a spool row go in statements of USAGE_STATEMENTS, each
+ * VALUES row USAGE_COLUMNS parameters: one execution for up to USAGE_CHUNK
+ * keys (the executor's start-up, per statement, was
  * most of PostgreSQL's work on the usage). A spool row's keys are unique,
  * so no statement updates a row twice. */
 #define SQL_USAGE_INSERT                                                                           \
@@ -384,7 +388,7 @@ static void chunk_put(struct usage_chunk *c, const char *b, size_t len, int bina
 
 	if (b == NULL) {
 		c->off[c->n] = SIZE_MAX;
-		c->len[1 + c->n] = c->fmt[1 + c->n] = 0;
+		c->len[c->n] = c->fmt[c->n] = 0;
 		c->n++;
 		return;
 	}
@@ -398,8 +402,8 @@ static void chunk_put(struct usage_chunk *c, const char *b, size_t len, int bina
 	c->buf[c->used + len] = '\0';
 	free(copy);
 	c->off[c->n] = c->used;
-	c->len[1 + c->n] = binary ? (int)len : 0;
-	c->fmt[1 + c->n] = binary;
+	c->len[c->n] = binary ? (int)len : 0;
+	c->fmt[c->n] = binary;
 	c->used += len + 1;
 	c->n++;
 }
@@ -416,48 +420,33 @@ static void chunk_int(struct usage_chunk *c, int64_t v)
 	chunk_put(c, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v), 0);
 }
 
-static const char *usage_statement(int rows)
+static void chunk_clear(struct usage_chunk *c)
 {
-	static char names[sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0])][24];
-
-	for (size_t i = 0; i < sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0]); i++)
-		if (USAGE_SIZES[i] == rows) {
-			if (names[i][0] == '\0')
-				snprintf(names[i], sizeof(names[i]), "add_usage_%d", rows);
-			return names[i];
-		}
-	return NULL;
+	c->rows = c->n = 0;
+	c->used = 0;
 }
 
-/* Sends the chunk's rows, in statements of USAGE_SIZES rows. 0, or 1 with
- * err and rd->failed set. */
+/* Sends the chunk's rows, in statements of USAGE_STATEMENTS, and empties
+ * it. 0, or 1 with err and rd->failed set. */
 static int chunk_send(struct round *rd)
 {
 	struct usage_chunk *c = rd->fs->usage;
 	int first = 0, rc = 0;
 
+	for (int i = 0; i < c->n; i++) /* buf has stopped moving */
+		c->v[i] = c->off[i] == SIZE_MAX ? NULL : c->buf + c->off[i];
 	while (rc == 0 && first < c->rows) {
 		size_t k = 0;
-		int rows, n;
+		int at = first * USAGE_COLUMNS;
 
-		while (USAGE_SIZES[k] > c->rows - first)
+		while (USAGE_STATEMENTS[k].rows > c->rows - first)
 			k++;
-		rows = USAGE_SIZES[k];
-		n = rows * USAGE_COLUMNS;
-		c->v[0] = rd->fs->host;
-		c->len[0] = c->fmt[0] = 0;
-		for (int i = 0; i < n; i++) {
-			size_t at = (size_t)first * USAGE_COLUMNS + (size_t)i;
-
-			c->v[1 + i] = c->off[at] == SIZE_MAX ? NULL : c->buf + c->off[at];
-			c->len[1 + i] = c->len[1 + at];
-			c->fmt[1 + i] = c->fmt[1 + at];
-		}
-		rc = pipeline_send_values(rd, usage_statement(rows), 1 + n, c->v, c->len, c->fmt);
-		first += rows;
+		rc = pipeline_send_values(rd, USAGE_STATEMENTS[k].name,
+		                          USAGE_STATEMENTS[k].rows * USAGE_COLUMNS, c->v + at,
+		                          c->len + at, c->fmt + at);
+		first += USAGE_STATEMENTS[k].rows;
 	}
-	c->rows = c->n = 0;
-	c->used = 0;
+	chunk_clear(c);
 	return rc;
 }
 
@@ -466,6 +455,7 @@ static int ship_usage(const struct activity_usage_row *u, void *arg)
 	struct round *rd = arg;
 	struct usage_chunk *c = rd->fs->usage;
 
+	chunk_text(c, rd->fs->host, 0);
 	chunk_put(c, u->user, strlen(u->user), 1);
 	chunk_text(c, u->mech, 0);
 	chunk_text(c, u->network, 0);
@@ -546,8 +536,9 @@ static int lock_cursor(struct round *rd, time_t now)
 	if (exec_params(
 	        fs->pg, "fleet_delivery",
 	        "INSERT INTO fleet_delivery (host, spool, last_seq, delivered_at, id_offset) "
-	        "VALUES ($1, $2, 0, $3, COALESCE((SELECT id + n - 1 FROM "
-	        "fleet_decision_batches WHERE host = $1 ORDER BY id DESC LIMIT 1), 0)) "
+	        "SELECT $1, $2, 0, $3, COALESCE((SELECT id + n - 1 FROM "
+	        "fleet_decision_batches WHERE host = $1 ORDER BY id DESC LIMIT 1), 0) "
+	        "WHERE NOT EXISTS (SELECT 1 FROM fleet_delivery WHERE host = $1 AND spool = $2) "
 	        "ON CONFLICT (host, spool) DO NOTHING",
 	        &p, NULL, rd->err) < 0)
 		return -1;
@@ -599,8 +590,7 @@ static int apply_rows(struct round *rd, time_t now, int64_t *top, struct sg_err 
 {
 	struct fleet_ship *fs = rd->fs;
 
-	fs->usage->rows = fs->usage->n = 0; /* nothing left from a failed round */
-	fs->usage->used = 0;
+	chunk_clear(fs->usage); /* nothing left from a failed round */
 	*top = rd->last_seq;
 	for (int i = 0; i < rd->n_rows; i++) {
 		const struct activity_spool_row *row = &rd->rows[i];
@@ -783,29 +773,30 @@ static int prepare(PGconn *pg, struct sg_err *err)
 		if (!ok)
 			return pg_error(pg, statements[i][0], err);
 	}
-	for (size_t i = 0; i < sizeof(USAGE_SIZES) / sizeof(USAGE_SIZES[0]); i++) {
-		const char *name = usage_statement(USAGE_SIZES[i]);
-		size_t cap = sizeof(SQL_USAGE_INSERT) + sizeof(SQL_USAGE_CONFLICT) +
-		             (size_t)USAGE_SIZES[i] * (8 + USAGE_COLUMNS * 8);
+	for (size_t i = 0; i < sizeof(USAGE_STATEMENTS) / sizeof(USAGE_STATEMENTS[0]); i++) {
+		int n = USAGE_STATEMENTS[i].rows * USAGE_COLUMNS;
+		size_t cap = sizeof(SQL_USAGE_INSERT) + sizeof(SQL_USAGE_CONFLICT) + (size_t)n * 8;
 		char *sql = xmalloc(cap);
 		size_t at = (size_t)snprintf(sql, cap, "%s", SQL_USAGE_INSERT);
 		PGresult *r;
 		int ok;
 
-		for (int row = 0; row < USAGE_SIZES[i]; row++) {
-			at += (size_t)snprintf(sql + at, cap - at, "%s($1", row > 0 ? ", " : "");
-			for (int col = 0; col < USAGE_COLUMNS; col++)
-				at += (size_t)snprintf(sql + at, cap - at, ", $%d",
-				                       2 + row * USAGE_COLUMNS + col);
-			at += (size_t)snprintf(sql + at, cap - at, ")");
+		for (int k = 0; k < n; k++) { /* ($1, ... $12), ($13, ... */
+			int col = k % USAGE_COLUMNS;
+
+			at += (size_t)snprintf(sql + at, cap - at, "%s$%d%s",
+			                       col > 0 ? ", "
+			                       : k > 0 ? ", ("
+			                               : "(",
+			                       k + 1, col == USAGE_COLUMNS - 1 ? ")" : "");
 		}
 		snprintf(sql + at, cap - at, "%s", SQL_USAGE_CONFLICT);
-		r = PQprepare(pg, name, sql, 0, NULL);
+		r = PQprepare(pg, USAGE_STATEMENTS[i].name, sql, 0, NULL);
 		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 		PQclear(r);
 		free(sql);
 		if (!ok)
-			return pg_error(pg, name, err);
+			return pg_error(pg, USAGE_STATEMENTS[i].name, err);
 	}
 	return 0;
 }
