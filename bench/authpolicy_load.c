@@ -149,33 +149,7 @@ static int resolve_endpoint(struct options *o)
 /* A new login: the JSON object's members into c->body (no closing brace). */
 static void new_login(struct worker *w, struct conn *c)
 {
-	static const char *const modern[] = {"XOAUTH2", "OAUTHBEARER"};
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	unsigned r = (unsigned)(rnd(w) % 100);
-	unsigned p = (unsigned)(rnd(w) % 100);
-	unsigned user = (unsigned)(rnd(w) % (uint64_t)w->opt->users);
-	const char *mech = r < 70 ? modern[rnd(w) & 1] : r < 95 ? "PLAIN" : "LOGIN";
-	const char *protocol = p < 80 ? "imap" : p < 95 ? "pop3" : "smtp";
-	char session[17] = "";
-	uint64_t bits = rnd(w);
-	int n;
-
-	/* Dovecot's session ids: 12 random bytes in base64; Postfix's SASL
-	 * requests through Dovecot have none. */
-	if (p < 95) {
-		for (int i = 0; i < 16; i++) {
-			session[i] = b64[bits & 63];
-			bits = i == 9 ? rnd(w) : bits >> 6;
-		}
-		session[16] = '\0';
-	}
-	n = snprintf(c->body, sizeof(c->body),
-	             "{\"login\":\"user%u@example.test\",\"mech\":\"%s\",\"protocol\":\"%s\","
-	             "\"remote\":\"10.%u.%u.%u\",\"session_id\":\"%s\",\"tls\":%s",
-	             user, mech, protocol, user % 200, (user / 200) % 250,
-	             (unsigned)(rnd(w) % 250) + 1, session, rnd(w) % 10 != 0 ? "true" : "false");
-	c->body_len = (size_t)n;
+	c->body_len = lg_dovecot_login(c->body, sizeof(c->body), &w->rng, (unsigned)w->opt->users);
 }
 
 static void build_request(void *arg, struct lg_conn *lc)

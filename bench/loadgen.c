@@ -36,6 +36,40 @@ uint64_t lg_rnd(uint64_t *state)
 	return *state * 2685821657736338717ull;
 }
 
+size_t lg_dovecot_login(char *out, size_t cap, uint64_t *rng, unsigned users)
+{
+	static const char *const modern[] = {"XOAUTH2", "OAUTHBEARER"};
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned r = (unsigned)(lg_rnd(rng) % 100);
+	unsigned p = (unsigned)(lg_rnd(rng) % 100);
+	unsigned user = (unsigned)(lg_rnd(rng) % (uint64_t)users);
+	const char *mech = r < 70 ? modern[lg_rnd(rng) & 1] : r < 95 ? "PLAIN" : "LOGIN";
+	const char *protocol = p < 80 ? "imap" : p < 95 ? "pop3" : "smtp";
+	char session[17] = "";
+	uint64_t bits = lg_rnd(rng);
+	unsigned last;
+	int tls;
+
+	/* Dovecot's session ids: 12 random bytes in base64; Postfix's SASL
+	 * requests through Dovecot have none. */
+	if (p < 95) {
+		for (int i = 0; i < 16; i++) {
+			session[i] = b64[bits & 63];
+			bits = i == 9 ? lg_rnd(rng) : bits >> 6;
+		}
+		session[16] = '\0';
+	}
+	last = (unsigned)(lg_rnd(rng) % 250) + 1;
+	tls = lg_rnd(rng) % 10 != 0;
+	return (size_t)snprintf(
+	    out, cap,
+	    "{\"login\":\"user%u@example.test\",\"mech\":\"%s\",\"protocol\":\"%s\","
+	    "\"remote\":\"10.%u.%u.%u\",\"session_id\":\"%s\",\"tls\":%s",
+	    user, mech, protocol, user % 200, (user / 200) % 250, last, session,
+	    tls ? "true" : "false");
+}
+
 static int reserve(struct lg_latencies *l, size_t n)
 {
 	size_t cap = l->cap ? l->cap : 65536;

@@ -21,6 +21,14 @@ double lg_now_s(void);
 /* xorshift64*: the next number from *state (never 0 to start). */
 uint64_t lg_rnd(uint64_t *state);
 
+/* A Dovecot auth policy request's JSON members, as Dovecot 2.3 sends them
+ * for a login (no closing brace: a report adds its own members), into out:
+ * one of users users (user%u@example.test, from the same /24 each), 70%
+ * XOAUTH2/OAUTHBEARER, 25% PLAIN, 5% LOGIN; imap 80%, pop3 15%, smtp 5%
+ * (Postfix through Dovecot SASL: no session id); TLS 90%. Returns the
+ * length (out is NUL-terminated; cap 256 is enough). */
+size_t lg_dovecot_login(char *out, size_t cap, uint64_t *rng, unsigned users);
+
 /* Latencies in microseconds, in the order recorded until lg_sort(). */
 struct lg_latencies {
 	uint32_t *us;
